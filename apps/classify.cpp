@@ -1,0 +1,182 @@
+// apps/classify.cpp: `attn classify`: top-k classes for many images with a ViT model file.
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "apps/cli_common.h"
+#include "apps/commands.h"
+#include "vision/checkpoint/model_file.h"
+#include "vision/errors.h"
+#include "vision/image/image_io.h"
+#include "vision/image/preprocess.h"
+
+namespace attnkit::apps {
+namespace {
+
+namespace po = boost::program_options;
+using nlohmann::json;
+
+struct ClassifyParams {
+  std::vector<std::string> inputs;
+  std::string model;
+  int topk = 5;
+  int batch_size = 8;
+  int threads = 0;
+  bool json = false;
+  bool jsonl = false;
+};
+
+struct Prediction {
+  int64_t index;
+  std::string label;
+  double probability;
+};
+
+std::string label_for(const vision::ModelInfo& info, int64_t index) {
+  if (index < static_cast<int64_t>(info.labels.size())) return info.labels[index];
+  return "class " + std::to_string(index);
+}
+
+json result_json(const std::string& path, const std::vector<Prediction>& predictions) {
+  json preds = json::array();
+  for (size_t i = 0; i < predictions.size(); ++i) {
+    preds.push_back({{"rank", i + 1},
+                     {"index", predictions[i].index},
+                     {"label", predictions[i].label},
+                     {"probability", predictions[i].probability}});
+  }
+  return {{"path", path}, {"predictions", preds}};
+}
+
+void print_table_entry(const std::string& path, const std::vector<Prediction>& predictions) {
+  std::cout << path << "\n";
+  for (size_t i = 0; i < predictions.size(); ++i) {
+    std::ostringstream prob;
+    prob << std::fixed << std::setprecision(2) << 100.0 * predictions[i].probability << "%";
+    std::cout << "  " << std::setw(2) << i + 1 << "  " << std::setw(7) << prob.str() << "  "
+              << predictions[i].label << "  (" << predictions[i].index << ")\n";
+  }
+}
+
+}  // namespace
+
+int run_classify(int argc, char** argv) {
+  ClassifyParams p;
+  po::options_description options("Options");
+  options.add_options()
+      ("help,h", "show this help")
+      ("inputs", po::value(&p.inputs)->multitoken(),
+       "images, directories (searched recursively) or - to read paths from stdin")
+      ("model,m", po::value(&p.model)->default_value(default_model_path("classifier")),
+       "model file (.safetensors made by 'attn train' or 'attn import')")
+      ("topk,k", po::value(&p.topk)->default_value(5), "classes to show per image")
+      ("batch-size,b", po::value(&p.batch_size)->default_value(8), "images per forward pass")
+      ("threads,t", po::value(&p.threads)->default_value(0), "CPU threads (0 = all cores)")
+      ("json", po::bool_switch(&p.json), "print one JSON document with every result")
+      ("jsonl", po::bool_switch(&p.jsonl), "print one JSON object per image, as they finish");
+  po::variables_map vm;
+  if (!parse_command_line(
+          argc, argv, options, "inputs", "attn classify [options] IMAGE|DIR|- ...",
+          "Classifies images with a Vision Transformer and prints the top-k classes.\n"
+          "Each image is preprocessed exactly as the model's source did (resize, crop,\n"
+          "normalise); see 'attn inspect MODEL'.\n\n"
+          "Examples:\n"
+          "  attn classify samples/\n"
+          "  attn classify --model vit-b16.safetensors --topk 3 --json cat.jpg dog.png\n"
+          "  find photos -name '*.jpg' | attn classify --jsonl -",
+          vm)) {
+    return kExitOk;
+  }
+  if (p.inputs.empty()) throw UsageError("no inputs given (images, directories or -)");
+  if (p.topk < 1) throw UsageError("--topk must be at least 1, got " + std::to_string(p.topk));
+  if (p.batch_size < 1) {
+    throw UsageError("--batch-size must be at least 1, got " + std::to_string(p.batch_size));
+  }
+  if (p.json && p.jsonl) throw UsageError("--json and --jsonl exclude each other");
+  set_threads(p.threads);
+
+  vision::LoadedViT loaded;
+  try {
+    loaded = vision::load_vit(p.model);
+  } catch (const vision::Error& e) {
+    print_error("classify", e.what());
+    return kExitBadModel;
+  }
+  const auto& info = loaded.info;
+  const int topk = static_cast<int>(std::min<int64_t>(p.topk, loaded.config.num_classes));
+  if (topk < 1) {
+    print_error("classify", p.model + ": the model has no classification head");
+    return kExitBadModel;
+  }
+
+  const auto items = expand_inputs(p.inputs);
+  json results = json::array();
+  json errors = json::array();
+  int64_t succeeded = 0;
+  ProgressBar progress("classify", static_cast<int64_t>(items.size()));
+  auto report_error = [&](const std::string& path, const std::string& message) {
+    progress.clear();
+    print_error("classify", message);
+    if (p.jsonl) {
+      std::cout << json{{"path", path}, {"error", message}}.dump() << std::endl;
+    } else {
+      errors.push_back({{"path", path}, {"error", message}});
+    }
+  };
+
+  c10::InferenceMode inference;
+  for (size_t start = 0; start < items.size(); start += p.batch_size) {
+    const size_t end = std::min(items.size(), start + static_cast<size_t>(p.batch_size));
+    std::vector<torch::Tensor> batch;
+    std::vector<std::string> paths;
+    for (size_t i = start; i < end; ++i) {
+      if (!items[i].error.empty()) {
+        report_error(items[i].path, items[i].error);
+        continue;
+      }
+      try {
+        batch.push_back(vision::preprocess_image(vision::load_image_rgb(items[i].path),
+                                                 info.preprocess));
+        paths.push_back(items[i].path);
+      } catch (const vision::Error& e) {
+        report_error(items[i].path, e.what());
+      }
+    }
+    if (!batch.empty()) {
+      auto probabilities = torch::softmax(loaded.model->forward(torch::stack(batch)), 1);
+      auto [values, indices] = probabilities.topk(topk, 1);
+      auto values_a = values.accessor<float, 2>();
+      auto indices_a = indices.accessor<int64_t, 2>();
+      for (size_t b = 0; b < paths.size(); ++b) {
+        std::vector<Prediction> predictions;
+        for (int k = 0; k < topk; ++k) {
+          predictions.push_back({indices_a[b][k], label_for(info, indices_a[b][k]),
+                                 static_cast<double>(values_a[b][k])});
+        }
+        ++succeeded;
+        if (p.jsonl) {
+          std::cout << result_json(paths[b], predictions).dump() << std::endl;
+        } else if (p.json) {
+          results.push_back(result_json(paths[b], predictions));
+        } else {
+          progress.clear();
+          print_table_entry(paths[b], predictions);
+        }
+      }
+    }
+    progress.advance(static_cast<int64_t>(end - start));
+  }
+  progress.finish();
+  if (p.json) {
+    std::cout << json{{"model", p.model}, {"results", results}, {"errors", errors}}.dump(2)
+              << std::endl;
+  }
+  if (succeeded == 0) return kExitNoInput;
+  return succeeded == static_cast<int64_t>(items.size()) ? kExitOk : kExitSomeFailed;
+}
+
+}  // namespace attnkit::apps

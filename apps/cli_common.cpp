@@ -1,0 +1,186 @@
+// apps/cli_common.cpp: shared command-line plumbing.
+#include "apps/cli_common.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include <ATen/Parallel.h>
+#include <boost/program_options.hpp>
+
+#include "vision/image/image_io.h"
+
+namespace attnkit::apps {
+namespace fs = std::filesystem;
+namespace po = boost::program_options;
+
+std::string exit_codes_help() {
+  return "Exit codes:\n"
+         "  0  every input processed\n"
+         "  1  some inputs failed (the others were processed)\n"
+         "  2  usage error\n"
+         "  3  the model could not be loaded\n"
+         "  4  no input could be processed\n";
+}
+
+void print_error(const std::string& command, const std::string& message) {
+  std::cerr << "attn " << command << ": error: " << message << std::endl;
+}
+
+void print_warning(const std::string& command, const std::string& message) {
+  std::cerr << "attn " << command << ": warning: " << message << std::endl;
+}
+
+bool parse_command_line(int argc, char** argv, const po::options_description& visible,
+                        const std::string& positional, const std::string& usage,
+                        const std::string& description, po::variables_map& vm) {
+  po::options_description all;
+  all.add(visible);
+  po::positional_options_description pos;
+  if (!positional.empty()) pos.add(positional.c_str(), -1);
+  try {
+    po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
+    if (vm.count("help")) {
+      std::cout << "Usage: " << usage << "\n\n" << description << "\n\n" << visible << "\n"
+                << exit_codes_help();
+      return false;
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw UsageError(e.what());
+  }
+  return true;
+}
+
+std::vector<InputItem> expand_inputs(const std::vector<std::string>& args) {
+  std::vector<InputItem> items;
+  auto add_directory = [&](const std::string& dir) {
+    std::vector<std::string> found;
+    std::error_code ec;
+    auto options = fs::directory_options::skip_permission_denied;
+    for (auto it = fs::recursive_directory_iterator(dir, options, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      const auto name = it->path().filename().string();
+      if (!name.empty() && name[0] == '.') {
+        if (it->is_directory()) it.disable_recursion_pending();
+        continue;
+      }
+      if (it->is_regular_file() && vision::has_image_extension(it->path().string())) {
+        found.push_back(it->path().string());
+      }
+    }
+    if (ec) items.push_back({dir, dir + ": cannot list directory (" + ec.message() + ")"});
+    std::sort(found.begin(), found.end());
+    if (found.empty() && !ec) {
+      items.push_back({dir, dir + ": directory holds no image files"});
+    }
+    for (auto& path : found) items.push_back({std::move(path), ""});
+  };
+  for (const auto& arg : args) {
+    if (arg == "-") {
+      for (std::string line; std::getline(std::cin, line);) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (line.empty()) continue;
+        std::error_code ec;
+        if (fs::is_directory(line, ec)) {
+          add_directory(line);
+        } else {
+          items.push_back({line, ""});
+        }
+      }
+      continue;
+    }
+    std::error_code ec;
+    if (fs::is_directory(arg, ec)) {
+      add_directory(arg);
+    } else if (!fs::exists(arg, ec)) {
+      items.push_back({arg, arg + ": no such file or directory"});
+    } else {
+      items.push_back({arg, ""});
+    }
+  }
+  return items;
+}
+
+int set_threads(int requested) {
+  int threads = requested;
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(threads);
+  return threads;
+}
+
+std::string default_model_path(const std::string& task) {
+  const std::string file =
+      task == "captioner" ? "scenes-captioner.safetensors" : "fashion-vit.safetensors";
+  if (const char* dir = std::getenv("ATTNKIT_WEIGHTS"); dir && *dir) {
+    return (fs::path(dir) / file).string();
+  }
+  std::error_code ec;
+  const auto exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    for (const auto& candidate : {exe.parent_path() / "../weights" / file,
+                                  exe.parent_path() / "../share/attnkit/weights" / file}) {
+      if (fs::exists(candidate, ec)) return fs::weakly_canonical(candidate, ec).string();
+    }
+  }
+  return (fs::path(ATTNKIT_SOURCE_DIR) / "weights" / file).string();
+}
+
+ProgressBar::ProgressBar(std::string label, int64_t total)
+    : label_(std::move(label)),
+      total_(total),
+      enabled_(isatty(STDERR_FILENO) != 0),
+      start_(std::chrono::steady_clock::now()),
+      last_draw_(start_) {}
+
+ProgressBar::~ProgressBar() { finish(); }
+
+void ProgressBar::advance(int64_t n, const std::string& note) {
+  done_ += n;
+  note_ = note;
+  const auto now = std::chrono::steady_clock::now();
+  // Redraw at most 10 times a second, and always at the end.
+  if (now - last_draw_ > std::chrono::milliseconds(100) || done_ >= total_) {
+    last_draw_ = now;
+    draw();
+  }
+}
+
+void ProgressBar::draw() {
+  if (!enabled_ || finished_) return;
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double fraction = total_ > 0 ? std::min(1.0, static_cast<double>(done_) / total_) : 0.0;
+  constexpr int kWidth = 30;
+  const int filled = static_cast<int>(fraction * kWidth);
+  std::string bar(filled, '#');
+  bar += std::string(kWidth - filled, '.');
+  char rate[64];
+  std::snprintf(rate, sizeof(rate), "%.1f/s", seconds > 0 ? done_ / seconds : 0.0);
+  std::cerr << "\r" << label_ << " [" << bar << "] " << done_ << "/" << total_ << " " << rate
+            << (note_.empty() ? "" : " " + note_) << "\033[K" << std::flush;
+}
+
+void ProgressBar::clear() {
+  if (enabled_ && !finished_) std::cerr << "\r\033[K" << std::flush;
+}
+
+void ProgressBar::finish() {
+  if (!enabled_ || finished_) return;
+  finished_ = true;
+  std::cerr << "\r\033[K" << std::flush;
+}
+
+std::string pad_right(const std::string& text, size_t width) {
+  // Count UTF-8 code points, not bytes, so accented labels line up.
+  size_t columns = 0;
+  for (unsigned char ch : text) columns += (ch & 0xC0) != 0x80;
+  if (columns >= width) return text;
+  return text + std::string(width - columns, ' ');
+}
+
+}  // namespace attnkit::apps

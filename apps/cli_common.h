@@ -1,0 +1,91 @@
+// apps/cli_common.h: what every `attn` subcommand shares: exit codes, error printing, input
+// expansion, threads, default models and the progress bar.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+namespace boost::program_options {
+class options_description;
+class variables_map;
+}  // namespace boost::program_options
+
+namespace attnkit::apps {
+
+/// Process exit codes, the same for every subcommand.
+enum ExitCode : int {
+  kExitOk = 0,            ///< everything processed
+  kExitSomeFailed = 1,    ///< some inputs failed; the rest were processed
+  kExitUsage = 2,         ///< bad command line
+  kExitBadModel = 3,      ///< the model file could not be used
+  kExitNoInput = 4,       ///< no input could be processed
+};
+
+/// The exit-code table printed at the end of every --help.
+std::string exit_codes_help();
+
+/// "attn <command>: error: <message>" on stderr.
+void print_error(const std::string& command, const std::string& message);
+/// "attn <command>: warning: <message>" on stderr.
+void print_warning(const std::string& command, const std::string& message);
+
+/// Thrown for command-line mistakes; main() prints it with a hint and exits kExitUsage.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// Parses argv (argv[0] = the subcommand) against `visible` options plus positional `inputs`
+/// (if `positional` is non-empty). Prints help and returns false on --help.
+bool parse_command_line(int argc, char** argv, const boost::program_options::options_description& visible,
+                        const std::string& positional, const std::string& usage,
+                        const std::string& description, boost::program_options::variables_map& vm);
+
+/// One input, expanded: a path to process, or an argument that could not be used and why.
+struct InputItem {
+  std::string path;
+  std::string error;  ///< empty when the path is usable
+};
+
+/// Expands command-line inputs: files as given (any extension), directories recursively to
+/// their image files (sorted, hidden entries skipped), "-" to the paths on stdin (one a line).
+/// Missing paths come back as items with an error.
+std::vector<InputItem> expand_inputs(const std::vector<std::string>& args);
+
+/// Sets LibTorch's intra-op threads; 0 = every core. Returns the count in use.
+int set_threads(int requested);
+
+/// The shipped default model for a task ("classifier", "captioner"): $ATTNKIT_WEIGHTS/<file>, else
+/// weights/<file> next to the executable's install, else in the source tree.
+std::string default_model_path(const std::string& task);
+
+/// A one-line progress bar on stderr, drawn only when stderr is a terminal.
+class ProgressBar {
+ public:
+  ProgressBar(std::string label, int64_t total);
+  ~ProgressBar();
+  /// Advance by `n` items; `note` is shown after the counts (e.g. a loss).
+  void advance(int64_t n, const std::string& note = "");
+  /// Clears the bar line so other output can be printed; the next advance() redraws it.
+  void clear();
+  /// Clears the bar line for good.
+  void finish();
+
+ private:
+  void draw();
+  std::string label_;
+  int64_t total_;
+  int64_t done_ = 0;
+  std::string note_;
+  bool enabled_;
+  bool finished_ = false;
+  std::chrono::steady_clock::time_point start_;
+  std::chrono::steady_clock::time_point last_draw_;
+};
+
+/// Escapes nothing, pads or cuts `text` to `width` columns (UTF-8 aware enough for labels).
+std::string pad_right(const std::string& text, size_t width);
+
+}  // namespace attnkit::apps

@@ -1,0 +1,11 @@
+// apps/commands.h: the entry point of each `attn` subcommand (argv[0] is the subcommand's name).
+#pragma once
+
+namespace attnkit::apps {
+
+int run_bench(int argc, char** argv);
+int run_classify(int argc, char** argv);
+int run_import(int argc, char** argv);
+int run_inspect(int argc, char** argv);
+
+}  // namespace attnkit::apps

@@ -1,0 +1,125 @@
+// apps/inspect.cpp: `attn inspect`: what a model file holds.
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+
+#include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "apps/cli_common.h"
+#include "apps/commands.h"
+#include "vision/checkpoint/model_file.h"
+#include "vision/checkpoint/safetensors.h"
+#include "vision/errors.h"
+
+namespace attnkit::apps {
+namespace {
+
+namespace po = boost::program_options;
+using nlohmann::json;
+
+std::string human_count(int64_t n) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(2);
+  if (n >= 1000000) {
+    out << n / 1e6 << "M";
+  } else if (n >= 1000) {
+    out << n / 1e3 << "K";
+  } else {
+    out << n;
+  }
+  return out.str();
+}
+
+}  // namespace
+
+int run_inspect(int argc, char** argv) {
+  std::vector<std::string> inputs;
+  bool as_json = false;
+  po::options_description options("Options");
+  options.add_options()
+      ("help,h", "show this help")
+      ("inputs", po::value(&inputs)->multitoken(), "model files")
+      ("json", po::bool_switch(&as_json), "print JSON");
+  po::variables_map vm;
+  if (!parse_command_line(argc, argv, options, "inputs", "attn inspect [options] MODEL ...",
+                          "Prints a model file's architecture, parameter count, preprocessing,\n"
+                          "labels and source.",
+                          vm)) {
+    return kExitOk;
+  }
+  if (inputs.empty()) throw UsageError("no model file given");
+  int failed = 0;
+  for (const auto& path : inputs) {
+    try {
+      const auto file = vision::SafetensorsFile::open(path);
+      const auto info = vision::read_model_info(path);
+      int64_t parameters = 0;
+      std::map<std::string, int64_t> dtypes;
+      for (const auto& entry : file.entries()) {
+        int64_t numel = 1;
+        for (auto d : entry.shape) numel *= d;
+        parameters += numel;
+        dtypes[entry.dtype] += 1;
+      }
+      json config = json::parse(info.config_json.empty() ? "{}" : info.config_json, nullptr, false);
+      if (as_json) {
+        json out = {{"path", path},
+                    {"arch", info.arch},
+                    {"config", config},
+                    {"parameters", parameters},
+                    {"tensors", file.entries().size()},
+                    {"file_bytes", std::filesystem::file_size(path)},
+                    {"preprocess", json::parse(info.preprocess.to_json())},
+                    {"num_labels", info.labels.size()},
+                    {"labels", info.labels},
+                    {"source", info.source}};
+        std::cout << out.dump(2) << std::endl;
+        continue;
+      }
+      std::cout << path << "\n";
+      std::cout << "  architecture  " << info.arch << "\n";
+      if (config.is_object()) {
+        if (info.arch == "vit") {
+          std::cout << "  vit           dim " << config.value("dim", 0) << ", depth "
+                    << config.value("depth", 0) << ", heads " << config.value("num_heads", 0)
+                    << ", patch " << config.value("patch_size", 0) << ", mlp "
+                    << config.value("mlp_hidden_dim", 0) << ", pooling "
+                    << config.value("pooling", std::string("?")) << "\n";
+          std::cout << "  input         " << config["image_size"].dump() << " x "
+                    << config.value("in_channels", 3) << " channels\n";
+          std::cout << "  tokens        class " << config.value("class_token", false)
+                    << ", distillation " << config.value("distillation_token", false)
+                    << ", registers " << config.value("register_tokens", 0)
+                    << ", layer scale " << config.value("layer_scale", false) << ", qk norm "
+                    << config.value("qk_norm", false) << ", norm eps "
+                    << config.value("norm_eps", 0.0) << "\n";
+        }
+        std::cout << "  config        " << config.dump() << "\n";
+      }
+      std::cout << "  parameters    " << human_count(parameters) << " (" << parameters
+                << ") in " << file.entries().size() << " tensors (";
+      bool first = true;
+      for (const auto& [dtype, count] : dtypes) {
+        std::cout << (first ? "" : ", ") << count << " " << dtype;
+        first = false;
+      }
+      std::cout << ")\n";
+      std::cout << "  preprocess    " << info.preprocess.to_json() << "\n";
+      std::cout << "  labels        " << info.labels.size();
+      for (size_t i = 0; i < info.labels.size() && i < 5; ++i) {
+        std::cout << (i ? ", " : ": ") << info.labels[i];
+      }
+      if (info.labels.size() > 5) std::cout << ", ...";
+      std::cout << "\n  source        " << info.source << "\n";
+    } catch (const vision::Error& e) {
+      print_error("inspect", e.what());
+      ++failed;
+    }
+  }
+  if (failed == 0) return kExitOk;
+  return failed == static_cast<int>(inputs.size()) ? kExitBadModel : kExitSomeFailed;
+}
+
+}  // namespace attnkit::apps

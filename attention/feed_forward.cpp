@@ -1,0 +1,28 @@
+// attention/feed_forward.cpp: the transformer MLP.
+#include "attention/feed_forward.h"
+
+#include <torch/torch.h>
+
+namespace attnkit::attention {
+
+FeedForwardImpl::FeedForwardImpl(FeedForwardOptions options_) : options(std::move(options_)) {
+  reset();
+}
+
+void FeedForwardImpl::reset() {
+  TORCH_CHECK(options.dim() > 0 && options.hidden_dim() > 0,
+              "FeedForward: dim and hidden_dim must be positive, got ", options.dim(), " and ",
+              options.hidden_dim());
+  fc1 = register_module("fc1", torch::nn::Linear(options.dim(), options.hidden_dim()));
+  fc2 = register_module("fc2", torch::nn::Linear(options.hidden_dim(), options.dim()));
+}
+
+torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) {
+  auto h = torch::gelu(fc1(x));
+  if (options.dropout() > 0.0) h = torch::dropout(h, options.dropout(), is_training());
+  h = fc2(h);
+  if (options.dropout() > 0.0) h = torch::dropout(h, options.dropout(), is_training());
+  return h;
+}
+
+}  // namespace attnkit::attention

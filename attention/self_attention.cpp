@@ -1,0 +1,72 @@
+// attention/self_attention.cpp: multi-head self-attention (matmul + softmax; LibTorch 1.13 has
+// no fused scaled_dot_product_attention).
+#include "attention/self_attention.h"
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+namespace attnkit::attention {
+
+SelfAttentionImpl::SelfAttentionImpl(SelfAttentionOptions options_) : options(std::move(options_)) {
+  reset();
+}
+
+void SelfAttentionImpl::reset() {
+  const int64_t dim = options.dim();
+  const int64_t heads = options.num_heads();
+  TORCH_CHECK(dim > 0 && heads > 0, "SelfAttention: dim and num_heads must be positive, got ", dim,
+              " and ", heads);
+  TORCH_CHECK(dim % heads == 0, "SelfAttention: dim (", dim, ") must be divisible by num_heads (",
+              heads, ")");
+  qkv = register_module(
+      "qkv", torch::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(options.qkv_bias())));
+  proj = register_module("proj", torch::nn::Linear(dim, dim));
+  if (options.qk_norm()) {
+    const auto norm = torch::nn::LayerNormOptions({dim / heads}).eps(options.norm_eps());
+    q_norm = register_module("q_norm", torch::nn::LayerNorm(norm));
+    k_norm = register_module("k_norm", torch::nn::LayerNorm(norm));
+  }
+}
+
+torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x) {
+  return attend(x, /*keep_weights=*/false).output;
+}
+
+SelfAttentionOutput SelfAttentionImpl::forward_with_weights(const torch::Tensor& x) {
+  return attend(x, /*keep_weights=*/true);
+}
+
+SelfAttentionOutput SelfAttentionImpl::attend(const torch::Tensor& x, bool keep_weights) {
+  TORCH_CHECK(x.dim() == 3 && x.size(2) == options.dim(), "SelfAttention: expected (B, N, ",
+              options.dim(), ") input, got ", x.sizes());
+  const int64_t batch = x.size(0);
+  const int64_t tokens = x.size(1);
+  const int64_t heads = options.num_heads();
+  const int64_t head_dim = options.dim() / heads;
+
+  auto qkv_heads = qkv(x).view({batch, tokens, 3, heads, head_dim}).permute({2, 0, 3, 1, 4});
+  auto q = qkv_heads[0];  // (B, H, N, hd)
+  auto k = qkv_heads[1];
+  auto v = qkv_heads[2];
+  if (options.qk_norm()) {
+    q = q_norm(q);
+    k = k_norm(k);
+  }
+  // Scaling q before the product costs N*hd multiplies instead of N*N.
+  q = q * (1.0 / std::sqrt(static_cast<double>(head_dim)));
+  auto weights = torch::softmax(torch::matmul(q, k.transpose(-2, -1)), -1);  // (B, H, N, N)
+  auto attended = options.attention_dropout() > 0.0
+                      ? torch::dropout(weights, options.attention_dropout(), is_training())
+                      : weights;
+  auto out = torch::matmul(attended, v)           // (B, H, N, hd)
+                 .transpose(1, 2)                 // (B, N, H, hd)
+                 .reshape({batch, tokens, options.dim()});
+  out = proj(out);
+  if (options.projection_dropout() > 0.0) {
+    out = torch::dropout(out, options.projection_dropout(), is_training());
+  }
+  return {out, keep_weights ? weights : torch::Tensor()};
+}
+
+}  // namespace attnkit::attention

@@ -1,0 +1,52 @@
+// attention/self_attention.h: multi-head self-attention with a fused qkv projection that can
+// also return its attention weights (for rollout and overlays).
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/nn/pimpl.h>
+
+namespace attnkit::attention {
+
+struct SelfAttentionOptions {
+  SelfAttentionOptions(int64_t dim, int64_t num_heads) : dim_(dim), num_heads_(num_heads) {}
+  TORCH_ARG(int64_t, dim);        ///< D: token width; must be divisible by num_heads
+  TORCH_ARG(int64_t, num_heads);  ///< H
+  TORCH_ARG(bool, qkv_bias) = true;
+  /// LayerNorm over each head's q and k before the product (timm `qk_norm`).
+  TORCH_ARG(bool, qk_norm) = false;
+  TORCH_ARG(double, norm_eps) = 1e-6;
+  TORCH_ARG(double, attention_dropout) = 0.0;
+  TORCH_ARG(double, projection_dropout) = 0.0;
+};
+
+/// The output and, when asked for, the weights of every head.
+struct SelfAttentionOutput {
+  torch::Tensor output;   ///< (B, N, D)
+  torch::Tensor weights;  ///< (B, H, N, N), rows sum to 1; part of the autograd graph
+};
+
+/// softmax(q k^T / sqrt(D/H)) v per head, then a linear projection. Submodule names (`qkv`,
+/// `proj`, `q_norm`, `k_norm`) match timm's `Attention`, so timm checkpoints load as they are.
+class SelfAttentionImpl : public torch::nn::Module {
+ public:
+  explicit SelfAttentionImpl(SelfAttentionOptions options);
+  void reset();
+  /// x (B, N, D) -> (B, N, D)
+  torch::Tensor forward(const torch::Tensor& x);
+  /// x (B, N, D) -> output (B, N, D) and weights (B, H, N, N).
+  SelfAttentionOutput forward_with_weights(const torch::Tensor& x);
+
+  SelfAttentionOptions options;
+  torch::nn::Linear qkv{nullptr};
+  torch::nn::Linear proj{nullptr};
+  torch::nn::LayerNorm q_norm{nullptr};  ///< only with qk_norm
+  torch::nn::LayerNorm k_norm{nullptr};  ///< only with qk_norm
+
+ private:
+  SelfAttentionOutput attend(const torch::Tensor& x, bool keep_weights);
+};
+TORCH_MODULE(SelfAttention);
+
+}  // namespace attnkit::attention

@@ -1,0 +1,211 @@
+// tests/apps/cli_test.cpp: the real `attn` binary run end to end on samples/: exit codes, output
+// formats, error messages, and nothing half-written.
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "tests/vision/test_support.h"
+#include "vision/checkpoint/imagenet_labels.h"
+#include "vision/checkpoint/model_file.h"
+#include "vision/models/vit.h"
+
+namespace attnkit::apps {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out;  ///< stdout
+  std::string err;  ///< stderr
+};
+
+/// Runs `attn <args>` through the shell; stdin from `stdin_text` when given.
+RunResult run_attn(const std::string& args, const std::string& stdin_text = "") {
+  attnkit::testing::TempDir tmp;
+  const auto out_path = tmp.file("out"), err_path = tmp.file("err"), in_path = tmp.file("in");
+  std::ofstream(in_path) << stdin_text;
+  const std::string command = std::string(ATTNKIT_BINARY) + " " + args + " <" + in_path + " >" +
+                              out_path + " 2>" + err_path;
+  const int status = std::system(command.c_str());
+  RunResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  auto slurp = [](const std::string& p) {
+    std::ifstream in(p);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  r.out = slurp(out_path);
+  r.err = slurp(err_path);
+  return r;
+}
+
+const std::string kSamples = std::string(ATTNKIT_SOURCE_DIR) + "/samples";
+
+/// A small random ViT with ImageNet labels, saved once for all tests of this binary.
+class Cli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new attnkit::testing::TempDir();
+    torch::manual_seed(0);
+    vision::ViTConfig config;
+    config.image_height = config.image_width = 32;
+    config.patch_size = 8;
+    config.dim = 32;
+    config.depth = 2;
+    config.num_heads = 2;
+    config.mlp_hidden_dim = 64;
+    config.num_classes = 1000;
+    vision::VisionTransformer model(config);
+    vision::ModelInfo info;
+    info.config_json = config.to_json();
+    info.labels = vision::imagenet1k_labels();
+    info.preprocess.height = info.preprocess.width = 32;
+    info.source = "cli_test";
+    model_ = dir_->file("tiny.safetensors");
+    vision::save_model(model_, *model, info);
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static attnkit::testing::TempDir* dir_;
+  static std::string model_;
+};
+attnkit::testing::TempDir* Cli::dir_ = nullptr;
+std::string Cli::model_;
+
+TEST_F(Cli, ClassifyJsonListsTopKInOrderForEverySample) {
+  auto r = run_attn("classify --model " + model_ + " --topk 3 --json " + kSamples);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto doc = json::parse(r.out);
+  ASSERT_TRUE(doc["errors"].empty());
+  ASSERT_GE(doc["results"].size(), 3u);
+  for (const auto& result : doc["results"]) {
+    EXPECT_TRUE(fs::exists(result["path"].get<std::string>()));
+    const auto& preds = result["predictions"];
+    ASSERT_EQ(preds.size(), 3u);
+    for (size_t i = 0; i < preds.size(); ++i) {
+      EXPECT_EQ(preds[i]["rank"], i + 1);
+      const auto index = preds[i]["index"].get<int64_t>();
+      EXPECT_EQ(preds[i]["label"], vision::imagenet1k_labels().at(index));
+      if (i > 0) {
+        EXPECT_GE(preds[i - 1]["probability"], preds[i]["probability"]);
+      }
+    }
+  }
+}
+
+TEST_F(Cli, JsonlAndTableAgreeAndStdinListsWork) {
+  auto jsonl = run_attn("classify --model " + model_ + " --topk 1 --jsonl -",
+                        kSamples + "/" + fs::directory_iterator(kSamples)->path().filename().string() + "\n");
+  // The first directory entry may be README.md: any file is accepted from stdin as given.
+  EXPECT_TRUE(jsonl.exit_code == 0 || jsonl.exit_code == 4) << jsonl.err;
+  auto all = run_attn("classify --model " + model_ + " --topk 1 --jsonl " + kSamples);
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  std::istringstream lines(all.out);
+  int count = 0;
+  for (std::string line; std::getline(lines, line); ++count) {
+    auto obj = json::parse(line);
+    EXPECT_TRUE(obj.contains("path"));
+    EXPECT_EQ(obj["predictions"].size(), 1u);
+  }
+  EXPECT_GE(count, 3);
+  auto table = run_attn("classify --model " + model_ + " --topk 2 " + kSamples);
+  ASSERT_EQ(table.exit_code, 0);
+  EXPECT_NE(table.out.find("%"), std::string::npos);
+}
+
+TEST_F(Cli, OneBadFileDoesNotStopTheBatch) {
+  attnkit::testing::TempDir tmp;
+  std::ofstream(tmp.file("broken.png")) << "not a png at all";
+  auto good = fs::directory_iterator(kSamples);
+  std::string sample;
+  for (const auto& e : fs::directory_iterator(kSamples)) {
+    if (e.path().extension() == ".png" || e.path().extension() == ".jpg") sample = e.path().string();
+  }
+  ASSERT_FALSE(sample.empty());
+  auto r = run_attn("classify --model " + model_ + " --json " + tmp.file("broken.png") + " " +
+                    sample + " " + tmp.file("missing.jpg"));
+  EXPECT_EQ(r.exit_code, 1);
+  auto doc = json::parse(r.out);
+  EXPECT_EQ(doc["results"].size(), 1u);
+  EXPECT_EQ(doc["errors"].size(), 2u);
+  EXPECT_NE(r.err.find("attn classify: error: " + tmp.file("broken.png") +
+                       ": not a decodable image"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("missing.jpg: no such file"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, ExitCodesForUsageModelAndInputErrors) {
+  EXPECT_EQ(run_attn("").exit_code, 2);
+  EXPECT_EQ(run_attn("frobnicate").exit_code, 2);
+  auto unknown = run_attn("classify --model " + model_ + " --no-such-flag x.png");
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.err.find("attn classify: error:"), std::string::npos);
+  EXPECT_EQ(run_attn("classify --model " + model_).exit_code, 2);  // no inputs
+  EXPECT_EQ(run_attn("classify --model " + model_ + " --topk 0 " + kSamples).exit_code, 2);
+
+  attnkit::testing::TempDir tmp;
+  std::ofstream(tmp.file("junk.safetensors")) << "garbage";
+  auto bad_model = run_attn("classify --model " + tmp.file("junk.safetensors") + " " + kSamples);
+  EXPECT_EQ(bad_model.exit_code, 3);
+  EXPECT_NE(bad_model.err.find("junk.safetensors"), std::string::npos) << bad_model.err;
+
+  auto nothing = run_attn("classify --model " + model_ + " " + tmp.file("nope.jpg"));
+  EXPECT_EQ(nothing.exit_code, 4);
+}
+
+TEST_F(Cli, HelpShowsDefaultsAndExitCodes) {
+  auto r = run_attn("classify --help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--topk"), std::string::npos);
+  EXPECT_NE(r.out.find("(=5)"), std::string::npos);
+  EXPECT_NE(r.out.find("Exit codes"), std::string::npos);
+  EXPECT_EQ(run_attn("--help").exit_code, 0);
+}
+
+TEST_F(Cli, InspectReportsArchitectureAndParameters) {
+  auto r = run_attn("inspect --json " + model_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto doc = json::parse(r.out);
+  EXPECT_EQ(doc["arch"], "vit");
+  EXPECT_EQ(doc["config"]["dim"], 32);
+  EXPECT_EQ(doc["num_labels"], 1000);
+  EXPECT_EQ(doc["source"], "cli_test");
+  vision::VisionTransformer reference(vision::ViTConfig::from_json(doc["config"].dump()));
+  int64_t count = 0;
+  for (const auto& p : reference->parameters()) count += p.numel();
+  EXPECT_EQ(doc["parameters"], count);
+}
+
+TEST_F(Cli, ImportWritesALoadableModelAndFailsCleanly) {
+  attnkit::testing::TempDir tmp;
+  const std::string oracle = std::string(ATTNKIT_TEST_DATA_DIR) + "/vit_oracle";
+  ASSERT_EQ(attnkit::testing::run_oracle("vit_reference.py --out " + oracle,
+                                         oracle + "/manifest.json"),
+            "");
+  auto r = run_attn("import " + oracle + "/small/timm -o " + tmp.file("m.safetensors"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto loaded = vision::load_vit(tmp.file("m.safetensors"));
+  EXPECT_EQ(loaded.config.num_heads, 4);
+  EXPECT_EQ(loaded.info.labels.size(), 10u);
+
+  // A wrong head count cannot load: exit 3, and no output file is left behind.
+  auto bad = run_attn("import " + oracle + "/small/torchvision.safetensors -o " +
+                      tmp.file("bad.safetensors"));
+  EXPECT_EQ(bad.exit_code, 3);
+  EXPECT_NE(bad.err.find("--heads"), std::string::npos) << bad.err;
+  EXPECT_FALSE(fs::exists(tmp.file("bad.safetensors")));
+  for (const auto& e : fs::directory_iterator(tmp.path())) {
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
+  }
+}
+
+}  // namespace
+}  // namespace attnkit::apps

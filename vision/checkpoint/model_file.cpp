@@ -1,0 +1,195 @@
+// vision/checkpoint/model_file.cpp: saving and strictly loading attnkit model files.
+#include "vision/checkpoint/model_file.h"
+
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "vision/checkpoint/safetensors.h"
+#include "vision/errors.h"
+
+namespace attnkit::vision {
+namespace {
+
+constexpr const char* kArchKey = "attnkit.arch";
+constexpr const char* kConfigKey = "attnkit.config";
+constexpr const char* kLabelsKey = "attnkit.labels";
+constexpr const char* kPreprocessKey = "attnkit.preprocess";
+constexpr const char* kSourceKey = "attnkit.source";
+
+std::string shape_string(c10::IntArrayRef sizes) {
+  std::ostringstream out;
+  out << sizes;
+  return out.str();
+}
+
+/// "a, b, c" with at most `limit` names, then "and N more".
+std::string name_list(const std::vector<std::string>& names, size_t limit = 8) {
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < limit; ++i) {
+    if (i > 0) out += ", ";
+    out += names[i];
+  }
+  if (names.size() > limit) out += ", and " + std::to_string(names.size() - limit) + " more";
+  return out;
+}
+
+ModelInfo info_from_metadata(const std::map<std::string, std::string>& metadata,
+                             const std::string& path) {
+  ModelInfo info;
+  auto arch = metadata.find(kArchKey);
+  if (arch == metadata.end()) {
+    throw CheckpointError(path + ": not an attnkit model (no '" + kArchKey +
+                          "' in the safetensors metadata; import public checkpoints with "
+                          "'attn import')");
+  }
+  info.arch = arch->second;
+  if (auto it = metadata.find(kConfigKey); it != metadata.end()) info.config_json = it->second;
+  if (auto it = metadata.find(kSourceKey); it != metadata.end()) info.source = it->second;
+  if (auto it = metadata.find(kLabelsKey); it != metadata.end()) {
+    try {
+      info.labels = nlohmann::json::parse(it->second).get<std::vector<std::string>>();
+    } catch (const nlohmann::json::exception& e) {
+      throw CheckpointError(path + ": metadata '" + kLabelsKey +
+                            "' is not a JSON list of strings (" + e.what() + ")");
+    }
+  }
+  if (auto it = metadata.find(kPreprocessKey); it != metadata.end()) {
+    try {
+      info.preprocess = PreprocessConfig::from_json(it->second);
+    } catch (const CheckpointError& e) {
+      throw CheckpointError(path + ": metadata '" + kPreprocessKey + "': " + e.what());
+    }
+  }
+  for (const auto& [key, value] : metadata) {
+    if (key.rfind("attnkit.", 0) == 0 && key != kArchKey && key != kConfigKey &&
+        key != kLabelsKey && key != kPreprocessKey && key != kSourceKey) {
+      info.extra[key] = value;
+    }
+  }
+  return info;
+}
+
+}  // namespace
+
+NamedTensors module_tensors(const torch::nn::Module& module) {
+  NamedTensors out;
+  for (const auto& item : module.named_parameters(/*recurse=*/true)) {
+    out.emplace_back(item.key(), item.value());
+  }
+  for (const auto& item : module.named_buffers(/*recurse=*/true)) {
+    out.emplace_back(item.key(), item.value());
+  }
+  return out;
+}
+
+void load_tensors_strict(torch::nn::Module& module, const NamedTensors& tensors,
+                         const std::string& file) {
+  std::map<std::string, torch::Tensor> targets;
+  for (auto& [name, tensor] : module_tensors(module)) targets.emplace(name, tensor);
+
+  std::vector<std::string> unexpected, mismatched, wrong_dtype;
+  std::set<std::string> seen;
+  for (const auto& [name, tensor] : tensors) {
+    auto it = targets.find(name);
+    if (it == targets.end()) {
+      unexpected.push_back(name);
+      continue;
+    }
+    seen.insert(name);
+    if (tensor.sizes() != it->second.sizes()) {
+      mismatched.push_back("'" + name + "' has shape " + shape_string(tensor.sizes()) +
+                           ", model expects " + shape_string(it->second.sizes()));
+    } else if (!tensor.is_floating_point() && it->second.is_floating_point()) {
+      wrong_dtype.push_back("'" + name + "' is " + std::string(c10::toString(tensor.scalar_type())) +
+                            ", model expects a floating type");
+    }
+  }
+  std::vector<std::string> missing;
+  for (const auto& [name, tensor] : targets) {
+    if (!seen.count(name)) missing.push_back(name);
+  }
+  if (!missing.empty() || !unexpected.empty() || !mismatched.empty() || !wrong_dtype.empty()) {
+    std::vector<std::string> parts;
+    if (!missing.empty()) {
+      parts.push_back(std::to_string(missing.size()) + " missing tensor(s) (" +
+                      name_list(missing) + ")");
+    }
+    if (!unexpected.empty()) {
+      parts.push_back(std::to_string(unexpected.size()) + " unexpected tensor(s) (" +
+                      name_list(unexpected) + ")");
+    }
+    if (!mismatched.empty()) {
+      parts.push_back(std::to_string(mismatched.size()) + " with a wrong shape: " +
+                      name_list(mismatched, 4));
+    }
+    if (!wrong_dtype.empty()) {
+      parts.push_back(std::to_string(wrong_dtype.size()) + " with a wrong dtype: " +
+                      name_list(wrong_dtype, 4));
+    }
+    std::string message = file + ": tensors do not fit the model: ";
+    for (size_t i = 0; i < parts.size(); ++i) message += (i ? "; " : "") + parts[i];
+    message += " (expected " + std::to_string(targets.size()) + " tensors, got " +
+               std::to_string(tensors.size()) + ")";
+    throw CheckpointError(message);
+  }
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, tensor] : tensors) {
+    auto& target = targets.at(name);
+    target.copy_(tensor.to(target.scalar_type()));
+  }
+}
+
+void save_model(const std::string& path, const torch::nn::Module& module, const ModelInfo& info) {
+  std::map<std::string, std::string> metadata = info.extra;
+  metadata[kArchKey] = info.arch;
+  metadata[kConfigKey] = info.config_json;
+  metadata[kLabelsKey] = nlohmann::json(info.labels).dump();
+  metadata[kPreprocessKey] = info.preprocess.to_json();
+  metadata[kSourceKey] = info.source;
+  NamedTensors tensors;
+  for (auto& [name, tensor] : module_tensors(module)) {
+    tensors.emplace_back(name, tensor.detach());
+  }
+  save_safetensors(path, tensors, metadata);
+}
+
+ModelInfo read_model_info(const std::string& path) {
+  return info_from_metadata(SafetensorsFile::open(path).metadata(), path);
+}
+
+LoadedViT load_vit(const std::string& path) {
+  auto file = SafetensorsFile::open(path);
+  LoadedViT loaded;
+  loaded.info = info_from_metadata(file.metadata(), path);
+  if (loaded.info.arch != "vit") {
+    throw CheckpointError(path + ": is a '" + loaded.info.arch + "' model, expected a 'vit'");
+  }
+  try {
+    loaded.config = ViTConfig::from_json(loaded.info.config_json);
+  } catch (const std::invalid_argument& e) {
+    throw CheckpointError(path + ": " + e.what());
+  }
+  if (!loaded.info.labels.empty() &&
+      static_cast<int64_t>(loaded.info.labels.size()) != loaded.config.num_classes) {
+    throw CheckpointError(path + ": has " + std::to_string(loaded.info.labels.size()) +
+                          " labels for " + std::to_string(loaded.config.num_classes) +
+                          " classes");
+  }
+  if (loaded.info.preprocess.channels != loaded.config.in_channels) {
+    throw CheckpointError(path + ": preprocessing gives " +
+                          std::to_string(loaded.info.preprocess.channels) +
+                          " channels, the model takes " +
+                          std::to_string(loaded.config.in_channels));
+  }
+  loaded.model = VisionTransformer(loaded.config);
+  NamedTensors tensors;
+  for (const auto& entry : file.entries()) tensors.emplace_back(entry.name, file.tensor(entry.name));
+  load_tensors_strict(*loaded.model, tensors, path);
+  loaded.model->eval();
+  return loaded;
+}
+
+}  // namespace attnkit::vision

@@ -1,0 +1,60 @@
+// vision/checkpoint/model_file.h: attnkit's model file: one .safetensors whose `__metadata__`
+// describes the model (architecture, config, labels, preprocessing, source).
+#pragma once
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <torch/nn/module.h>
+
+#include "vision/image/preprocess.h"
+#include "vision/models/vit.h"
+#include "vision/models/vit_config.h"
+
+namespace attnkit::vision {
+
+/// What travels in the header's `__metadata__` (keys `attnkit.arch`, `attnkit.config`,
+/// `attnkit.labels`, `attnkit.preprocess`, `attnkit.source`).
+struct ModelInfo {
+  std::string arch = "vit";            ///< "vit" | "captioner"
+  std::string config_json;             ///< the architecture's config as JSON
+  std::vector<std::string> labels;     ///< class names, index order (may be empty)
+  PreprocessConfig preprocess;
+  std::string source;                  ///< where the weights came from (free text)
+  std::map<std::string, std::string> extra;  ///< other attnkit.* keys (e.g. attnkit.vocab)
+};
+
+/// Named tensors, in the model's parameter order.
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+/// Every parameter and buffer of `module` with its full dotted name.
+NamedTensors module_tensors(const torch::nn::Module& module);
+
+/// Copies `tensors` into `module`'s parameters and buffers, strictly: every name must exist with
+/// the same shape, and every parameter must be given. Floating tensors are converted to the
+/// parameter's dtype. All problems are collected into one CheckpointError:
+/// "<file>: 2 missing tensors (blocks.0.attn.qkv.weight, ...), 1 unexpected (...), 1 with a
+/// wrong shape: 'head.weight' has shape [10, 192], model expects [1000, 192]".
+void load_tensors_strict(torch::nn::Module& module, const NamedTensors& tensors,
+                         const std::string& file);
+
+/// Writes the module's tensors and `info` as metadata to `path` (atomically).
+void save_model(const std::string& path, const torch::nn::Module& module, const ModelInfo& info);
+
+/// Reads only the metadata of a model file. Throws CheckpointError.
+ModelInfo read_model_info(const std::string& path);
+
+/// A ViT model file: the module (eval mode, float32) and its description.
+struct LoadedViT {
+  VisionTransformer model{nullptr};
+  ViTConfig config;
+  ModelInfo info;
+};
+
+/// Loads a ViT model file strictly. Throws CheckpointError naming the file and every problem
+/// (not a safetensors file, not a ViT, bad config, missing/unexpected/mis-shaped tensors).
+LoadedViT load_vit(const std::string& path);
+
+}  // namespace attnkit::vision

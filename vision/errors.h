@@ -1,0 +1,34 @@
+// vision/errors.h: typed exceptions thrown at the file and image boundaries.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace attnkit::vision {
+
+/// Base of every error a user can cause with a bad file or argument. The message reads
+/// "<where>: <what failed>", e.g. "photos/x.jpg: not a decodable image (PNG signature broken)".
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// An input image could not be read, decoded or written.
+class ImageError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A model file (safetensors, imported checkpoint, config JSON) is unreadable or does not fit.
+class CheckpointError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A dataset file (idx, Karpathy JSON, image folder) is unreadable or inconsistent.
+class DataError : public Error {
+ public:
+  using Error::Error;
+};
+
+}  // namespace attnkit::vision

@@ -1,0 +1,293 @@
+// vision/image/image_io.cpp: image files to RGB8 with precise errors, and atomic image writes.
+#include "vision/image/image_io.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "vision/errors.h"
+
+namespace attnkit::vision {
+namespace {
+
+namespace fs = std::filesystem;
+
+enum class Format { kUnknown, kPng, kJpeg, kGif, kWebp, kBmp, kTiff };
+
+const char* format_name(Format format) {
+  switch (format) {
+    case Format::kPng: return "PNG";
+    case Format::kJpeg: return "JPEG";
+    case Format::kGif: return "GIF";
+    case Format::kWebp: return "WebP";
+    case Format::kBmp: return "BMP";
+    case Format::kTiff: return "TIFF";
+    case Format::kUnknown: break;
+  }
+  return "unknown";
+}
+
+std::string lower_extension(const std::string& path) {
+  std::string ext = fs::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return ext;
+}
+
+Format format_from_extension(const std::string& ext) {
+  if (ext == ".png") return Format::kPng;
+  if (ext == ".jpg" || ext == ".jpeg" || ext == ".jpe") return Format::kJpeg;
+  if (ext == ".gif") return Format::kGif;
+  if (ext == ".webp") return Format::kWebp;
+  if (ext == ".bmp") return Format::kBmp;
+  if (ext == ".tif" || ext == ".tiff") return Format::kTiff;
+  return Format::kUnknown;
+}
+
+bool starts_with(const std::vector<unsigned char>& bytes, size_t offset, const char* magic,
+                 size_t length) {
+  return bytes.size() >= offset + length &&
+         std::memcmp(bytes.data() + offset, magic, length) == 0;
+}
+
+// Magic numbers: PNG spec section 5.2, JFIF/JPEG SOI + marker, GIF87a/89a, RIFF....WEBP,
+// BMP "BM", TIFF "II*\0" / "MM\0*".
+Format sniff_format(const std::vector<unsigned char>& bytes) {
+  if (starts_with(bytes, 0, "\x89PNG\r\n\x1a\n", 8)) return Format::kPng;
+  if (starts_with(bytes, 0, "\xff\xd8\xff", 3)) return Format::kJpeg;
+  if (starts_with(bytes, 0, "GIF8", 4)) return Format::kGif;
+  if (starts_with(bytes, 0, "RIFF", 4) && starts_with(bytes, 8, "WEBP", 4)) return Format::kWebp;
+  if (starts_with(bytes, 0, "BM", 2)) return Format::kBmp;
+  if (starts_with(bytes, 0, "II*\0", 4) || starts_with(bytes, 0, "MM\0*", 4)) {
+    return Format::kTiff;
+  }
+  return Format::kUnknown;
+}
+
+// libjpeg only warns about a truncated file and OpenCV 4.6 then returns the image with its
+// missing part filled grey; PIL refuses such files ("image file is truncated"). Walks the marker
+// segments and entropy-coded data to check that EOI is reached before the bytes run out. Only
+// running out of bytes counts: structures this walk does not understand are left to the decoder.
+bool jpeg_reaches_eoi(const std::vector<unsigned char>& b) {
+  const size_t n = b.size();
+  size_t i = 2;  // after SOI
+  bool in_scan = false;
+  while (i < n) {
+    if (in_scan) {
+      // Entropy-coded data ends at a 0xFF that is not stuffing (FF 00) or a restart (FF D0-D7).
+      if (b[i] != 0xFF) {
+        ++i;
+        continue;
+      }
+      if (i + 1 >= n) return false;
+      const unsigned char next = b[i + 1];
+      if (next == 0x00 || (next >= 0xD0 && next <= 0xD7)) {
+        i += 2;
+        continue;
+      }
+      if (next == 0xFF) {  // fill byte before a marker
+        ++i;
+        continue;
+      }
+      in_scan = false;
+    }
+    if (b[i] != 0xFF) return true;
+    while (i < n && b[i] == 0xFF) ++i;  // markers may be preceded by any number of fill bytes
+    if (i >= n) return false;
+    const unsigned char marker = b[i++];
+    if (marker == 0xD9) return true;                                     // EOI
+    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) continue;  // no length field
+    if (i + 2 > n) return false;
+    const size_t length = (static_cast<size_t>(b[i]) << 8) | b[i + 1];
+    if (length < 2) return true;
+    i += length;
+    if (i > n) return false;
+    if (marker == 0xDA) in_scan = true;  // SOS: its header is followed by entropy-coded data
+  }
+  return false;
+}
+
+[[noreturn]] void fail(const std::string& name, const std::string& problem) {
+  throw ImageError(name + ": " + problem);
+}
+
+std::string describe_undecodable(const std::vector<unsigned char>& bytes,
+                                 const std::string& name) {
+  const Format content = sniff_format(bytes);
+  if (content != Format::kUnknown) {
+    return std::string("truncated or corrupt ") + format_name(content) + " data";
+  }
+  const Format claimed = format_from_extension(lower_extension(name));
+  if (claimed != Format::kUnknown) return std::string(format_name(claimed)) + " signature broken";
+  return "unknown format";
+}
+
+const std::vector<std::string>& readable_extensions() {
+  static const std::vector<std::string> extensions = {
+      ".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm",
+      ".pbm", ".pnm",  ".pxm", ".sr",  ".ras",  ".jp2", ".exr",  ".hdr", ".pic"};
+  return extensions;
+}
+
+// Writes `bytes` to a new file next to `target`. Created with mode 0666 (less the umask) like
+// any ordinary output file, and O_EXCL so two writers never share a temporary.
+std::string write_temporary(const fs::path& target, const std::vector<unsigned char>& bytes) {
+  static std::atomic<unsigned> counter{0};
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const std::string temp =
+        (dir / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
+                std::to_string(counter++)))
+            .string();
+    const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0) {
+      if (errno == EEXIST) continue;
+      fail(target.string(), std::string("cannot write (") + std::strerror(errno) + ")");
+    }
+    size_t done = 0;
+    while (done < bytes.size()) {
+      const ssize_t wrote = ::write(fd, bytes.data() + done, bytes.size() - done);
+      if (wrote < 0 && errno == EINTR) continue;
+      if (wrote <= 0) {
+        const int error = wrote < 0 ? errno : EIO;
+        ::close(fd);
+        ::unlink(temp.c_str());
+        fail(target.string(), std::string("cannot write (") + std::strerror(error) + ")");
+      }
+      done += static_cast<size_t>(wrote);
+    }
+    if (::close(fd) != 0) {
+      const int error = errno;
+      ::unlink(temp.c_str());
+      fail(target.string(), std::string("cannot write (") + std::strerror(error) + ")");
+    }
+    return temp;
+  }
+  fail(target.string(), "cannot write (no free temporary name)");
+}
+
+}  // namespace
+
+cv::Mat decode_image_rgb(const std::vector<unsigned char>& bytes, const std::string& name) {
+  if (bytes.empty()) fail(name, "empty file");
+  const Format content = sniff_format(bytes);
+  // OpenCV 4.6 has no GIF decoder; say so instead of calling the file corrupt.
+  if (content == Format::kGif) fail(name, "GIF is not supported (convert it to PNG or JPEG)");
+  // PNG IHDR (bytes 16-23) holds width and height; libpng rejects 0 with a vaguer message.
+  if (content == Format::kPng && bytes.size() >= 24 && starts_with(bytes, 12, "IHDR", 4)) {
+    const auto read_be32 = [&](size_t at) {
+      return (static_cast<uint32_t>(bytes[at]) << 24) |
+             (static_cast<uint32_t>(bytes[at + 1]) << 16) |
+             (static_cast<uint32_t>(bytes[at + 2]) << 8) | static_cast<uint32_t>(bytes[at + 3]);
+    };
+    if (read_be32(16) == 0 || read_be32(20) == 0) fail(name, "image has zero width or height");
+  }
+
+  // IMREAD_COLOR gives 8-bit BGR: grey is replicated, alpha dropped (like PIL convert("RGB")),
+  // and OpenCV 4.6's imdecode applies the EXIF orientation as imread does (checked: a JPEG with
+  // Orientation 6 comes back rotated) unless IMREAD_IGNORE_ORIENTATION is given.
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
+    fail(name, "file too large (2 GiB or more)");
+  }
+  const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1,
+                       const_cast<unsigned char*>(bytes.data()));
+  cv::Mat bgr;
+  try {
+    bgr = cv::imdecode(buffer, cv::IMREAD_COLOR);
+  } catch (const cv::Exception&) {
+    bgr.release();  // some decoders throw on corrupt input instead of returning nothing
+  }
+  if (bgr.empty()) fail(name, "not a decodable image (" + describe_undecodable(bytes, name) + ")");
+  if (content == Format::kJpeg && !jpeg_reaches_eoi(bytes)) {
+    fail(name, "not a decodable image (truncated JPEG data)");
+  }
+  if (bgr.rows == 0 || bgr.cols == 0) fail(name, "image has zero width or height");
+  cv::Mat rgb;
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  return rgb;
+}
+
+cv::Mat load_image_rgb(const std::string& path) {
+  const std::string name = path.empty() ? "<empty path>" : path;
+  std::error_code error;
+  const fs::file_status status = fs::status(path, error);
+  if (status.type() == fs::file_type::not_found) fail(name, "no such file");
+  if (error) fail(name, "cannot be accessed (" + error.message() + ")");
+  if (fs::is_directory(status)) fail(name, "is a directory");
+  if (!fs::is_regular_file(status)) fail(name, "not a regular file");
+
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(name, std::string("cannot be opened (") + std::strerror(errno) + ")");
+  std::vector<unsigned char> bytes;
+  const std::streamoff size = in.seekg(0, std::ios::end).tellg();
+  if (size > 0) {
+    bytes.resize(static_cast<size_t>(size));
+    in.seekg(0, std::ios::beg);
+    in.read(reinterpret_cast<char*>(bytes.data()), size);
+    if (in.gcount() != size) fail(name, "read error");
+  }
+  return decode_image_rgb(bytes, name);
+}
+
+void save_image_rgb(const std::string& path, const cv::Mat& rgb) {
+  const std::string ext = lower_extension(path);
+  std::vector<int> params;
+  if (ext == ".jpg" || ext == ".jpeg") {
+    params = {cv::IMWRITE_JPEG_QUALITY, 95};
+  } else if (ext != ".png" && ext != ".webp" && ext != ".bmp") {
+    fail(path, (ext.empty() ? std::string("no image extension")
+                            : "unknown image extension \"" + ext + "\"") +
+                   " (use .png, .jpg, .jpeg, .webp or .bmp)");
+  }
+  if (rgb.empty() || rgb.depth() != CV_8U || (rgb.channels() != 3 && rgb.channels() != 1)) {
+    fail(path, "cannot write: expected a non-empty 8-bit RGB or grey image");
+  }
+  // A fresh Mat: converting into a header that shares `rgb`'s buffer would swap the caller's
+  // channels in place.
+  cv::Mat bgr;
+  if (rgb.channels() == 3) {
+    cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+  } else {
+    bgr = rgb;
+  }
+
+  std::vector<unsigned char> encoded;
+  try {
+    if (!cv::imencode(ext, bgr, encoded, params)) fail(path, "cannot encode the image");
+  } catch (const cv::Exception& e) {
+    fail(path, std::string("cannot encode the image (") + e.what() + ")");
+  }
+
+  // Encode fully, write a temporary next to the target, then rename: readers never see a
+  // half-written image and a failure leaves the old file (or nothing) in place.
+  const std::string temp = write_temporary(fs::path(path), encoded);
+  if (std::rename(temp.c_str(), path.c_str()) != 0) {
+    const int error = errno;
+    ::unlink(temp.c_str());
+    fail(path, std::string("cannot write (") + std::strerror(error) + ")");
+  }
+}
+
+bool has_image_extension(const std::string& path) {
+  const std::string ext = lower_extension(path);
+  const auto& known = readable_extensions();
+  return std::find(known.begin(), known.end(), ext) != known.end();
+}
+
+}  // namespace attnkit::vision

@@ -1,0 +1,30 @@
+// vision/image/image_io.h: validated image loading and atomic image writing (OpenCV).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <opencv2/core/mat.hpp>
+
+namespace attnkit::vision {
+
+/// Loads `path` as 8-bit RGB (3 channels, HxWx3, CV_8UC3), applying EXIF orientation. Grey
+/// images are expanded to RGB and alpha is dropped (as PIL's convert("RGB") does). Throws
+/// ImageError naming the file and the problem: missing, a directory, unreadable, empty, not an
+/// image format OpenCV decodes ("not a decodable image (PNG signature broken)",
+/// "... (truncated JPEG data)", ...).
+cv::Mat load_image_rgb(const std::string& path);
+
+/// Decodes an in-memory encoded image the same way; `name` is used in error messages.
+cv::Mat decode_image_rgb(const std::vector<unsigned char>& bytes, const std::string& name);
+
+/// Writes an RGB (or grey) 8-bit image; the format follows the extension (.png, .jpg/.jpeg,
+/// .webp, .bmp). Written to a temporary name in the same directory and renamed, so a failure
+/// leaves nothing behind. Throws ImageError on an unknown extension or a failed write.
+void save_image_rgb(const std::string& path, const cv::Mat& rgb);
+
+/// True when the file name has an extension OpenCV can read as a still image
+/// (.jpg .jpeg .png .bmp .webp .tif .tiff .ppm .pgm .pbm .pnm .pxm .sr .ras .jp2 .exr .hdr .pic).
+bool has_image_extension(const std::string& path);
+
+}  // namespace attnkit::vision

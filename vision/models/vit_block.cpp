@@ -1,0 +1,49 @@
+// vision/models/vit_block.cpp: the pre-norm transformer block.
+#include "vision/models/vit_block.h"
+
+#include <torch/torch.h>
+
+namespace attnkit::vision {
+
+LayerScaleImpl::LayerScaleImpl(int64_t dim, double init) {
+  gamma = register_parameter("gamma", torch::full({dim}, init));
+}
+
+ViTBlockImpl::ViTBlockImpl(ViTBlockOptions options_) : options(std::move(options_)) { reset(); }
+
+void ViTBlockImpl::reset() {
+  const int64_t dim = options.dim();
+  const auto norm = torch::nn::LayerNormOptions({dim}).eps(options.norm_eps());
+  norm1 = register_module("norm1", torch::nn::LayerNorm(norm));
+  attn = register_module(
+      "attn", attention::SelfAttention(attention::SelfAttentionOptions(dim, options.num_heads())
+                                           .qkv_bias(options.qkv_bias())
+                                           .qk_norm(options.qk_norm())
+                                           .norm_eps(options.norm_eps())
+                                           .projection_dropout(options.dropout())));
+  norm2 = register_module("norm2", torch::nn::LayerNorm(norm));
+  mlp = register_module("mlp", attention::FeedForward(
+                                   attention::FeedForwardOptions(dim, options.mlp_hidden_dim())
+                                       .dropout(options.dropout())));
+  if (options.layer_scale()) {
+    ls1 = register_module("ls1", LayerScale(dim, options.layer_scale_init()));
+    ls2 = register_module("ls2", LayerScale(dim, options.layer_scale_init()));
+  }
+}
+
+torch::Tensor ViTBlockImpl::forward(const torch::Tensor& x) {
+  auto a = attn(norm1(x));
+  auto h = x + (ls1 ? ls1(a) : a);
+  auto m = mlp(norm2(h));
+  return h + (ls2 ? ls2(m) : m);
+}
+
+torch::Tensor ViTBlockImpl::forward(const torch::Tensor& x, torch::Tensor& weights) {
+  auto out = attn->forward_with_weights(norm1(x));
+  weights = out.weights;
+  auto h = x + (ls1 ? ls1(out.output) : out.output);
+  auto m = mlp(norm2(h));
+  return h + (ls2 ? ls2(m) : m);
+}
+
+}  // namespace attnkit::vision
