@@ -148,6 +148,10 @@ def main():
     parser.add_argument("--configs", default="small,patch8,base")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    # The manifest is the "complete" marker: remove it first, write it last and atomically.
+    manifest_path = os.path.join(args.out, "manifest.json")
+    if os.path.exists(manifest_path):
+        os.remove(manifest_path)
     torch.set_num_threads(2)
     manifest = []
     for name in args.configs.split(","):
@@ -197,7 +201,9 @@ def main():
             entry["cases"].append({"tag": tag, "input_shape": list(images.shape),
                                    "logits_shape": list(logits.shape)})
         manifest.append(entry)
-    json.dump(manifest, open(os.path.join(args.out, "manifest.json"), "w"), indent=1)
+    with open(manifest_path + ".tmp", "w") as f:
+        json.dump(manifest, f, indent=1)
+    os.replace(manifest_path + ".tmp", manifest_path)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,10 @@ struct Layout {
   int64_t num_heads;  ///< torchvision files cannot tell heads for non-standard widths
 };
 
+void PrintTo(const Layout& layout, std::ostream* os) {
+  *os << layout.config << "/" << to_string(layout.format);
+}
+
 class ViTOracle : public ::testing::TestWithParam<Layout> {
  protected:
   static void SetUpTestSuite() {
