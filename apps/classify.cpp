@@ -1,4 +1,5 @@
 // apps/classify.cpp: `attn classify`: top-k classes for many images with a ViT model file.
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -100,6 +101,12 @@ int run_classify(int argc, char** argv) {
   set_threads(p.threads);
 
   vision::LoadedViT loaded;
+  if (vm["model"].defaulted() && !std::filesystem::exists(p.model)) {
+    print_error("classify", "the default model " + p.model +
+                                " is not there; pass --model FILE (a model made by 'attn import' "
+                                "or 'attn train'; see the README on importing public ViTs)");
+    return kExitBadModel;
+  }
   try {
     loaded = vision::load_vit(p.model);
   } catch (const vision::Error& e) {

@@ -32,16 +32,17 @@ void ViTBlockImpl::reset() {
 }
 
 torch::Tensor ViTBlockImpl::forward(const torch::Tensor& x) {
-  auto a = attn(norm1(x));
-  auto h = x + (ls1 ? ls1(a) : a);
-  auto m = mlp(norm2(h));
-  return h + (ls2 ? ls2(m) : m);
+  return residuals(x, attn(norm1(x)));
 }
 
 torch::Tensor ViTBlockImpl::forward(const torch::Tensor& x, torch::Tensor& weights) {
   auto out = attn->forward_with_weights(norm1(x));
   weights = out.weights;
-  auto h = x + (ls1 ? ls1(out.output) : out.output);
+  return residuals(x, out.output);
+}
+
+torch::Tensor ViTBlockImpl::residuals(const torch::Tensor& x, const torch::Tensor& attended) {
+  auto h = x + (ls1 ? ls1(attended) : attended);
   auto m = mlp(norm2(h));
   return h + (ls2 ? ls2(m) : m);
 }

@@ -51,6 +51,10 @@ class ViTBlockImpl : public torch::nn::Module {
   torch::nn::LayerNorm norm2{nullptr};
   attention::FeedForward mlp{nullptr};
   LayerScale ls2{nullptr};
+
+ private:
+  /// Both residual branches around an already computed attention output.
+  torch::Tensor residuals(const torch::Tensor& x, const torch::Tensor& attended);
 };
 TORCH_MODULE(ViTBlock);
 
