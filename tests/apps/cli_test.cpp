@@ -55,14 +55,7 @@ class Cli : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new attnkit::testing::TempDir();
     torch::manual_seed(0);
-    vision::ViTConfig config;
-    config.image_height = config.image_width = 32;
-    config.patch_size = 8;
-    config.dim = 32;
-    config.depth = 2;
-    config.num_heads = 2;
-    config.mlp_hidden_dim = 64;
-    config.num_classes = 1000;
+    const auto config = attnkit::testing::tiny_vit_config(32, 32, 1000);
     vision::VisionTransformer model(config);
     vision::ModelInfo info;
     info.config_json = config.to_json();
@@ -175,7 +168,7 @@ TEST_F(Cli, InspectReportsArchitectureAndParameters) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto doc = json::parse(r.out);
   EXPECT_EQ(doc["arch"], "vit");
-  EXPECT_EQ(doc["config"]["dim"], 32);
+  EXPECT_EQ(doc["config"]["dim"], 24);
   EXPECT_EQ(doc["num_labels"], 1000);
   EXPECT_EQ(doc["source"], "cli_test");
   vision::VisionTransformer reference(vision::ViTConfig::from_json(doc["config"].dump()));

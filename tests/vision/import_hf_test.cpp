@@ -17,14 +17,7 @@ namespace attnkit::vision {
 namespace {
 
 ViTConfig tiny_deit() {
-  ViTConfig c;
-  c.image_height = c.image_width = 32;
-  c.patch_size = 8;
-  c.dim = 24;
-  c.depth = 2;
-  c.num_heads = 3;
-  c.mlp_hidden_dim = 40;
-  c.num_classes = 5;
+  auto c = attnkit::testing::tiny_vit_config(32, 32, 5);
   c.distillation_token = true;
   return c;
 }

@@ -11,6 +11,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "vision/models/vit_config.h"
+
 namespace attnkit::testing {
 
 /// A fresh directory under the system temp dir, removed with the object.
@@ -31,6 +33,20 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+/// A two-block ViT (patch 8, width 24, 3 heads) small enough for unit tests.
+inline vision::ViTConfig tiny_vit_config(int64_t height, int64_t width, int64_t num_classes) {
+  vision::ViTConfig c;
+  c.image_height = height;
+  c.image_width = width;
+  c.patch_size = 8;
+  c.dim = 24;
+  c.depth = 2;
+  c.num_heads = 3;
+  c.mlp_hidden_dim = 40;
+  c.num_classes = num_classes;
+  return c;
+}
 
 /// Reads a raw little-endian float32 file written by the oracle scripts.
 inline torch::Tensor read_raw_f32(const std::string& path, std::vector<int64_t> shape) {

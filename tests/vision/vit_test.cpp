@@ -17,18 +17,7 @@
 namespace attnkit::vision {
 namespace {
 
-ViTConfig tiny() {
-  ViTConfig c;
-  c.image_height = 32;
-  c.image_width = 48;
-  c.patch_size = 8;
-  c.dim = 24;
-  c.depth = 2;
-  c.num_heads = 3;
-  c.mlp_hidden_dim = 40;
-  c.num_classes = 7;
-  return c;
-}
+ViTConfig tiny() { return attnkit::testing::tiny_vit_config(32, 48, 7); }
 
 struct Variant {
   const char* name;
