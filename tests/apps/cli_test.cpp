@@ -94,10 +94,13 @@ TEST_F(Cli, ClassifyJsonListsTopKInOrderForEverySample) {
 }
 
 TEST_F(Cli, JsonlAndTableAgreeAndStdinListsWork) {
-  auto jsonl = run_attn("classify --model " + model_ + " --topk 1 --jsonl -",
-                        kSamples + "/" + fs::directory_iterator(kSamples)->path().filename().string() + "\n");
-  // The first directory entry may be README.md: any file is accepted from stdin as given.
-  EXPECT_TRUE(jsonl.exit_code == 0 || jsonl.exit_code == 4) << jsonl.err;
+  const std::string cat = kSamples + "/chelsea.png";
+  auto from_stdin = run_attn("classify --model " + model_ + " --topk 1 --jsonl -", cat + "\n");
+  ASSERT_EQ(from_stdin.exit_code, 0) << from_stdin.err;
+  auto single = json::parse(from_stdin.out);  // exactly one JSON line
+  EXPECT_EQ(single["path"], cat);
+  ASSERT_EQ(single["predictions"].size(), 1u);
+
   auto all = run_attn("classify --model " + model_ + " --topk 1 --jsonl " + kSamples);
   ASSERT_EQ(all.exit_code, 0) << all.err;
   std::istringstream lines(all.out);
@@ -108,15 +111,21 @@ TEST_F(Cli, JsonlAndTableAgreeAndStdinListsWork) {
     EXPECT_EQ(obj["predictions"].size(), 1u);
   }
   EXPECT_GE(count, 3);
-  auto table = run_attn("classify --model " + model_ + " --topk 2 " + kSamples);
-  ASSERT_EQ(table.exit_code, 0);
-  EXPECT_NE(table.out.find("%"), std::string::npos);
+
+  // The table shows the same top-1 class, with its index, under the image's path.
+  auto table = run_attn("classify --model " + model_ + " --topk 2 " + cat);
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  const auto& top = single["predictions"][0];
+  EXPECT_EQ(table.out.rfind(cat + "\n", 0), 0u) << table.out;
+  EXPECT_NE(table.out.find("%  " + top["label"].get<std::string>() + "  (" +
+                           std::to_string(top["index"].get<int64_t>()) + ")"),
+            std::string::npos)
+      << table.out;
 }
 
 TEST_F(Cli, OneBadFileDoesNotStopTheBatch) {
   attnkit::testing::TempDir tmp;
   std::ofstream(tmp.file("broken.png")) << "not a png at all";
-  auto good = fs::directory_iterator(kSamples);
   std::string sample;
   for (const auto& e : fs::directory_iterator(kSamples)) {
     if (e.path().extension() == ".png" || e.path().extension() == ".jpg") sample = e.path().string();
