@@ -135,6 +135,24 @@ int run_classify(int argc, char** argv) {
     }
   };
 
+  // Models trained by 'attn train classifier' on Fashion-MNIST record that domain; photos fed
+  // to them get confident nonsense, so say so once.
+  const auto domain = info.extra.find("attnkit.domain");
+  const bool fashion_model = domain != info.extra.end() && domain->second == "fashion-mnist";
+  bool warned_domain = false;
+  auto check_domain = [&](const cv::Mat& rgb, const std::string& path) {
+    if (!fashion_model || warned_domain) return;
+    if (rgb.cols == 28 && rgb.rows == 28) return;
+    warned_domain = true;
+    progress.clear();
+    print_warning("classify",
+                  path + " is a " + std::to_string(rgb.cols) + "x" + std::to_string(rgb.rows) +
+                      " image, but this demo model only knows the 10 Fashion-MNIST clothing "
+                      "classes (28x28 grey items on black): answers for photos are meaningless. "
+                      "For photos, import an ImageNet ViT (README, 'Run the public pretrained ViTs') and "
+                      "pass --model.");
+  };
+
   c10::InferenceMode inference;
   for (size_t start = 0; start < items.size(); start += p.batch_size) {
     const size_t end = std::min(items.size(), start + static_cast<size_t>(p.batch_size));
@@ -146,8 +164,9 @@ int run_classify(int argc, char** argv) {
         continue;
       }
       try {
-        batch.push_back(vision::preprocess_image(vision::load_image_rgb(items[i].path),
-                                                 info.preprocess));
+        const cv::Mat rgb = vision::load_image_rgb(items[i].path);
+        check_domain(rgb, items[i].path);
+        batch.push_back(vision::preprocess_image(rgb, info.preprocess));
         paths.push_back(items[i].path);
       } catch (const vision::Error& e) {
         report_error(items[i].path, e.what());

@@ -7,5 +7,8 @@ int run_bench(int argc, char** argv);
 int run_classify(int argc, char** argv);
 int run_import(int argc, char** argv);
 int run_inspect(int argc, char** argv);
+int run_train(int argc, char** argv);
+int run_train_classifier(int argc, char** argv);
+int run_eval(int argc, char** argv);
 
 }  // namespace attnkit::apps

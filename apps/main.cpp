@@ -20,6 +20,8 @@ const Command kCommands[] = {
     {"classify", attnkit::apps::run_classify, "top-k classes of images with a ViT"},
     {"import", attnkit::apps::run_import, "convert a timm / Hugging Face / torchvision checkpoint"},
     {"inspect", attnkit::apps::run_inspect, "show what a model file holds"},
+    {"train", attnkit::apps::run_train, "train a classifier on Fashion-MNIST or an image folder"},
+    {"eval", attnkit::apps::run_eval, "measure a model on a dataset (accuracy, confusion)"},
     {"bench", attnkit::apps::run_bench, "time ViT inference"},
 };
 

@@ -1,5 +1,6 @@
 // attention/attention_pool.cpp: the latent query attends over the tokens, then an MLP residual.
 #include "attention/attention_pool.h"
+#include "attention/layer_norm.h"
 
 #include <cmath>
 
@@ -43,7 +44,7 @@ AttentionOutput AttentionPoolImpl::pool(const torch::Tensor& tokens) {
   auto query = latent.view({1, options.dim()}).expand({batch, options.dim()});  // (B, D)
   auto out = attention(tokens, query);
   auto pooled = proj(out.context);  // (B, D)
-  out.context = pooled + mlp(norm(pooled));
+  out.context = pooled + mlp(layer_norm(norm, pooled));
   return out;
 }
 

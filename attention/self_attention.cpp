@@ -1,6 +1,7 @@
 // attention/self_attention.cpp: multi-head self-attention (matmul + softmax; LibTorch 1.13 has
 // no fused scaled_dot_product_attention).
 #include "attention/self_attention.h"
+#include "attention/layer_norm.h"
 
 #include <cmath>
 
@@ -50,8 +51,8 @@ SelfAttentionOutput SelfAttentionImpl::attend(const torch::Tensor& x, bool keep_
   auto k = qkv_heads[1];
   auto v = qkv_heads[2];
   if (options.qk_norm()) {
-    q = q_norm(q);
-    k = k_norm(k);
+    q = layer_norm(q_norm, q);
+    k = layer_norm(k_norm, k);
   }
   // Scaling q before the product costs N*hd multiplies instead of N*N.
   q = q * (1.0 / std::sqrt(static_cast<double>(head_dim)));

@@ -1,5 +1,6 @@
 // attention/spatial_attention.cpp: additive and dot-product scoring, soft and hard selection.
 #include "attention/spatial_attention.h"
+#include "attention/layer_norm.h"
 
 #include <cmath>
 #include <limits>
@@ -77,7 +78,7 @@ AttentionMemory SpatialAttentionImpl::prepare(const torch::Tensor& features,
   const int64_t heads = options.num_heads();
   const int64_t head_dim = options.feature_dim() / heads;
   auto kv_heads = kv(features).view({batch, cells, 2, heads, head_dim}).permute({2, 0, 3, 1, 4});
-  memory.keys = options.qk_norm() ? k_norm(kv_heads[0]) : kv_heads[0];  // (B, H, L, hd)
+  memory.keys = options.qk_norm() ? layer_norm(k_norm, kv_heads[0]) : kv_heads[0];  // (B, H, L, hd)
   memory.values = kv_heads[1];                                          // (B, H, L, hd)
   return memory;
 }
@@ -96,7 +97,7 @@ AttentionOutput SpatialAttentionImpl::attend(const AttentionMemory& memory,
     const int64_t heads = options.num_heads();
     const int64_t head_dim = options.feature_dim() / heads;
     auto q_heads = q(query).view({batch, heads, 1, head_dim});  // (B, H, 1, hd)
-    if (options.qk_norm()) q_heads = q_norm(q_heads);
+    if (options.qk_norm()) q_heads = layer_norm(q_norm, q_heads);
     q_heads = q_heads * (1.0 / std::sqrt(static_cast<double>(head_dim)));
     scores = torch::matmul(q_heads, memory.keys.transpose(-2, -1)).squeeze(2);  // (B, H, L)
   }

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "tests/apps/cli_support.h"
 #include "tests/vision/test_support.h"
 #include "vision/checkpoint/imagenet_labels.h"
 #include "vision/checkpoint/model_file.h"
@@ -21,31 +22,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-struct RunResult {
-  int exit_code = -1;
-  std::string out;  ///< stdout
-  std::string err;  ///< stderr
-};
-
-/// Runs `attn <args>` through the shell; stdin from `stdin_text` when given.
-RunResult run_attn(const std::string& args, const std::string& stdin_text = "") {
-  attnkit::testing::TempDir tmp;
-  const auto out_path = tmp.file("out"), err_path = tmp.file("err"), in_path = tmp.file("in");
-  std::ofstream(in_path) << stdin_text;
-  const std::string command = std::string(ATTNKIT_BINARY) + " " + args + " <" + in_path + " >" +
-                              out_path + " 2>" + err_path;
-  const int status = std::system(command.c_str());
-  RunResult r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  auto slurp = [](const std::string& p) {
-    std::ifstream in(p);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
-  r.out = slurp(out_path);
-  r.err = slurp(err_path);
-  return r;
-}
 
 const std::string kSamples = std::string(ATTNKIT_SOURCE_DIR) + "/samples";
 

@@ -142,7 +142,8 @@ void load_tensors_strict(torch::nn::Module& module, const NamedTensors& tensors,
   }
 }
 
-void save_model(const std::string& path, const torch::nn::Module& module, const ModelInfo& info) {
+void save_model(const std::string& path, const torch::nn::Module& module, const ModelInfo& info,
+                const NamedTensors& extra_tensors) {
   std::map<std::string, std::string> metadata = info.extra;
   metadata[kArchKey] = info.arch;
   metadata[kConfigKey] = info.config_json;
@@ -153,6 +154,7 @@ void save_model(const std::string& path, const torch::nn::Module& module, const 
   for (auto& [name, tensor] : module_tensors(module)) {
     tensors.emplace_back(name, tensor.detach());
   }
+  tensors.insert(tensors.end(), extra_tensors.begin(), extra_tensors.end());
   save_safetensors(path, tensors, metadata);
 }
 
@@ -186,7 +188,11 @@ LoadedViT load_vit(const std::string& path) {
   }
   loaded.model = VisionTransformer(loaded.config);
   NamedTensors tensors;
-  for (const auto& entry : file.entries()) tensors.emplace_back(entry.name, file.tensor(entry.name));
+  for (const auto& entry : file.entries()) {
+    // Training checkpoints carry the optimizer state as trainer.* tensors: not model weights.
+    if (entry.name.rfind("trainer.", 0) == 0) continue;
+    tensors.emplace_back(entry.name, file.tensor(entry.name));
+  }
   load_tensors_strict(*loaded.model, tensors, path);
   loaded.model->eval();
   return loaded;

@@ -40,8 +40,10 @@ NamedTensors module_tensors(const torch::nn::Module& module);
 void load_tensors_strict(torch::nn::Module& module, const NamedTensors& tensors,
                          const std::string& file);
 
-/// Writes the module's tensors and `info` as metadata to `path` (atomically).
-void save_model(const std::string& path, const torch::nn::Module& module, const ModelInfo& info);
+/// Writes the module's tensors (then `extra_tensors`) and `info` as metadata to `path`
+/// (atomically).
+void save_model(const std::string& path, const torch::nn::Module& module, const ModelInfo& info,
+                const NamedTensors& extra_tensors = {});
 
 /// Reads only the metadata of a model file. Throws CheckpointError.
 ModelInfo read_model_info(const std::string& path);

@@ -485,11 +485,11 @@ cv::Mat resize_like_pil(const cv::Mat& image, int out_width, int out_height,
                        interpolation);
 }
 
-torch::Tensor preprocess_image(const cv::Mat& rgb, const PreprocessConfig& config) {
+torch::Tensor resize_crop_image(const cv::Mat& rgb, const PreprocessConfig& config) {
   if (rgb.empty() || rgb.type() != CV_8UC3) {
-    throw std::invalid_argument("preprocess_image: expected a non-empty 8-bit RGB image");
+    throw std::invalid_argument("resize_crop_image: expected a non-empty 8-bit RGB image");
   }
-  check_config(config, "preprocess_image");
+  check_config(config, "resize_crop_image");
   const Plan plan = plan_for(rgb.cols, rgb.rows, config);
 
   // torchvision/timm run the whole chain on a PIL image already converted to the model's mode.
@@ -513,13 +513,19 @@ torch::Tensor preprocess_image(const cv::Mat& rgb, const PreprocessConfig& confi
     kept.copyTo(cropped(cv::Rect(static_cast<int>(x0 - plan.left),
                                  static_cast<int>(y0 - plan.top), window.width, window.height)));
   }
+  const int64_t c = config.channels;
+  return torch::from_blob(cropped.data, {crop_h, crop_w, c}, torch::kUInt8)
+      .permute({2, 0, 1})
+      .clone();
+}
 
+torch::Tensor normalize_pixels(const torch::Tensor& pixels, const PreprocessConfig& config) {
+  const int64_t c = config.channels;
+  TORCH_CHECK(pixels.dim() >= 3 && pixels.size(-3) == c, "normalize_pixels: expected (..., ", c,
+              ", H, W), got ", pixels.sizes());
   // ToTensor then Normalize, with torchvision's float32 operations in its order:
   // x / 255, then (x - mean) / std, so the result matches it bit for bit.
-  const int64_t c = config.channels;
-  const torch::Tensor pixels =
-      torch::from_blob(cropped.data, {crop_h, crop_w, c}, torch::kUInt8);
-  torch::Tensor out = pixels.permute({2, 0, 1}).to(torch::kFloat32).contiguous().div_(255);
+  torch::Tensor out = pixels.to(torch::kFloat32).contiguous().div_(255);
   const torch::Tensor mean =
       torch::tensor(std::vector<double>(config.mean.begin(), config.mean.begin() + c),
                     torch::kFloat32)
@@ -530,6 +536,10 @@ torch::Tensor preprocess_image(const cv::Mat& rgb, const PreprocessConfig& confi
           .view({c, 1, 1});
   out.sub_(mean).div_(stdev);
   return out;
+}
+
+torch::Tensor preprocess_image(const cv::Mat& rgb, const PreprocessConfig& config) {
+  return normalize_pixels(resize_crop_image(rgb, config), config);
 }
 
 CropBox preprocess_crop_box(int image_width, int image_height, const PreprocessConfig& config) {

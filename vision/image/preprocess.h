@@ -54,6 +54,12 @@ cv::Mat resize_like_pil(const cv::Mat& image, int out_width, int out_height,
 /// the image is smaller), to float in [0, 1], normalise. Returns (C, height, width) float32.
 torch::Tensor preprocess_image(const cv::Mat& rgb, const PreprocessConfig& config);
 
+/// The resize and crop of preprocess_image() without the normalisation: (C, height, width) uint8.
+torch::Tensor resize_crop_image(const cv::Mat& rgb, const PreprocessConfig& config);
+
+/// ToTensor + Normalize on 8-bit pixels (..., C, H, W) -> float32, torchvision's float order.
+torch::Tensor normalize_pixels(const torch::Tensor& pixels, const PreprocessConfig& config);
+
 /// The crop box, in original-image pixels, that preprocess_image() maps onto the model input:
 /// lets overlays undo the resize and crop. x, y may be negative when padding happened.
 struct CropBox {

@@ -1,9 +1,22 @@
-// vision/models/patch_embed.cpp: the patch projection.
+// vision/models/patch_embed.cpp: the patch projection and the optional convolutional stem.
 #include "vision/models/patch_embed.h"
 
 #include <torch/torch.h>
 
 namespace attnkit::vision {
+
+StemConvImpl::StemConvImpl(int64_t in_channels, int64_t out_channels) {
+  conv = register_module(
+      "conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels, out_channels, 3)
+                                    .stride(2)
+                                    .padding(1)
+                                    .bias(false)));
+  bn = register_module("bn", torch::nn::BatchNorm2d(out_channels));
+}
+
+torch::Tensor StemConvImpl::forward(const torch::Tensor& x) {
+  return torch::relu(bn(conv(x)));
+}
 
 PatchEmbedImpl::PatchEmbedImpl(PatchEmbedOptions options_) : options(std::move(options_)) {
   reset();
@@ -12,9 +25,25 @@ PatchEmbedImpl::PatchEmbedImpl(PatchEmbedOptions options_) : options(std::move(o
 void PatchEmbedImpl::reset() {
   const int64_t p = options.patch_size();
   TORCH_CHECK(p > 0, "PatchEmbed: patch_size must be positive, got ", p);
+  const auto& stages = options.stem_channels();
+  const int64_t stem_stride = int64_t{1} << stages.size();
+  TORCH_CHECK(p % stem_stride == 0, "PatchEmbed: patch size ", p, " is not divisible by the stem's ",
+              "stride ", stem_stride);
+  int64_t channels = options.in_channels();
+  stem_refs_.clear();
+  if (!stages.empty()) {
+    stem = register_module("stem", torch::nn::ModuleList());
+    for (int64_t out_channels : stages) {
+      StemConv stage(channels, out_channels);
+      stem->push_back(stage);
+      stem_refs_.push_back(stage);
+      channels = out_channels;
+    }
+  }
+  const int64_t kernel = p / stem_stride;
   proj = register_module(
-      "proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(options.in_channels(), options.dim(), p)
-                                    .stride(p)
+      "proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, options.dim(), kernel)
+                                    .stride(kernel)
                                     .bias(options.bias())));
 }
 
@@ -25,7 +54,9 @@ torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& images) {
               images.sizes());
   TORCH_CHECK(images.size(2) % p == 0 && images.size(3) % p == 0, "PatchEmbed: input size ",
               images.size(2), "x", images.size(3), " is not a multiple of the patch size ", p);
-  return proj(images).flatten(2).transpose(1, 2);  // (B, D, gh, gw) -> (B, gh*gw, D)
+  auto x = images;
+  for (auto& stage : stem_refs_) x = stage->forward(x);
+  return proj(x).flatten(2).transpose(1, 2);  // (B, D, gh, gw) -> (B, gh*gw, D)
 }
 
 }  // namespace attnkit::vision

@@ -56,7 +56,9 @@ void VisionTransformerImpl::reset() {
 
   patch_embed = register_module(
       "patch_embed",
-      PatchEmbed(PatchEmbedOptions(c.in_channels, dim, c.patch_size).bias(c.patch_bias)));
+      PatchEmbed(PatchEmbedOptions(c.in_channels, dim, c.patch_size)
+                     .bias(c.patch_bias)
+                     .stem_channels(c.stem_channels)));
   if (c.class_token) cls_token = register_parameter("cls_token", torch::zeros({1, 1, dim}));
   if (c.distillation_token) {
     dist_token = register_parameter("dist_token", torch::zeros({1, 1, dim}));

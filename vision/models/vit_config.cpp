@@ -36,6 +36,17 @@ void ViTConfig::validate() const {
          " is not a multiple of the patch size " + std::to_string(patch_size));
   }
   if (in_channels <= 0) fail("in_channels must be positive");
+  if (!stem_channels.empty()) {
+    const int64_t stem_stride = int64_t{1} << stem_channels.size();
+    if (stem_channels.size() > 6 || patch_size % stem_stride != 0) {
+      fail("a stem of " + std::to_string(stem_channels.size()) +
+           " stride-2 convolutions needs a patch size divisible by " +
+           std::to_string(stem_stride) + ", got " + std::to_string(patch_size));
+    }
+    for (int64_t channels : stem_channels) {
+      if (channels <= 0) fail("stem_channels must be positive");
+    }
+  }
   if (dim <= 0 || depth < 0 || num_heads <= 0 || mlp_hidden_dim <= 0) {
     fail("dim, num_heads and mlp_hidden_dim must be positive and depth >= 0");
   }
@@ -73,6 +84,7 @@ std::string ViTConfig::to_json() const {
       {"layer_scale_init", layer_scale_init},
       {"pre_norm", pre_norm},
       {"patch_bias", patch_bias},
+      {"stem_channels", stem_channels},
       {"pooling", to_string(pooling)},
       {"fc_norm", fc_norm},
       {"num_classes", num_classes},
@@ -120,6 +132,7 @@ ViTConfig ViTConfig::from_json(const std::string& text) {
     read("layer_scale_init", c.layer_scale_init);
     read("pre_norm", c.pre_norm);
     read("patch_bias", c.patch_bias);
+    read("stem_channels", c.stem_channels);
     read("fc_norm", c.fc_norm);
     read("num_classes", c.num_classes);
     read("dropout", c.dropout);

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace attnkit::vision {
 
@@ -36,6 +37,10 @@ struct ViTConfig {
   double layer_scale_init = 1e-5;  ///< gamma's initial value when training from scratch
   bool pre_norm = false;        ///< LayerNorm after the embeddings (CLIP's norm_pre)
   bool patch_bias = true;       ///< bias on the patch projection
+  /// Convolutional stem (Xiao et al. 2021, "Early Convolutions Help Transformers See Better"):
+  /// one 3x3 stride-2 convolution + BatchNorm + ReLU per entry (its output channels), then the
+  /// patch projection with kernel = stride = patch_size / 2^n. Empty: the plain patch convolution.
+  std::vector<int64_t> stem_channels;
   Pooling pooling = Pooling::kToken;
   /// Norm after pooling (timm fc_norm) instead of before it; timm's default for avg pooling.
   bool fc_norm = false;

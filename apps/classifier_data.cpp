@@ -1,0 +1,34 @@
+// apps/classifier_data.cpp: choosing and loading a classification dataset.
+#include "apps/classifier_data.h"
+
+#include "apps/cli_common.h"
+#include "vision/data/fashion_mnist.h"
+#include "vision/data/image_folder.h"
+#include "vision/errors.h"
+
+namespace attnkit::apps {
+
+vision::PreprocessConfig fashion_mnist_preprocess() {
+  vision::PreprocessConfig config;
+  config.height = config.width = 28;
+  config.channels = 1;
+  config.crop_pct = 1.0;
+  config.crop_mode = vision::CropMode::kSquash;
+  config.interpolation = vision::Interpolation::kBilinear;
+  // Mean and standard deviation of the 60,000 training images' pixels on [0, 1].
+  config.mean = {0.2860, 0.2860, 0.2860};
+  config.std = {0.3530, 0.3530, 0.3530};
+  return config;
+}
+
+vision::LabeledImages load_classifier_data(const std::string& spec, const std::string& split,
+                                           const std::string& fashion_dir,
+                                           const vision::PreprocessConfig& preprocess,
+                                           const std::string& command) {
+  if (spec == "fashion-mnist") return vision::load_fashion_mnist(fashion_dir, split);
+  auto data = vision::load_image_folder(spec, preprocess);
+  for (const auto& problem : data.skipped) print_warning(command, "skipped " + problem);
+  return data;
+}
+
+}  // namespace attnkit::apps

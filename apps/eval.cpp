@@ -1,0 +1,190 @@
+// apps/eval.cpp: `attn eval classifier`: top-1 / top-5 and the confusion matrix of a model on a
+// dataset, as a table, JSON and a PNG plot.
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "apps/classifier_data.h"
+#include "apps/cli_common.h"
+#include "apps/commands.h"
+#include "vision/checkpoint/model_file.h"
+#include "vision/data/fashion_mnist.h"
+#include "vision/errors.h"
+#include "vision/image/confusion_plot.h"
+#include "vision/image/image_io.h"
+#include "vision/train/classification_metrics.h"
+
+namespace attnkit::apps {
+namespace {
+
+namespace po = boost::program_options;
+using nlohmann::json;
+
+void print_confusion(const vision::ClassificationMetrics& m,
+                     const std::vector<std::string>& classes) {
+  const auto k = static_cast<int64_t>(classes.size());
+  auto confusion = m.confusion.accessor<int64_t, 2>();
+  std::cout << "confusion matrix (rows: true class, columns: predicted)\n";
+  std::cout << pad_right("", 14);
+  for (int64_t j = 0; j < k; ++j) std::cout << std::setw(6) << j;
+  std::cout << "  recall\n";
+  for (int64_t i = 0; i < k; ++i) {
+    int64_t row = 0;
+    for (int64_t j = 0; j < k; ++j) row += confusion[i][j];
+    std::cout << std::setw(2) << i << " " << pad_right(classes[i], 11);
+    for (int64_t j = 0; j < k; ++j) std::cout << std::setw(6) << confusion[i][j];
+    std::ostringstream recall;
+    recall << std::fixed << std::setprecision(1) << (row ? 100.0 * confusion[i][i] / row : 0.0)
+           << "%";
+    std::cout << std::setw(8) << recall.str() << "\n";
+  }
+}
+
+int run_eval_classifier(int argc, char** argv) {
+  std::string model_path, data = "fashion-mnist", split = "test", fashion_dir, plot;
+  int threads = 0;
+  int64_t batch_size = 256;
+  bool as_json = false;
+  po::options_description options("Options");
+  options.add_options()
+      ("help,h", "show this help")
+      ("model,m", po::value(&model_path)->default_value(default_model_path("classifier")),
+       "model file")
+      ("data", po::value(&data)->default_value(data),
+       "fashion-mnist, or an image-folder root (root/<class>/*.jpg)")
+      ("split", po::value(&split)->default_value(split), "Fashion-MNIST split: test | train")
+      ("fashion-dir", po::value(&fashion_dir)->default_value(vision::kFashionMnistDir),
+       "where the Fashion-MNIST idx files are")
+      ("batch-size,b", po::value(&batch_size)->default_value(batch_size), "images per pass")
+      ("threads,t", po::value(&threads)->default_value(0), "CPU threads (0 = all cores)")
+      ("json", po::bool_switch(&as_json), "print the metrics as JSON")
+      ("plot", po::value(&plot), "also draw the confusion matrix into this PNG / JPEG file");
+  po::variables_map vm;
+  if (!parse_command_line(
+          argc, argv, options, "", "attn eval classifier [options]",
+          "Measures a classifier: top-1, top-5, mean cross-entropy and the confusion matrix.\n"
+          "Image folders are labelled by sub-directory; their class names must match the\n"
+          "model's labels.\n\n"
+          "Examples:\n"
+          "  attn eval classifier                      (shipped model, Fashion-MNIST test)\n"
+          "  attn eval classifier --model runs/fashion/best.safetensors --json --plot cm.png",
+          vm)) {
+    return kExitOk;
+  }
+  if (batch_size < 1) throw UsageError("--batch-size must be at least 1");
+  set_threads(threads);
+  vision::LoadedViT loaded;
+  try {
+    loaded = vision::load_vit(model_path);
+  } catch (const vision::Error& e) {
+    print_error("eval", e.what());
+    return kExitBadModel;
+  }
+  vision::LabeledImages dataset;
+  try {
+    dataset = load_classifier_data(data, split, fashion_dir, loaded.info.preprocess, "eval");
+  } catch (const vision::Error& e) {
+    print_error("eval", e.what());
+    return kExitNoInput;
+  }
+  if (data != "fashion-mnist" && !loaded.info.labels.empty()) {
+    // Map folder names onto the model's label indices.
+    std::vector<int64_t> mapping;
+    for (const auto& name : dataset.classes) {
+      auto it = std::find(loaded.info.labels.begin(), loaded.info.labels.end(), name);
+      if (it == loaded.info.labels.end()) {
+        print_error("eval", data + ": class folder '" + name + "' is not one of the model's " +
+                                std::to_string(loaded.info.labels.size()) + " labels");
+        return kExitNoInput;
+      }
+      mapping.push_back(it - loaded.info.labels.begin());
+    }
+    dataset.labels = torch::tensor(mapping).index_select(0, dataset.labels);
+  }
+  dataset.classes = loaded.info.labels;
+  if (dataset.classes.empty()) {
+    for (int64_t i = 0; i < loaded.config.num_classes; ++i) {
+      dataset.classes.push_back("class " + std::to_string(i));
+    }
+  }
+  if (static_cast<int64_t>(dataset.classes.size()) != loaded.config.num_classes) {
+    print_error("eval", model_path + ": the model has " +
+                            std::to_string(loaded.config.num_classes) + " classes, the data " +
+                            std::to_string(dataset.classes.size()));
+    return kExitBadModel;
+  }
+
+  ProgressBar progress("eval", dataset.size());
+  int64_t reported = 0;
+  const auto metrics = vision::evaluate_classifier(
+      loaded.model, dataset, loaded.info.preprocess, batch_size, [&](int64_t done) {
+        progress.advance(done - reported);
+        reported = done;
+      });
+  progress.finish();
+
+  if (!plot.empty()) {
+    try {
+      vision::save_image_rgb(plot, vision::draw_confusion_matrix(metrics.confusion,
+                                                                 dataset.classes));
+    } catch (const vision::Error& e) {
+      print_error("eval", e.what());
+      return kExitSomeFailed;
+    }
+  }
+  if (as_json) {
+    json confusion = json::array();
+    auto c = metrics.confusion.accessor<int64_t, 2>();
+    for (int64_t i = 0; i < metrics.confusion.size(0); ++i) {
+      json row = json::array();
+      for (int64_t j = 0; j < metrics.confusion.size(1); ++j) row.push_back(c[i][j]);
+      confusion.push_back(row);
+    }
+    std::cout << json{{"model", model_path},
+                      {"data", data},
+                      {"split", data == "fashion-mnist" ? split : ""},
+                      {"count", metrics.count},
+                      {"top1", metrics.top1},
+                      {"top5", metrics.top5},
+                      {"loss", metrics.loss},
+                      {"classes", dataset.classes},
+                      {"confusion", confusion}}
+                     .dump(2)
+              << std::endl;
+  } else {
+    std::cout << std::fixed << std::setprecision(2) << "model: " << model_path << "\ndata:  "
+              << data << (data == "fashion-mnist" ? " (" + split + ")" : "") << ", "
+              << metrics.count << " images\ntop-1: " << 100 * metrics.top1
+              << "%\ntop-5: " << 100 * metrics.top5 << "%\nloss:  " << std::setprecision(4)
+              << metrics.loss << "\n\n";
+    print_confusion(metrics, dataset.classes);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int run_eval(int argc, char** argv) {
+  const std::string usage =
+      "Usage: attn eval <task> [options]\n\nTasks:\n"
+      "  classifier  top-1 / top-5 / confusion matrix on Fashion-MNIST or an image folder\n\n"
+      "Run 'attn eval <task> --help' for the task's options.\n";
+  if (argc < 2) {
+    std::cerr << usage;
+    return kExitUsage;
+  }
+  const std::string task = argv[1];
+  if (task == "--help" || task == "-h") {
+    std::cout << usage;
+    return kExitOk;
+  }
+  if (task == "classifier") return run_eval_classifier(argc - 1, argv + 1);
+  throw UsageError("unknown task '" + task + "' (expected: classifier)");
+}
+
+}  // namespace attnkit::apps

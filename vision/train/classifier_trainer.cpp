@@ -1,0 +1,300 @@
+// vision/train/classifier_trainer.cpp: the classifier training loop.
+#include "vision/train/classifier_trainer.h"
+
+#include <ATen/autocast_mode.h>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "vision/errors.h"
+#include "vision/train/classification_metrics.h"
+#include "vision/train/lr_schedule.h"
+#include "vision/train/train_checkpoint.h"
+
+namespace attnkit::vision {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+/// bf16 autocast on the CPU for one scope; the cast cache is dropped on exit so the next step
+/// never sees stale copies of updated weights.
+class CpuAutocast {
+ public:
+  explicit CpuAutocast(bool enabled) : enabled_(enabled) {
+    if (!enabled_) return;
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::set_cpu_enabled(true);
+    at::autocast::increment_nesting();
+  }
+  ~CpuAutocast() {
+    if (!enabled_) return;
+    at::autocast::set_cpu_enabled(false);
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  }
+  CpuAutocast(const CpuAutocast&) = delete;
+  CpuAutocast& operator=(const CpuAutocast&) = delete;
+
+ private:
+  bool enabled_;
+};
+
+/// A seed for (run seed, stream, index) so every batch draws independent, reproducible numbers.
+uint64_t mix_seed(uint64_t seed, uint64_t stream, uint64_t index) {
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + stream * 0xBF58476D1CE4E5B9ull + index;
+  x ^= x >> 31;
+  x *= 0x94D049BB133111EBull;
+  x ^= x >> 29;
+  return x;
+}
+
+/// timm's weight-decay rule: no decay on 1-d parameters (biases, norms, LayerScale) or on the
+/// learned tokens and position embeddings.
+bool decays(const std::string& name, const torch::Tensor& parameter) {
+  if (parameter.dim() <= 1) return false;
+  for (const char* skip : {"pos_embed", "cls_token", "dist_token", "reg_token", "latent"}) {
+    if (name.find(skip) != std::string::npos) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string ClassifierTrainState::to_json() const {
+  return nlohmann::json{{"epoch", epoch},
+                        {"batch", batch},
+                        {"step", step},
+                        {"epoch_loss_sum", epoch_loss_sum},
+                        {"epoch_loss_count", epoch_loss_count},
+                        {"best_top1", best_top1},
+                        {"best_epoch", best_epoch},
+                        {"epochs_without_improvement", epochs_without_improvement},
+                        {"elapsed_seconds", elapsed_seconds},
+                        {"stopped_early", stopped_early}}
+      .dump();
+}
+
+ClassifierTrainState ClassifierTrainState::from_json(const std::string& text) {
+  ClassifierTrainState s;
+  try {
+    auto j = nlohmann::json::parse(text);
+    s.epoch = j.at("epoch").get<int64_t>();
+    s.batch = j.at("batch").get<int64_t>();
+    s.step = j.at("step").get<int64_t>();
+    s.epoch_loss_sum = j.at("epoch_loss_sum").get<double>();
+    s.epoch_loss_count = j.at("epoch_loss_count").get<int64_t>();
+    s.best_top1 = j.at("best_top1").get<double>();
+    s.best_epoch = j.at("best_epoch").get<int64_t>();
+    s.epochs_without_improvement = j.at("epochs_without_improvement").get<int64_t>();
+    s.elapsed_seconds = j.at("elapsed_seconds").get<double>();
+    s.stopped_early = j.at("stopped_early").get<bool>();
+  } catch (const nlohmann::json::exception& e) {
+    throw CheckpointError(std::string("training state is not valid: ") + e.what());
+  }
+  return s;
+}
+
+struct ClassifierTrainer::Impl {
+  VisionTransformer model{nullptr};
+  ModelInfo info;
+  LabeledImages train;
+  LabeledImages validation;
+  ClassifierTrainOptions options;
+  std::string out_dir;
+  std::unique_ptr<torch::optim::AdamW> optimizer;
+};
+
+ClassifierTrainer::ClassifierTrainer(VisionTransformer model, ModelInfo info, LabeledImages train,
+                                     LabeledImages validation, ClassifierTrainOptions options,
+                                     std::string out_dir)
+    : impl_(std::make_unique<Impl>()) {
+  TORCH_CHECK(train.size() > 0, "ClassifierTrainer: empty training set");
+  TORCH_CHECK(options.batch_size > 0 && options.epochs > 0,
+              "ClassifierTrainer: batch_size and epochs must be positive, got ",
+              options.batch_size, " and ", options.epochs);
+  TORCH_CHECK(model->config().num_classes == static_cast<int64_t>(train.classes.size()),
+              "ClassifierTrainer: the model has ", model->config().num_classes,
+              " classes, the data ", train.classes.size());
+  impl_->model = std::move(model);
+  impl_->info = std::move(info);
+  impl_->train = std::move(train);
+  impl_->validation = std::move(validation);
+  impl_->options = options;
+  impl_->out_dir = std::move(out_dir);
+  std::filesystem::create_directories(impl_->out_dir);
+
+  std::vector<torch::Tensor> decay, no_decay;
+  for (const auto& item : impl_->model->named_parameters(/*recurse=*/true)) {
+    (decays(item.key(), item.value()) ? decay : no_decay).push_back(item.value());
+  }
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
+                                 torch::optim::AdamWOptions(options.lr)
+                                     .weight_decay(options.weight_decay)));
+  groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(
+                                    torch::optim::AdamWOptions(options.lr).weight_decay(0.0)));
+  impl_->optimizer = std::make_unique<torch::optim::AdamW>(
+      groups, torch::optim::AdamWOptions(options.lr).weight_decay(options.weight_decay));
+}
+
+ClassifierTrainer::~ClassifierTrainer() = default;
+
+std::string ClassifierTrainer::last_path() const {
+  return (std::filesystem::path(impl_->out_dir) / "last.safetensors").string();
+}
+std::string ClassifierTrainer::best_path() const {
+  return (std::filesystem::path(impl_->out_dir) / "best.safetensors").string();
+}
+std::string ClassifierTrainer::log_path() const {
+  return (std::filesystem::path(impl_->out_dir) / "log.jsonl").string();
+}
+
+void ClassifierTrainer::resume(const std::string& checkpoint) {
+  const auto state_json = load_training_checkpoint(checkpoint, *impl_->model, *impl_->optimizer);
+  try {
+    state_ = ClassifierTrainState::from_json(state_json);
+  } catch (const CheckpointError& e) {
+    throw CheckpointError(checkpoint + ": " + e.what());
+  }
+}
+
+ClassifierTrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
+  auto& model = impl_->model;
+  const auto& options = impl_->options;
+  const auto& train = impl_->train;
+  const auto& preprocess = impl_->info.preprocess;
+  const int64_t classes = static_cast<int64_t>(train.classes.size());
+  // Drop the ragged last batch: BatchNorm in a conv stem dislikes tiny batches.
+  const int64_t batches_per_epoch =
+      std::max<int64_t>(1, train.size() / std::min(options.batch_size, train.size()));
+  const int64_t batch_size = std::min(options.batch_size, train.size());
+  const int64_t total_steps = batches_per_epoch * options.epochs;
+  const auto warmup_steps =
+      static_cast<int64_t>(options.warmup_epochs * static_cast<double>(batches_per_epoch));
+
+  auto save_checkpoint = [&](const std::string& path) {
+    save_training_checkpoint(path, *model, impl_->info, *impl_->optimizer, state_.to_json());
+  };
+
+  model->train();
+  while (state_.epoch < options.epochs && !state_.stopped_early) {
+    auto order_generator = at::detail::createCPUGenerator(mix_seed(options.seed, 1, state_.epoch));
+    const auto order = torch::randperm(train.size(), order_generator, torch::kLong);
+    const auto epoch_start = Clock::now();
+    const int64_t first_batch = state_.batch;
+    double lr = options.lr;
+    for (; state_.batch < batches_per_epoch; ++state_.batch) {
+      if (options.max_steps > 0 && state_.step >= options.max_steps) break;
+      const auto step_start = Clock::now();
+      auto generator = at::detail::createCPUGenerator(mix_seed(options.seed, 2, state_.step));
+      torch::manual_seed(mix_seed(options.seed, 3, state_.step));  // dropout
+      const auto indices = order.narrow(0, state_.batch * batch_size, batch_size);
+      auto pixels = augment_geometry(train.images.index_select(0, indices), options.augment,
+                                     generator);
+      auto labels = train.labels.index_select(0, indices);
+      auto images = normalize_pixels(pixels, preprocess);
+      random_erase_(images, options.augment, generator);
+      auto targets = smooth_targets(labels, classes, options.label_smoothing);
+      mix_batch_(images, targets, options.augment, generator);
+
+      lr = warmup_cosine_lr(state_.step, warmup_steps, total_steps, options.lr, options.min_lr);
+      for (auto& group : impl_->optimizer->param_groups()) group.options().set_lr(lr);
+      impl_->optimizer->zero_grad();
+      torch::Tensor loss;
+      {
+        CpuAutocast autocast(options.bf16);
+        loss = soft_cross_entropy(model->forward(images), targets);
+      }
+      loss.backward();
+      if (options.grad_clip > 0) {
+        torch::nn::utils::clip_grad_norm_(model->parameters(), options.grad_clip);
+      }
+      impl_->optimizer->step();
+      ++state_.step;
+      const double loss_value = loss.item<double>();
+      TORCH_CHECK(std::isfinite(loss_value), "training diverged: loss is ", loss_value,
+                  " at step ", state_.step, " (lower --lr?)");
+      state_.epoch_loss_sum += loss_value;
+      ++state_.epoch_loss_count;
+      state_.elapsed_seconds +=
+          std::chrono::duration<double>(Clock::now() - step_start).count();
+      if (callbacks.on_step) {
+        callbacks.on_step((state_.batch + 1) * batch_size, batches_per_epoch * batch_size,
+                          loss_value, lr);
+      }
+      if (options.save_every > 0 && state_.step % options.save_every == 0) {
+        state_.batch += 1;  // the checkpoint resumes after this batch
+        save_checkpoint(last_path());
+        state_.batch -= 1;
+      }
+    }
+    const bool epoch_done = state_.batch >= batches_per_epoch;
+    if (!epoch_done) {  // max_steps reached inside the epoch
+      save_checkpoint(last_path());
+      break;
+    }
+
+    ClassifierEpochReport report;
+    report.epoch = state_.epoch + 1;
+    report.step = state_.step;
+    report.lr = lr;
+    report.train_loss =
+        state_.epoch_loss_count > 0 ? state_.epoch_loss_sum / state_.epoch_loss_count : 0.0;
+    report.epoch_seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    report.images_per_second =
+        static_cast<double>((batches_per_epoch - first_batch) * batch_size) / report.epoch_seconds;
+    const auto eval_start = Clock::now();
+    if (impl_->validation.size() > 0) {
+      const auto metrics = evaluate_classifier(model, impl_->validation, preprocess,
+                                               options.eval_batch_size);
+      report.val_loss = metrics.loss;
+      report.val_top1 = metrics.top1;
+      report.val_top5 = metrics.top5;
+      report.improved = metrics.top1 > state_.best_top1;
+    } else {
+      report.improved = true;
+    }
+    state_.elapsed_seconds += std::chrono::duration<double>(Clock::now() - eval_start).count();
+    report.elapsed_seconds = state_.elapsed_seconds;
+    if (report.improved) {
+      state_.best_top1 = report.val_top1;
+      state_.best_epoch = report.epoch;
+      state_.epochs_without_improvement = 0;
+    } else {
+      ++state_.epochs_without_improvement;
+    }
+    state_.epoch += 1;
+    state_.batch = 0;
+    state_.epoch_loss_sum = 0;
+    state_.epoch_loss_count = 0;
+    if (options.patience > 0 && state_.epochs_without_improvement >= options.patience) {
+      state_.stopped_early = true;
+    }
+    if (report.improved) save_model(best_path(), *model, impl_->info);
+    save_checkpoint(last_path());
+    {
+      std::ofstream log(log_path(), std::ios::app);
+      log << nlohmann::json{{"epoch", report.epoch},
+                            {"step", report.step},
+                            {"lr", report.lr},
+                            {"train_loss", report.train_loss},
+                            {"val_loss", report.val_loss},
+                            {"val_top1", report.val_top1},
+                            {"val_top5", report.val_top5},
+                            {"epoch_seconds", report.epoch_seconds},
+                            {"images_per_second", report.images_per_second},
+                            {"elapsed_seconds", report.elapsed_seconds},
+                            {"improved", report.improved}}
+                 .dump()
+          << "\n";
+      if (!log) throw Error(log_path() + ": cannot append to the training log");
+    }
+    if (callbacks.on_epoch) callbacks.on_epoch(report);
+  }
+  model->eval();
+  return state_;
+}
+
+}  // namespace attnkit::vision

@@ -1,0 +1,98 @@
+// vision/train/classifier_trainer.h: trains a ViT classifier: AdamW, warm-up + cosine, label
+// smoothing, augmentation, bf16 autocast, early stopping, resumable atomic checkpoints.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "vision/checkpoint/model_file.h"
+#include "vision/data/labeled_images.h"
+#include "vision/models/vit.h"
+#include "vision/train/augment.h"
+
+namespace attnkit::vision {
+
+struct ClassifierTrainOptions {
+  int64_t epochs = 30;
+  int64_t batch_size = 128;
+  double lr = 1e-3;            ///< peak learning rate after warm-up
+  double min_lr = 1e-5;        ///< learning rate at the end of the cosine
+  double warmup_epochs = 2;
+  double weight_decay = 0.05;  ///< AdamW; not applied to biases, norms, tokens, position embeddings
+  double label_smoothing = 0.1;
+  double grad_clip = 1.0;      ///< max global gradient norm (0 = off)
+  AugmentOptions augment;
+  int64_t patience = 0;        ///< stop after this many epochs without a better val top-1 (0 = off)
+  uint64_t seed = 0;
+  bool bf16 = true;            ///< bf16 autocast for the matmuls (oneDNN / AMX); weights stay fp32
+  int64_t eval_batch_size = 256;
+  int64_t max_steps = 0;       ///< stop after this many optimizer steps in all (0 = no limit)
+  int64_t save_every = 0;      ///< also checkpoint every N steps inside an epoch (0 = epoch ends)
+};
+
+/// Where training stands; written into every checkpoint so --resume continues exactly.
+struct ClassifierTrainState {
+  int64_t epoch = 0;            ///< current epoch, 0-based
+  int64_t batch = 0;            ///< next batch within the epoch
+  int64_t step = 0;             ///< optimizer steps taken
+  double epoch_loss_sum = 0;    ///< running training loss of the current epoch
+  int64_t epoch_loss_count = 0;
+  double best_top1 = -1;        ///< best validation top-1 so far
+  int64_t best_epoch = -1;
+  int64_t epochs_without_improvement = 0;
+  double elapsed_seconds = 0;   ///< training time so far, over all sessions
+  bool stopped_early = false;   ///< patience ran out (a resume with more epochs does not restart)
+
+  std::string to_json() const;
+  static ClassifierTrainState from_json(const std::string& json);  ///< throws CheckpointError
+};
+
+/// One epoch's figures, as logged.
+struct ClassifierEpochReport {
+  int64_t epoch = 0;  ///< 1-based
+  int64_t step = 0;
+  double lr = 0;
+  double train_loss = 0;
+  double val_loss = 0;
+  double val_top1 = 0;
+  double val_top5 = 0;
+  double epoch_seconds = 0;
+  double images_per_second = 0;
+  double elapsed_seconds = 0;
+  bool improved = false;
+};
+
+struct ClassifierTrainCallbacks {
+  /// After each step: images done in this epoch, of `total`; the step's loss; the learning rate.
+  std::function<void(int64_t done, int64_t total, double loss, double lr)> on_step;
+  std::function<void(const ClassifierEpochReport&)> on_epoch;
+};
+
+/// The training loop. Writes into `out_dir`: last.safetensors (model + optimizer + state, written
+/// at every epoch end and every save_every steps), best.safetensors (the model with the best
+/// validation top-1; the last one without validation data) and log.jsonl (one line per epoch).
+/// Every batch's randomness derives from (seed, step), so a resumed run repeats the same batches.
+class ClassifierTrainer {
+ public:
+  ClassifierTrainer(VisionTransformer model, ModelInfo info, LabeledImages train,
+                    LabeledImages validation, ClassifierTrainOptions options, std::string out_dir);
+  ~ClassifierTrainer();
+
+  /// Continues from a last.safetensors checkpoint (model, optimizer, state).
+  void resume(const std::string& checkpoint);
+  /// Trains until the epochs are done, early stopping triggers or max_steps is reached.
+  ClassifierTrainState run(const ClassifierTrainCallbacks& callbacks = {});
+
+  const ClassifierTrainState& state() const { return state_; }
+  std::string last_path() const;
+  std::string best_path() const;
+  std::string log_path() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  ClassifierTrainState state_;
+};
+
+}  // namespace attnkit::vision
