@@ -49,7 +49,9 @@ case "$MODE" in
   build) ;;
   test)
     cd "$BUILD"
-    ctest --output-on-failure -j "$(nproc)"
+    # One thread per test process: ctest runs tests side by side, and OpenMP threads that share
+    # cores spin against each other (a forward pass then runs ~15x slower).
+    OMP_NUM_THREADS=1 ctest --output-on-failure -j "$(nproc)"
     ;;
   demo)
     MODEL="$ROOT/weights/fashion-vit.safetensors"
@@ -67,7 +69,11 @@ case "$MODE" in
       fi
       MODEL="$DEMO/vit-b16-random.safetensors"
     fi
-    "$BUILD/apps/attn" classify --model "$MODEL" --topk 3 samples/
+    if [ "$MODEL" = "$ROOT/weights/fashion-vit.safetensors" ]; then
+      "$BUILD/apps/attn" classify --model "$MODEL" --topk 3 samples/fashion/
+    else
+      "$BUILD/apps/attn" classify --model "$MODEL" --topk 3 samples/
+    fi
     ;;
   *)
     echo "usage: ./setup.sh [demo|test|build]" >&2

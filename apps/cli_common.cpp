@@ -108,7 +108,14 @@ std::vector<InputItem> expand_inputs(const std::vector<std::string>& args) {
 
 int set_threads(int requested) {
   int threads = requested;
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads <= 0) {
+    // OpenMP's own variable wins over "all cores": parallel test runs and shared machines set it.
+    if (const char* omp = std::getenv("OMP_NUM_THREADS"); omp && std::atoi(omp) > 0) {
+      threads = std::atoi(omp);
+    } else {
+      threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    }
+  }
   at::set_num_threads(threads);
   return threads;
 }

@@ -54,7 +54,8 @@ struct InputItem {
 /// Missing paths come back as items with an error.
 std::vector<InputItem> expand_inputs(const std::vector<std::string>& args);
 
-/// Sets LibTorch's intra-op threads; 0 = every core. Returns the count in use.
+/// Sets LibTorch's intra-op threads; 0 = $OMP_NUM_THREADS if set, else every core. Returns the
+/// count in use.
 int set_threads(int requested);
 
 /// The shipped default model for a task ("classifier", "captioner"): $ATTNKIT_WEIGHTS/<file>, else

@@ -113,6 +113,7 @@ TEST(ClassifierTrainer, LearnsAPlantedTaskAndWritesLoadableModels) {
 }
 
 TEST(ClassifierTrainer, ResumeRepeatsTheUninterruptedRun) {
+  const int threads_before = at::get_num_threads();
   at::set_num_threads(1);  // bitwise-repeatable reductions
   auto options = quick_options();
   options.epochs = 2;
@@ -156,7 +157,7 @@ TEST(ClassifierTrainer, ResumeRepeatsTheUninterruptedRun) {
   ASSERT_EQ(log_b.size(), 2u);
   EXPECT_EQ(log_a[1]["val_top1"], log_b[1]["val_top1"]);
   EXPECT_NEAR(log_a[1]["train_loss"].get<double>(), log_b[1]["train_loss"].get<double>(), 1e-12);
-  at::set_num_threads(2);
+  at::set_num_threads(threads_before);
 }
 
 TEST(ClassifierTrainer, StopsEarlyWhenValidationStopsImproving) {

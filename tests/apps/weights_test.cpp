@@ -1,0 +1,51 @@
+// tests/apps/weights_test.cpp: the shipped default models re-measured: `attn eval` on the 10,000
+// Fashion-MNIST test images must give the model card's figure within 0.2 points.
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/apps/cli_support.h"
+#include "vision/data/fashion_mnist.h"
+
+namespace attnkit::apps {
+namespace {
+
+const std::string kWeights = std::string(ATTNKIT_SOURCE_DIR) + "/weights";
+
+/// The number in the card's "| Test top-1 ... | NN.NN% |" row.
+double card_figure(const std::string& card_path, const std::string& row) {
+  std::ifstream in(card_path);
+  EXPECT_TRUE(in.good()) << card_path;
+  const std::string text(std::istreambuf_iterator<char>(in), {});
+  std::smatch m;
+  const std::regex pattern("\\| " + row + "[^|]*\\| \\*\\*([0-9.]+)%\\*\\*");
+  if (!std::regex_search(text, m, pattern)) {
+    ADD_FAILURE() << card_path << " has no row '" << row << "' with a bold percentage";
+    return -1;
+  }
+  return std::stod(m[1]);
+}
+
+TEST(ShippedWeights, FashionClassifierMatchesItsModelCard) {
+  ASSERT_TRUE(std::filesystem::exists(kWeights + "/fashion-vit.safetensors"));
+  if (!std::filesystem::exists(std::string(vision::kFashionMnistDir) +
+                               "/t10k-images-idx3-ubyte.gz")) {
+    GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  }
+  const double top1 = card_figure(kWeights + "/fashion-vit.md", "Test top-1");
+  const double top5 = card_figure(kWeights + "/fashion-vit.md", "Test top-5");
+  // No --model: the default model is the shipped one.
+  auto r = run_attn("eval classifier --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto doc = nlohmann::json::parse(r.out);
+  EXPECT_EQ(doc["count"], 10000);
+  EXPECT_NEAR(100 * doc["top1"].get<double>(), top1, 0.2);
+  EXPECT_NEAR(100 * doc["top5"].get<double>(), top5, 0.2);
+  EXPECT_GE(top1, 93.5) << "the card's figure is below the issue's target";
+}
+
+}  // namespace
+}  // namespace attnkit::apps

@@ -1,0 +1,108 @@
+// tests/vision/caption_metrics_test.cpp: BLEU against NLTK's corpus_bleu on generated corpora,
+// and CIDEr-D's defining properties.
+#include <cstdlib>
+#include <fstream>
+#include <random>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/vision/test_support.h"
+#include "vision/train/caption_metrics.h"
+
+namespace attnkit::vision {
+namespace {
+
+using attnkit::testing::TempDir;
+
+/// Random sentences over a small vocabulary so n-grams repeat and partly match.
+struct Corpus {
+  std::vector<std::vector<Tokens>> references;
+  std::vector<Tokens> hypotheses;
+};
+
+Corpus random_corpus(std::mt19937& rng, size_t sentences, size_t vocabulary, size_t max_len) {
+  std::uniform_int_distribution<size_t> word(0, vocabulary - 1), length(1, max_len),
+      ref_count(1, 5);
+  auto sentence = [&]() {
+    Tokens t(length(rng));
+    for (auto& w : t) w = "w" + std::to_string(word(rng));
+    return t;
+  };
+  Corpus c;
+  for (size_t i = 0; i < sentences; ++i) {
+    std::vector<Tokens> refs(ref_count(rng));
+    for (auto& r : refs) r = sentence();
+    Tokens hypothesis = sentence();
+    // Half the time, start from a reference and perturb it: realistic partial matches.
+    if (rng() % 2) {
+      hypothesis = refs[rng() % refs.size()];
+      for (auto& w : hypothesis) {
+        if (rng() % 4 == 0) w = "w" + std::to_string(word(rng));
+      }
+      if (rng() % 3 == 0 && hypothesis.size() > 1) hypothesis.pop_back();
+    }
+    c.references.push_back(refs);
+    c.hypotheses.push_back(hypothesis);
+  }
+  return c;
+}
+
+TEST(Bleu, AgreesWithNltkCorpusBleu) {
+  std::mt19937 rng(42);
+  std::vector<Corpus> corpora;
+  for (int i = 0; i < 40; ++i) {
+    corpora.push_back(random_corpus(rng, 1 + rng() % 30, 3 + rng() % 20, 2 + rng() % 14));
+  }
+  // Edge cases: exact match, a one-word hypothesis (no 2-grams), ties in reference length.
+  corpora.push_back({{{{"a", "cat", "sat", "on", "the", "mat"}}}, {{"a", "cat", "sat", "on", "the", "mat"}}});
+  corpora.push_back({{{{"a", "b", "c"}, {"a", "b", "c", "d", "e"}}}, {{"a"}}});
+  corpora.push_back({{{{"x", "y", "z", "w"}, {"y", "z", "w", "x", "v", "u"}}},
+                     {{"y", "z", "w", "x", "v"}}});
+  nlohmann::json input;
+  for (const auto& c : corpora) {
+    input["corpora"].push_back({{"references", c.references}, {"hypotheses", c.hypotheses}});
+  }
+  TempDir dir;
+  std::ofstream(dir.file("in.json")) << input.dump();
+  const std::string command = std::string(ATTNKIT_ORACLE_PYTHON) + " " + ATTNKIT_SOURCE_DIR +
+                              "/tests/oracle/bleu_reference.py " + dir.file("in.json") + " " +
+                              dir.file("out.json");
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  nlohmann::json expected;
+  std::ifstream(dir.file("out.json")) >> expected;
+  ASSERT_EQ(expected["bleu"].size(), corpora.size());
+  int nonzero = 0;
+  for (size_t i = 0; i < corpora.size(); ++i) {
+    const auto ours = corpus_bleu(corpora[i].references, corpora[i].hypotheses);
+    for (size_t n = 0; n < 4; ++n) {
+      EXPECT_NEAR(ours.bleu[n], expected["bleu"][i][n].get<double>(), 1e-6)
+          << "corpus " << i << " BLEU-" << n + 1;
+      nonzero += ours.bleu[n] > 0;
+    }
+  }
+  EXPECT_GT(nonzero, 100);  // the comparison is not all zeros
+  EXPECT_DOUBLE_EQ(corpus_bleu(corpora[40].references, corpora[40].hypotheses).bleu[3], 1.0);
+}
+
+TEST(CiderD, IsTenForAnExactUniqueMatchAndZeroForSharedOrMissingWords) {
+  const std::vector<std::vector<Tokens>> refs = {{{"a", "red", "bag", "left", "of", "a", "shoe"}},
+                                                 {{"two", "shirts", "above", "a", "dress"}}};
+  std::vector<double> per_image;
+  EXPECT_NEAR(cider_d(refs, {refs[0][0], refs[1][0]}, &per_image), 10.0, 1e-9);
+  EXPECT_NEAR(per_image[1], 10.0, 1e-9);
+  // Words that appear in every image's references carry no information (idf 0).
+  const std::vector<std::vector<Tokens>> same = {{{"a", "bag"}}, {{"a", "bag"}}};
+  EXPECT_NEAR(cider_d(same, {{"a", "bag"}, {"a", "bag"}}), 0.0, 1e-12);
+  // No shared words: 0.
+  EXPECT_NEAR(cider_d(refs, {{"zebra"}, {"zebra"}}), 0.0, 1e-12);
+  // A partial match scores between; a longer wrong tail is penalised.
+  const double partial = cider_d(refs, {{"a", "red", "bag"}, refs[1][0]}, &per_image);
+  EXPECT_GT(per_image[0], 0.5);
+  EXPECT_LT(per_image[0], 10.0);
+  EXPECT_LT(partial, 10.0);
+  EXPECT_THROW(cider_d(refs, {refs[0][0]}), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace attnkit::vision

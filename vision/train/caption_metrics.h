@@ -1,0 +1,35 @@
+// vision/train/caption_metrics.h: corpus BLEU-1..4 (Papineni et al. 2002, as NLTK's corpus_bleu
+// computes it) and CIDEr-D (Vedantam et al. 2015, as the coco-caption evaluation computes it).
+#pragma once
+
+#include <array>
+#include <string>
+#include <vector>
+
+namespace attnkit::vision {
+
+using Tokens = std::vector<std::string>;
+
+struct BleuScores {
+  std::array<double, 4> bleu{};        ///< BLEU-1..4: cumulative, uniform weights
+  std::array<double, 4> precision{};   ///< clipped n-gram precisions p_1..p_4
+  double brevity_penalty = 0;
+  int64_t hypothesis_length = 0;       ///< c: total candidate words
+  int64_t reference_length = 0;        ///< r: sum of the closest reference lengths
+};
+
+/// Corpus BLEU: clipped n-gram counts summed over the corpus, the closest reference length per
+/// sentence (the shorter on ties), BP = exp(1 - r/c) when c <= r. Without smoothing, a zero
+/// precision makes the score 0, and a sentence shorter than n adds 1 to the n-gram denominator,
+/// both as in NLTK 3.8. references[i] holds sentence i's references.
+BleuScores corpus_bleu(const std::vector<std::vector<Tokens>>& references,
+                       const std::vector<Tokens>& hypotheses);
+
+/// CIDEr-D over a corpus: TF-IDF n-gram vectors (n = 1..4, document frequency over the corpus'
+/// reference sets), candidate counts clipped by the reference's, a Gaussian length penalty
+/// (sigma 6), averaged over references and n, times 10. Returns the corpus mean and fills
+/// `per_image` when given.
+double cider_d(const std::vector<std::vector<Tokens>>& references,
+               const std::vector<Tokens>& hypotheses, std::vector<double>* per_image = nullptr);
+
+}  // namespace attnkit::vision
