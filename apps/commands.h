@@ -10,5 +10,6 @@ int run_inspect(int argc, char** argv);
 int run_train(int argc, char** argv);
 int run_train_classifier(int argc, char** argv);
 int run_eval(int argc, char** argv);
+int run_data(int argc, char** argv);
 
 }  // namespace attnkit::apps

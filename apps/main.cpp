@@ -22,6 +22,7 @@ const Command kCommands[] = {
     {"inspect", attnkit::apps::run_inspect, "show what a model file holds"},
     {"train", attnkit::apps::run_train, "train a classifier on Fashion-MNIST or an image folder"},
     {"eval", attnkit::apps::run_eval, "measure a model on a dataset (accuracy, confusion)"},
+    {"data", attnkit::apps::run_data, "generate the captioned Fashion-MNIST scenes"},
     {"bench", attnkit::apps::run_bench, "time ViT inference"},
 };
 

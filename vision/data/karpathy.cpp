@@ -1,0 +1,127 @@
+// vision/data/karpathy.cpp: Karpathy split JSON via nlohmann-json.
+#include "vision/data/karpathy.h"
+
+#include <cctype>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "vision/errors.h"
+
+namespace attnkit::vision {
+namespace {
+
+using nlohmann::json;
+
+std::vector<std::string> tokenize(const std::string& raw) {
+  std::vector<std::string> tokens;
+  std::string word;
+  for (char ch : raw) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (std::isalnum(c) || c == '-' || c == '\'') {
+      word += static_cast<char>(std::tolower(c));
+    } else if (!word.empty()) {
+      tokens.push_back(word);
+      word.clear();
+    }
+  }
+  if (!word.empty()) tokens.push_back(word);
+  return tokens;
+}
+
+}  // namespace
+
+std::vector<CaptionRecord> load_karpathy_json(const std::string& json_path,
+                                              const std::string& image_root) {
+  std::ifstream in(json_path);
+  if (!in) throw DataError(json_path + ": cannot open");
+  json doc;
+  try {
+    doc = json::parse(in);
+  } catch (const json::exception& e) {
+    throw DataError(json_path + ": not valid JSON (" + e.what() + ")");
+  }
+  if (!doc.is_object() || !doc.contains("images") || !doc["images"].is_array()) {
+    throw DataError(json_path + ": expected a Karpathy split file with an \"images\" list");
+  }
+  std::vector<CaptionRecord> records;
+  const auto& images = doc["images"];
+  for (size_t i = 0; i < images.size(); ++i) {
+    const auto& entry = images[i];
+    const std::string where = json_path + ": images[" + std::to_string(i) + "]";
+    try {
+      CaptionRecord r;
+      r.filename = entry.at("filename").get<std::string>();
+      r.filepath = entry.value("filepath", "");
+      r.split = entry.at("split").get<std::string>();
+      if (r.split != "train" && r.split != "val" && r.split != "test" && r.split != "restval") {
+        throw DataError(where + ": split '" + r.split + "' is not train, val, test or restval");
+      }
+      r.image_path = (std::filesystem::path(image_root) / r.filepath / r.filename).string();
+      for (const auto& sentence : entry.at("sentences")) {
+        auto tokens = sentence.contains("tokens")
+                          ? sentence.at("tokens").get<std::vector<std::string>>()
+                          : tokenize(sentence.at("raw").get<std::string>());
+        if (!tokens.empty()) r.captions.push_back(std::move(tokens));
+      }
+      if (r.captions.empty()) throw DataError(where + ": no sentences with words");
+      if (entry.contains("objects")) {
+        for (const auto& object : entry["objects"]) {
+          const auto box = object.at("box").get<std::vector<int>>();
+          if (box.size() != 4 || box[2] <= 0 || box[3] <= 0) {
+            throw DataError(where + ": an object box must be [x, y, width, height]");
+          }
+          r.objects.push_back({object.at("word").get<std::string>(),
+                               cv::Rect(box[0], box[1], box[2], box[3])});
+        }
+      }
+      records.push_back(std::move(r));
+    } catch (const json::exception& e) {
+      throw DataError(where + ": " + e.what());
+    }
+  }
+  return records;
+}
+
+void save_karpathy_json(const std::string& json_path, const std::vector<CaptionRecord>& records,
+                        const std::string& dataset_name) {
+  json images = json::array();
+  for (size_t i = 0; i < records.size(); ++i) {
+    const auto& r = records[i];
+    json sentences = json::array();
+    for (const auto& tokens : r.captions) {
+      std::string raw;
+      for (const auto& t : tokens) raw += (raw.empty() || t == "," ? "" : " ") + t;
+      sentences.push_back({{"tokens", tokens}, {"raw", raw}});
+    }
+    json entry = {{"imgid", i},
+                  {"filepath", r.filepath},
+                  {"filename", r.filename},
+                  {"split", r.split},
+                  {"sentences", sentences}};
+    if (!r.objects.empty()) {
+      json objects = json::array();
+      for (const auto& o : r.objects) {
+        objects.push_back(
+            {{"word", o.word}, {"box", {o.box.x, o.box.y, o.box.width, o.box.height}}});
+      }
+      entry["objects"] = objects;
+    }
+    images.push_back(entry);
+  }
+  const std::string temporary = json_path + ".tmp";
+  {
+    std::ofstream out(temporary);
+    out << json{{"dataset", dataset_name}, {"images", images}}.dump() << "\n";
+    if (!out) throw DataError(json_path + ": cannot write");
+  }
+  if (std::rename(temporary.c_str(), json_path.c_str()) != 0) {
+    std::remove(temporary.c_str());
+    throw DataError(json_path + ": cannot rename the temporary file into place");
+  }
+}
+
+}  // namespace attnkit::vision
