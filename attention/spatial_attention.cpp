@@ -132,6 +132,7 @@ AttentionOutput SpatialAttentionImpl::select(torch::Tensor scores, const Attenti
     out.head_weights = torch::zeros_like(alpha).scatter_(2, chosen.unsqueeze(2), 1.0);
   }
   out.weights = heads == 1 ? out.head_weights.squeeze(1) : out.head_weights.mean(1);
+  out.probabilities = heads == 1 ? alpha.squeeze(1) : alpha.mean(1);
   if (additive) {
     // (B, 1, L) x (B, L, D) -> (B, D)
     out.context = torch::bmm(out.head_weights, memory.values).squeeze(1);

@@ -47,6 +47,9 @@ struct AttentionOutput {
                            ///< with H > 1 heads the mean over heads
   torch::Tensor log_prob;  ///< (B): log p(sampled cells), hard mode while training; else undefined
   torch::Tensor head_weights;  ///< (B, H, L): per head (H = 1 for additive scoring)
+  /// (B, L): the softmax distribution the weights come from (mean over heads); equals `weights`
+  /// in soft mode. Hard attention needs it for the entropy term and the expected context.
+  torch::Tensor probabilities;
 };
 
 /// The features projected once per image, reused at every query (every decoding step).

@@ -1,0 +1,139 @@
+// vision/models/captioner.cpp: the SAT decoder: attention with the previous state as query, the
+// gated context (eq. 6 and section 4.2.1's beta), the LSTM, and the deep output layer (eq. 7).
+#include "vision/models/captioner.h"
+
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+namespace attnkit::vision {
+
+void CaptionerConfig::validate() const {
+  encoder.validate();
+  if (vocab_size < 5) throw std::invalid_argument("captioner: vocab_size must be at least 5");
+  if (embed_dim <= 0 || hidden_dim <= 0 || attention_dim <= 0) {
+    throw std::invalid_argument("captioner: embed_dim, hidden_dim and attention_dim must be > 0");
+  }
+  if (dropout < 0 || dropout >= 1) throw std::invalid_argument("captioner: dropout in [0, 1)");
+}
+
+std::string CaptionerConfig::to_json() const {
+  return nlohmann::json{{"encoder", nlohmann::json::parse(encoder.to_json())},
+                        {"vocab_size", vocab_size},
+                        {"embed_dim", embed_dim},
+                        {"hidden_dim", hidden_dim},
+                        {"attention_dim", attention_dim},
+                        {"mode", mode == attention::AttentionMode::kHard ? "hard" : "soft"},
+                        {"dropout", dropout}}
+      .dump();
+}
+
+CaptionerConfig CaptionerConfig::from_json(const std::string& text) {
+  CaptionerConfig c;
+  try {
+    const auto j = nlohmann::json::parse(text);
+    c.encoder = ViTConfig::from_json(j.at("encoder").dump());
+    c.vocab_size = j.at("vocab_size").get<int64_t>();
+    c.embed_dim = j.value("embed_dim", c.embed_dim);
+    c.hidden_dim = j.value("hidden_dim", c.hidden_dim);
+    c.attention_dim = j.value("attention_dim", c.attention_dim);
+    c.dropout = j.value("dropout", c.dropout);
+    const auto mode = j.value("mode", std::string("soft"));
+    if (mode != "soft" && mode != "hard") {
+      throw std::invalid_argument("captioner: mode must be soft or hard, got '" + mode + "'");
+    }
+    c.mode = mode == "hard" ? attention::AttentionMode::kHard : attention::AttentionMode::kSoft;
+  } catch (const nlohmann::json::exception& e) {
+    throw std::invalid_argument(std::string("captioner config: ") + e.what());
+  }
+  c.encoder.num_classes = 0;
+  c.validate();
+  return c;
+}
+
+CaptionerImpl::CaptionerImpl(CaptionerConfig config) : config_(std::move(config)) {
+  config_.encoder.num_classes = 0;
+  config_.validate();
+  const auto& c = config_;
+  const int64_t d = c.encoder.dim;
+  encoder = register_module("encoder", VisionTransformer(c.encoder));
+  embed = register_module("embed", torch::nn::Embedding(c.vocab_size, c.embed_dim));
+  init_h = register_module("init_h", torch::nn::Linear(d, c.hidden_dim));
+  init_c = register_module("init_c", torch::nn::Linear(d, c.hidden_dim));
+  attention = register_module(
+      "attention", attention::SpatialAttention(attention::SpatialAttentionOptions(d, c.hidden_dim)
+                                                   .score(attention::AttentionScore::kAdditive)
+                                                   .mode(c.mode)
+                                                   .hidden_dim(c.attention_dim)));
+  f_beta = register_module("f_beta", torch::nn::Linear(c.hidden_dim, 1));
+  lstm = register_module("lstm", torch::nn::LSTMCell(c.embed_dim + d, c.hidden_dim));
+  out_h = register_module("out_h", torch::nn::Linear(c.hidden_dim, c.embed_dim));
+  out_z = register_module("out_z", torch::nn::Linear(d, c.embed_dim));
+  out_word = register_module("out_word", torch::nn::Linear(c.embed_dim, c.vocab_size));
+  dropout = register_module("dropout", torch::nn::Dropout(c.dropout));
+}
+
+EncodedImages CaptionerImpl::encode(const torch::Tensor& images) {
+  EncodedImages out;
+  auto tokens = encoder->forward_features(images, &out.grid_height, &out.grid_width);
+  const int64_t prefix = config_.encoder.num_prefix_tokens();
+  out.features = tokens.narrow(1, prefix, tokens.size(1) - prefix);
+  return out;
+}
+
+DecoderState CaptionerImpl::initial_state(const torch::Tensor& features) {
+  auto mean = features.mean(1);
+  return {torch::tanh(init_h(mean)), torch::tanh(init_c(mean))};
+}
+
+attention::AttentionMemory CaptionerImpl::prepare(const torch::Tensor& features) {
+  return attention->prepare(features);
+}
+
+DecoderStep CaptionerImpl::step(const attention::AttentionMemory& memory,
+                                const torch::Tensor& previous_words, const DecoderState& state,
+                                bool use_expected_context) {
+  DecoderStep out;
+  out.attention = attention->attend(memory, state.h);
+  auto context = out.attention.context;  // (B, D)
+  if (use_expected_context && config_.mode == attention::AttentionMode::kHard) {
+    context = torch::bmm(out.attention.probabilities.unsqueeze(1), memory.values).squeeze(1);
+  }
+  // The gate beta = sigmoid(f_beta(h_{t-1})) scales the context (SAT section 4.2.1).
+  context = torch::sigmoid(f_beta(state.h)) * context;
+  auto word = embed(previous_words);  // (B, E)
+  auto [h, c] = lstm(torch::cat({word, context}, 1), std::make_tuple(state.h, state.c));
+  out.state = {h, c};
+  // Deep output (eq. 7): L_o(E y_{t-1} + L_h h_t + L_z z_t).
+  out.logits = out_word(dropout(word + out_h(h) + out_z(context)));
+  return out;
+}
+
+CaptionerOutput CaptionerImpl::forward(const torch::Tensor& features, const torch::Tensor& captions,
+                                       const std::vector<bool>& expected_context) {
+  TORCH_CHECK(captions.dim() == 2 && captions.size(0) == features.size(0) && captions.size(1) >= 2,
+              "Captioner: expected captions (", features.size(0), ", T + 1 >= 2), got ",
+              captions.sizes());
+  const int64_t steps = captions.size(1) - 1;
+  auto memory = prepare(features);
+  auto state = initial_state(features);
+  std::vector<torch::Tensor> logits, weights, probabilities, log_probs;
+  for (int64_t t = 0; t < steps; ++t) {
+    const bool expected = t < static_cast<int64_t>(expected_context.size()) && expected_context[t];
+    auto s = step(memory, captions.select(1, t), state, expected);
+    logits.push_back(s.logits);
+    weights.push_back(s.attention.weights);
+    probabilities.push_back(s.attention.probabilities);
+    if (s.attention.log_prob.defined()) log_probs.push_back(s.attention.log_prob);
+    state = s.state;
+  }
+  CaptionerOutput out;
+  out.logits = torch::stack(logits, 1);
+  out.weights = torch::stack(weights, 1);
+  out.probabilities = torch::stack(probabilities, 1);
+  if (!log_probs.empty()) out.log_probs = torch::stack(log_probs, 1);
+  return out;
+}
+
+}  // namespace attnkit::vision
