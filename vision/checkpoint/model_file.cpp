@@ -74,6 +74,16 @@ ModelInfo info_from_metadata(const std::map<std::string, std::string>& metadata,
 
 }  // namespace
 
+NamedTensors model_tensors_from_file(const std::string& path) {
+  auto file = SafetensorsFile::open(path);
+  NamedTensors tensors;
+  for (const auto& entry : file.entries()) {
+    if (entry.name.rfind(kTrainerTensorPrefix, 0) == 0) continue;
+    tensors.emplace_back(entry.name, file.tensor(entry.name));
+  }
+  return tensors;
+}
+
 NamedTensors module_tensors(const torch::nn::Module& module) {
   NamedTensors out;
   for (const auto& item : module.named_parameters(/*recurse=*/true)) {
@@ -187,13 +197,7 @@ LoadedViT load_vit(const std::string& path) {
                           std::to_string(loaded.config.in_channels));
   }
   loaded.model = VisionTransformer(loaded.config);
-  NamedTensors tensors;
-  for (const auto& entry : file.entries()) {
-    // Training checkpoints carry the optimizer state as trainer.* tensors: not model weights.
-    if (entry.name.rfind("trainer.", 0) == 0) continue;
-    tensors.emplace_back(entry.name, file.tensor(entry.name));
-  }
-  load_tensors_strict(*loaded.model, tensors, path);
+  load_tensors_strict(*loaded.model, model_tensors_from_file(path), path);
   loaded.model->eval();
   return loaded;
 }

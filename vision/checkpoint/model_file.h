@@ -29,6 +29,14 @@ struct ModelInfo {
 /// Named tensors, in the model's parameter order.
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
+/// Tensor name prefix of trainer-only data (optimizer state in training checkpoints), skipped
+/// when a file is loaded as a model.
+constexpr const char* kTrainerTensorPrefix = "trainer.";
+
+/// Every tensor of a safetensors file except trainer-only ones: what a model loads.
+/// Throws CheckpointError.
+NamedTensors model_tensors_from_file(const std::string& path);
+
 /// Every parameter and buffer of `module` with its full dotted name.
 NamedTensors module_tensors(const torch::nn::Module& module);
 

@@ -32,16 +32,6 @@ void save_training_checkpoint(const std::string& path, const torch::nn::Module& 
   save_model(path, module, info, {{kOptimizerTensor, optimizer_tensor}});
 }
 
-NamedTensors model_tensors_from_file(const std::string& path) {
-  auto file = SafetensorsFile::open(path);
-  NamedTensors tensors;
-  for (const auto& entry : file.entries()) {
-    if (entry.name.rfind(kTrainerTensorPrefix, 0) == 0) continue;
-    tensors.emplace_back(entry.name, file.tensor(entry.name));
-  }
-  return tensors;
-}
-
 std::string load_training_checkpoint(const std::string& path, torch::nn::Module& module,
                                      torch::optim::Optimizer& optimizer) {
   auto file = SafetensorsFile::open(path);

@@ -13,8 +13,6 @@ namespace attnkit::vision {
 
 /// Metadata key of the trainer's progress (JSON written by the trainer).
 constexpr const char* kTrainStateKey = "attnkit.train_state";
-/// Tensor name prefix of trainer-only data, skipped when the file is loaded as a model.
-constexpr const char* kTrainerTensorPrefix = "trainer.";
 
 /// Writes model tensors, the optimizer state (as `trainer.optimizer`, LibTorch's archive bytes)
 /// and `state_json` under kTrainStateKey, atomically (temporary file + rename).
@@ -26,8 +24,5 @@ void save_training_checkpoint(const std::string& path, const torch::nn::Module& 
 /// hold the same parameters in the same order). Returns the state JSON. Throws CheckpointError.
 std::string load_training_checkpoint(const std::string& path, torch::nn::Module& module,
                                      torch::optim::Optimizer& optimizer);
-
-/// Every tensor of a safetensors file except trainer-only ones: what a model loads.
-NamedTensors model_tensors_from_file(const std::string& path);
 
 }  // namespace attnkit::vision

@@ -1,0 +1,173 @@
+// apps/caption.cpp: `attn caption`: captions for many images with a Show-Attend-Tell model,
+// each word with its probability and (in JSON) its attention grid.
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "apps/cli_common.h"
+#include "apps/commands.h"
+#include "vision/checkpoint/captioner_file.h"
+#include "vision/errors.h"
+#include "vision/image/image_io.h"
+#include "vision/image/preprocess.h"
+#include "vision/models/caption_decoder.h"
+
+namespace attnkit::apps {
+namespace {
+
+namespace po = boost::program_options;
+using nlohmann::json;
+
+json caption_json(const std::string& path, const vision::Caption& caption, bool with_attention) {
+  json words = json::array();
+  for (const auto& w : caption.words) {
+    json word = {{"word", w.word}, {"probability", w.probability}};
+    if (with_attention) {
+      json grid = json::array();
+      auto a = w.attention.accessor<float, 2>();
+      for (int64_t r = 0; r < w.attention.size(0); ++r) {
+        json row = json::array();
+        for (int64_t c = 0; c < w.attention.size(1); ++c) row.push_back(a[r][c]);
+        grid.push_back(row);
+      }
+      word["attention"] = grid;
+    }
+    words.push_back(word);
+  }
+  return {{"path", path},
+          {"caption", caption.text()},
+          {"log_prob", caption.log_prob},
+          {"ended", caption.ended},
+          {"words", words}};
+}
+
+}  // namespace
+
+int run_caption(int argc, char** argv) {
+  std::vector<std::string> inputs;
+  std::string model_path;
+  int64_t beam = 3, max_len = 20, batch_size = 8;
+  int threads = 0;
+  bool as_json = false, as_jsonl = false;
+  po::options_description options("Options");
+  options.add_options()
+      ("help,h", "show this help")
+      ("inputs", po::value(&inputs)->multitoken(),
+       "images, directories (searched recursively) or - to read paths from stdin")
+      ("model,m", po::value(&model_path)->default_value(default_model_path("captioner")),
+       "captioner model file")
+      ("beam", po::value(&beam)->default_value(beam), "beam width (1 = greedy)")
+      ("max-len", po::value(&max_len)->default_value(max_len), "most words per caption")
+      ("batch-size,b", po::value(&batch_size)->default_value(batch_size), "images per pass")
+      ("threads,t", po::value(&threads)->default_value(0), "CPU threads (0 = all cores)")
+      ("json", po::bool_switch(&as_json),
+       "one JSON document: per image the caption, per word its probability and attention grid")
+      ("jsonl", po::bool_switch(&as_jsonl), "one JSON object per image, as they finish");
+  po::variables_map vm;
+  if (!parse_command_line(
+          argc, argv, options, "inputs", "attn caption [options] IMAGE|DIR|- ...",
+          "Describes images in words with a Show, Attend and Tell captioner: a ViT encodes\n"
+          "the image into a grid, an LSTM writes the caption attending over the grid at every\n"
+          "word. Beam search ranks captions by log-probability per word.\n\n"
+          "Examples:\n"
+          "  attn caption --model scenes-captioner.safetensors samples/scenes/\n"
+          "  attn caption --beam 5 --max-len 16 --json scene.png > caption.json",
+          vm)) {
+    return kExitOk;
+  }
+  if (inputs.empty()) throw UsageError("no inputs given (images, directories or -)");
+  if (beam < 1) throw UsageError("--beam must be at least 1, got " + std::to_string(beam));
+  if (max_len < 1) throw UsageError("--max-len must be at least 1, got " + std::to_string(max_len));
+  if (batch_size < 1) throw UsageError("--batch-size must be at least 1");
+  if (as_json && as_jsonl) throw UsageError("--json and --jsonl exclude each other");
+  set_threads(threads);
+
+  if (vm["model"].defaulted() && !std::filesystem::exists(model_path)) {
+    print_error("caption", "the default captioner " + model_path +
+                               " is not there; pass --model FILE (a captioner model file)");
+    return kExitBadModel;
+  }
+  vision::LoadedCaptioner loaded;
+  try {
+    loaded = vision::load_captioner(model_path);
+  } catch (const vision::Error& e) {
+    print_error("caption", e.what());
+    return kExitBadModel;
+  }
+
+  const auto items = expand_inputs(inputs);
+  json results = json::array(), errors = json::array();
+  int64_t succeeded = 0;
+  ProgressBar progress("caption", static_cast<int64_t>(items.size()));
+  auto report_error = [&](const std::string& path, const std::string& message) {
+    progress.clear();
+    print_error("caption", message);
+    if (as_jsonl) {
+      std::cout << json{{"path", path}, {"error", message}}.dump() << std::endl;
+    } else {
+      errors.push_back({{"path", path}, {"error", message}});
+    }
+  };
+  for (size_t start = 0; start < items.size(); start += static_cast<size_t>(batch_size)) {
+    const size_t end = std::min(items.size(), start + static_cast<size_t>(batch_size));
+    std::vector<torch::Tensor> batch;
+    std::vector<std::string> paths;
+    for (size_t i = start; i < end; ++i) {
+      if (!items[i].error.empty()) {
+        report_error(items[i].path, items[i].error);
+        continue;
+      }
+      try {
+        batch.push_back(vision::preprocess_image(vision::load_image_rgb(items[i].path),
+                                                 loaded.info.preprocess));
+        paths.push_back(items[i].path);
+      } catch (const vision::Error& e) {
+        report_error(items[i].path, e.what());
+      }
+    }
+    if (!batch.empty()) {
+      vision::EncodedImages encoded;
+      {
+        torch::NoGradGuard no_grad;
+        encoded = loaded.model->encode(torch::stack(batch));
+      }
+      const auto captions =
+          vision::beam_search(loaded.model, encoded, loaded.vocabulary, beam, max_len);
+      for (size_t b = 0; b < paths.size(); ++b) {
+        ++succeeded;
+        if (as_jsonl) {
+          std::cout << caption_json(paths[b], captions[b], true).dump() << std::endl;
+        } else if (as_json) {
+          results.push_back(caption_json(paths[b], captions[b], true));
+        } else {
+          progress.clear();
+          std::ostringstream probabilities;
+          for (const auto& w : captions[b].words) {
+            probabilities << (probabilities.tellp() > 0 ? " " : "") << std::fixed
+                          << std::setprecision(2) << w.probability;
+          }
+          std::cout << paths[b] << "\n  " << captions[b].text()
+                    << (captions[b].ended ? "" : " ...") << "\n  p: " << probabilities.str()
+                    << "\n";
+        }
+      }
+    }
+    progress.advance(static_cast<int64_t>(end - start));
+  }
+  progress.finish();
+  if (as_json) {
+    std::cout << json{{"model", model_path}, {"beam", beam}, {"results", results},
+                      {"errors", errors}}
+                     .dump(2)
+              << std::endl;
+  }
+  if (succeeded == 0) return kExitNoInput;
+  return succeeded == static_cast<int64_t>(items.size()) ? kExitOk : kExitSomeFailed;
+}
+
+}  // namespace attnkit::apps

@@ -1,0 +1,99 @@
+// tests/apps/caption_test.cpp: the real `attn caption` on sample images with a captioner model
+// file (random weights): exit codes, JSON schema, attention grids, and errors.
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "tests/apps/cli_support.h"
+#include "tests/vision/test_support.h"
+#include "vision/checkpoint/captioner_file.h"
+
+namespace attnkit::apps {
+namespace {
+
+using nlohmann::json;
+
+class CaptionCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new attnkit::testing::TempDir();
+    torch::manual_seed(0);
+    vision::CaptionerConfig config;
+    config.encoder = attnkit::testing::tiny_vit_config(32, 48, 0);
+    const auto vocabulary = vision::Vocabulary::from_words(
+        {"<pad>", "<start>", "<end>", "<unk>", "a", "bag", "above", "dress"});
+    config.vocab_size = vocabulary.size();
+    config.embed_dim = 16;
+    config.hidden_dim = 16;
+    config.attention_dim = 8;
+    vision::Captioner model(config);
+    vision::ModelInfo info;
+    info.preprocess.height = 32;
+    info.preprocess.width = 48;
+    info.source = "random weights (test)";
+    vision::save_captioner(dir_->file("captioner.safetensors"), model, vocabulary, info);
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static std::string model() { return dir_->file("captioner.safetensors"); }
+  static attnkit::testing::TempDir* dir_;
+};
+attnkit::testing::TempDir* CaptionCli::dir_ = nullptr;
+
+const std::string kSamples = std::string(ATTNKIT_SOURCE_DIR) + "/samples";
+
+TEST_F(CaptionCli, JsonHasWordsProbabilitiesAndAttentionGrids) {
+  auto r = run_attn("caption --model " + model() + " --beam 2 --max-len 5 --json " + kSamples +
+                    "/chelsea.png " + kSamples + "/coffee.jpg");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto doc = json::parse(r.out);
+  ASSERT_EQ(doc["results"].size(), 2u);
+  EXPECT_EQ(doc["beam"], 2);
+  for (const auto& result : doc["results"]) {
+    const auto& words = result["words"];
+    ASSERT_GE(words.size(), 1u);
+    ASSERT_LE(words.size(), 5u);
+    std::string text;
+    for (const auto& w : words) {
+      text += (text.empty() ? "" : " ") + w["word"].get<std::string>();
+      EXPECT_GT(w["probability"].get<double>(), 0.0);
+      EXPECT_LE(w["probability"].get<double>(), 1.0);
+      ASSERT_EQ(w["attention"].size(), 4u);      // 32 / 8 rows
+      ASSERT_EQ(w["attention"][0].size(), 6u);   // 48 / 8 columns
+      double sum = 0;
+      for (const auto& row : w["attention"]) {
+        for (const auto& v : row) sum += v.get<double>();
+      }
+      EXPECT_NEAR(sum, 1.0, 1e-4);
+    }
+    EXPECT_EQ(result["caption"], text);
+  }
+  // The table shows the same caption.
+  auto table = run_attn("caption --model " + model() + " --beam 2 --max-len 5 " + kSamples +
+                        "/chelsea.png");
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find(doc["results"][0]["caption"].get<std::string>()), std::string::npos)
+      << table.out;
+}
+
+TEST_F(CaptionCli, ExitCodesForBadInputsAndModels) {
+  attnkit::testing::TempDir tmp;
+  std::ofstream(tmp.file("broken.png")) << "not a png";
+  auto partial = run_attn("caption --model " + model() + " --jsonl " + tmp.file("broken.png") +
+                          " " + kSamples + "/rocket.jpg");
+  EXPECT_EQ(partial.exit_code, 1);
+  EXPECT_NE(partial.err.find("broken.png"), std::string::npos) << partial.err;
+  auto none = run_attn("caption --model " + model() + " " + tmp.file("broken.png"));
+  EXPECT_EQ(none.exit_code, 4);
+  EXPECT_EQ(run_attn("caption --model " + model() + " --beam 0 x.png").exit_code, 2);
+  EXPECT_EQ(run_attn("caption --model " + model()).exit_code, 2);
+  std::ofstream(tmp.file("junk.safetensors")) << "junk";
+  auto junk = run_attn("caption --model " + tmp.file("junk.safetensors") + " " + kSamples);
+  EXPECT_EQ(junk.exit_code, 3);
+  EXPECT_NE(junk.err.find("junk.safetensors"), std::string::npos) << junk.err;
+}
+
+}  // namespace
+}  // namespace attnkit::apps
