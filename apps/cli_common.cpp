@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 #include <thread>
 
 #include <ATen/Parallel.h>
@@ -104,6 +105,31 @@ std::vector<InputItem> expand_inputs(const std::vector<std::string>& args) {
     }
   }
   return items;
+}
+
+int dispatch_subtask(int argc, char** argv, const std::string& command,
+                     const std::vector<Subtask>& tasks) {
+  std::ostringstream usage;
+  usage << "Usage: attn " << command << " <task> [options]\n\nTasks:\n";
+  std::string names;
+  for (const auto& t : tasks) {
+    usage << "  " << pad_right(t.name, 12) << t.summary << "\n";
+    names += (names.empty() ? "" : ", ") + std::string(t.name);
+  }
+  usage << "\nRun 'attn " << command << " <task> --help' for the task's options.\n";
+  if (argc < 2) {
+    std::cerr << usage.str();
+    return kExitUsage;
+  }
+  const std::string name = argv[1];
+  if (name == "--help" || name == "-h") {
+    std::cout << usage.str();
+    return kExitOk;
+  }
+  for (const auto& t : tasks) {
+    if (name == t.name) return t.run(argc - 1, argv + 1);
+  }
+  throw UsageError("unknown task '" + name + "' (expected: " + names + ")");
 }
 
 int set_threads(int requested) {

@@ -54,6 +54,18 @@ struct InputItem {
 /// Missing paths come back as items with an error.
 std::vector<InputItem> expand_inputs(const std::vector<std::string>& args);
 
+/// One task of a command that has tasks (`attn train classifier`, `attn data scenes`).
+struct Subtask {
+  const char* name;
+  int (*run)(int, char**);  ///< argv[0] is the task's name
+  const char* summary;
+};
+
+/// Runs the task named by argv[1] of `command` (argv[0]); prints the task list on --help (exit
+/// 0) or when none is given (exit 2); throws UsageError for an unknown task.
+int dispatch_subtask(int argc, char** argv, const std::string& command,
+                     const std::vector<Subtask>& tasks);
+
 /// Sets LibTorch's intra-op threads; 0 = $OMP_NUM_THREADS if set, else every core. Returns the
 /// count in use.
 int set_threads(int requested);

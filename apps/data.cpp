@@ -110,21 +110,10 @@ int run_data_scenes(int argc, char** argv) {
 }  // namespace
 
 int run_data(int argc, char** argv) {
-  const std::string usage =
-      "Usage: attn data <dataset> [options]\n\nDatasets:\n"
-      "  scenes  captioned Fashion-MNIST scenes with object boxes (Karpathy JSON + PNGs)\n\n"
-      "Run 'attn data <dataset> --help' for its options.\n";
-  if (argc < 2) {
-    std::cerr << usage;
-    return kExitUsage;
-  }
-  const std::string what = argv[1];
-  if (what == "--help" || what == "-h") {
-    std::cout << usage;
-    return kExitOk;
-  }
-  if (what == "scenes") return run_data_scenes(argc - 1, argv + 1);
-  throw UsageError("unknown dataset '" + what + "' (expected: scenes)");
+  return dispatch_subtask(
+      argc, argv, "data",
+      {{"scenes", run_data_scenes,
+        "captioned Fashion-MNIST scenes with object boxes (Karpathy JSON + PNGs)"}});
 }
 
 }  // namespace attnkit::apps

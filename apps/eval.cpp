@@ -170,21 +170,10 @@ int run_eval_classifier(int argc, char** argv) {
 }  // namespace
 
 int run_eval(int argc, char** argv) {
-  const std::string usage =
-      "Usage: attn eval <task> [options]\n\nTasks:\n"
-      "  classifier  top-1 / top-5 / confusion matrix on Fashion-MNIST or an image folder\n\n"
-      "Run 'attn eval <task> --help' for the task's options.\n";
-  if (argc < 2) {
-    std::cerr << usage;
-    return kExitUsage;
-  }
-  const std::string task = argv[1];
-  if (task == "--help" || task == "-h") {
-    std::cout << usage;
-    return kExitOk;
-  }
-  if (task == "classifier") return run_eval_classifier(argc - 1, argv + 1);
-  throw UsageError("unknown task '" + task + "' (expected: classifier)");
+  return dispatch_subtask(
+      argc, argv, "eval",
+      {{"classifier", run_eval_classifier,
+        "top-1 / top-5 / confusion matrix on Fashion-MNIST or an image folder"}});
 }
 
 }  // namespace attnkit::apps
