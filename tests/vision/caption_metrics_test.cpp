@@ -104,5 +104,33 @@ TEST(CiderD, IsTenForAnExactUniqueMatchAndZeroForSharedOrMissingWords) {
   EXPECT_THROW(cider_d(refs, {refs[0][0]}), std::invalid_argument);
 }
 
+TEST(PointingGame, CountsObjectWordsWhoseAttentionPeakIsInTheirBox) {
+  // A 64x96 image with a 4x6 grid: each cell is 16x16 pixels.
+  const std::vector<CaptionObject> objects = {{"bag", cv::Rect(0, 0, 32, 32)},
+                                              {"dress", cv::Rect(64, 32, 32, 32)},
+                                              {"bag", cv::Rect(64, 0, 16, 16)}};
+  auto peak = [](int64_t row, int64_t col) {
+    auto g = torch::full({4, 6}, 0.01);
+    g[row][col] = 0.5;
+    return g;
+  };
+  const std::vector<std::string> words = {"a", "bag", "above", "a", "dress", "and", "a", "bag",
+                                          "coat"};
+  const std::vector<torch::Tensor> grids = {peak(3, 5), peak(1, 1), peak(0, 0), peak(0, 0),
+                                            peak(3, 5), peak(0, 0), peak(0, 0), peak(0, 4),
+                                            peak(0, 0)};
+  const auto score = pointing_game(words, grids, objects, 96, 64);
+  // bag -> cell (1,1) centre (24, 24) in the first bag: hit; dress -> (88, 56): hit;
+  // second bag -> cell (0,4) centre (72, 8): in the second bag's box: hit. "coat" names no
+  // object and "a"/"above" are not objects: not counted.
+  EXPECT_EQ(score.total, 3);
+  EXPECT_EQ(score.hits, 3);
+  const auto miss = pointing_game({"dress"}, {peak(0, 0)}, objects, 96, 64);
+  EXPECT_EQ(miss.total, 1);
+  EXPECT_EQ(miss.hits, 0);
+  EXPECT_DOUBLE_EQ(miss.accuracy(), 0.0);
+  EXPECT_THROW(pointing_game({"bag"}, {}, objects, 96, 64), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace attnkit::vision

@@ -9,6 +9,8 @@
 #include <set>
 #include <stdexcept>
 
+#include <torch/torch.h>
+
 namespace attnkit::vision {
 namespace {
 
@@ -161,6 +163,45 @@ double cider_d(const std::vector<std::vector<Tokens>>& references,
     sum += image_score;
   }
   return sum / static_cast<double>(images);
+}
+
+PointingScore& PointingScore::operator+=(const PointingScore& other) {
+  hits += other.hits;
+  total += other.total;
+  return *this;
+}
+
+PointingScore pointing_game(const std::vector<std::string>& words,
+                            const std::vector<torch::Tensor>& attention,
+                            const std::vector<CaptionObject>& objects, int image_width,
+                            int image_height) {
+  if (words.size() != attention.size()) {
+    throw std::invalid_argument("pointing_game: " + std::to_string(words.size()) + " words but " +
+                                std::to_string(attention.size()) + " attention grids");
+  }
+  PointingScore score;
+  for (size_t i = 0; i < words.size(); ++i) {
+    std::vector<const CaptionObject*> named;
+    for (const auto& o : objects) {
+      if (o.word == words[i]) named.push_back(&o);
+    }
+    if (named.empty()) continue;
+    const auto& grid = attention[i];
+    TORCH_CHECK(grid.dim() == 2, "pointing_game: expected an attention grid (gh, gw), got ",
+                grid.sizes());
+    const int64_t cell = grid.reshape({-1}).argmax().item<int64_t>();
+    const double x = (static_cast<double>(cell % grid.size(1)) + 0.5) * image_width / grid.size(1);
+    const double y = (static_cast<double>(cell / grid.size(1)) + 0.5) * image_height / grid.size(0);
+    ++score.total;
+    for (const auto* o : named) {
+      if (x >= o->box.x && x < o->box.x + o->box.width && y >= o->box.y &&
+          y < o->box.y + o->box.height) {
+        ++score.hits;
+        break;
+      }
+    }
+  }
+  return score;
 }
 
 }  // namespace attnkit::vision

@@ -6,6 +6,10 @@
 #include <string>
 #include <vector>
 
+#include <torch/types.h>
+
+#include "vision/data/karpathy.h"
+
 namespace attnkit::vision {
 
 using Tokens = std::vector<std::string>;
@@ -31,5 +35,22 @@ BleuScores corpus_bleu(const std::vector<std::vector<Tokens>>& references,
 /// `per_image` when given.
 double cider_d(const std::vector<std::vector<Tokens>>& references,
                const std::vector<Tokens>& hypotheses, std::vector<double>* per_image = nullptr);
+
+/// The pointing game (Zhang et al. 2016, as used for captioning attention): for each generated
+/// word that names an object of the image, is the attention maximum inside one of that word's
+/// boxes? The maximum is the centre of the highest grid cell mapped onto the image.
+struct PointingScore {
+  int64_t hits = 0;
+  int64_t total = 0;  ///< object words that name an object present in the image
+  double accuracy() const { return total > 0 ? static_cast<double>(hits) / total : 0.0; }
+  PointingScore& operator+=(const PointingScore& other);
+};
+
+/// words[i] with its attention grid attention[i] (gh, gw) over an image of the given size.
+/// Words naming no object of `objects` (including hallucinated ones) are not counted.
+PointingScore pointing_game(const std::vector<std::string>& words,
+                            const std::vector<torch::Tensor>& attention,
+                            const std::vector<CaptionObject>& objects, int image_width,
+                            int image_height);
 
 }  // namespace attnkit::vision
