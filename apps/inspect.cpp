@@ -57,7 +57,12 @@ int run_inspect(int argc, char** argv) {
       const auto info = vision::read_model_info(path);
       int64_t parameters = 0;
       std::map<std::string, int64_t> dtypes;
+      bool training_checkpoint = false;
       for (const auto& entry : file.entries()) {
+        if (entry.name.rfind(vision::kTrainerTensorPrefix, 0) == 0) {
+          training_checkpoint = true;  // optimizer state, not model weights
+          continue;
+        }
         int64_t numel = 1;
         for (auto d : entry.shape) numel *= d;
         parameters += numel;
@@ -70,6 +75,7 @@ int run_inspect(int argc, char** argv) {
                     {"config", config},
                     {"parameters", parameters},
                     {"tensors", file.entries().size()},
+                    {"training_checkpoint", training_checkpoint},
                     {"file_bytes", std::filesystem::file_size(path)},
                     {"preprocess", json::parse(info.preprocess.to_json())},
                     {"num_labels", info.labels.size()},
@@ -86,8 +92,11 @@ int run_inspect(int argc, char** argv) {
                     << config.value("depth", 0) << ", heads " << config.value("num_heads", 0)
                     << ", patch " << config.value("patch_size", 0) << ", mlp "
                     << config.value("mlp_hidden_dim", 0) << ", pooling "
-                    << config.value("pooling", std::string("?")) << "\n";
-          std::cout << "  input         " << config["image_size"].dump() << " x "
+                    << config.value("pooling", std::string("?"));
+          if (config.contains("stem_channels") && !config["stem_channels"].empty()) {
+            std::cout << ", conv stem " << config["stem_channels"].dump();
+          }
+          std::cout << "\n  input         " << config["image_size"].dump() << " x "
                     << config.value("in_channels", 3) << " channels\n";
           std::cout << "  tokens        class " << config.value("class_token", false)
                     << ", distillation " << config.value("distillation_token", false)
@@ -95,6 +104,14 @@ int run_inspect(int argc, char** argv) {
                     << ", layer scale " << config.value("layer_scale", false) << ", qk norm "
                     << config.value("qk_norm", false) << ", norm eps "
                     << config.value("norm_eps", 0.0) << "\n";
+        }
+        if (info.arch == "captioner" && config.contains("encoder")) {
+          const auto& encoder = config["encoder"];
+          std::cout << "  captioner     " << config.value("mode", std::string("soft"))
+                    << " attention, vocabulary " << config.value("vocab_size", 0) << ", LSTM "
+                    << config.value("hidden_dim", 0) << ", encoder dim "
+                    << encoder.value("dim", 0) << " depth " << encoder.value("depth", 0)
+                    << " patch " << encoder.value("patch_size", 0) << "\n";
         }
         std::cout << "  config        " << config.dump() << "\n";
       }
@@ -105,7 +122,8 @@ int run_inspect(int argc, char** argv) {
         std::cout << (first ? "" : ", ") << count << " " << dtype;
         first = false;
       }
-      std::cout << ")\n";
+      std::cout << ")" << (training_checkpoint ? " + optimizer state (training checkpoint)" : "")
+                << "\n";
       std::cout << "  preprocess    " << info.preprocess.to_json() << "\n";
       std::cout << "  labels        " << info.labels.size();
       for (size_t i = 0; i < info.labels.size() && i < 5; ++i) {
