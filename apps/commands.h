@@ -10,6 +10,8 @@ int run_import(int argc, char** argv);
 int run_inspect(int argc, char** argv);
 int run_train(int argc, char** argv);
 int run_train_classifier(int argc, char** argv);
+int run_train_captioner(int argc, char** argv);
+int run_eval_captioner(int argc, char** argv);
 int run_eval(int argc, char** argv);
 int run_data(int argc, char** argv);
 

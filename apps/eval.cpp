@@ -1,5 +1,6 @@
 // apps/eval.cpp: `attn eval classifier`: top-1 / top-5 and the confusion matrix of a model on a
 // dataset, as a table, JSON and a PNG plot.
+#include <chrono>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -12,11 +13,14 @@
 #include "apps/classifier_data.h"
 #include "apps/cli_common.h"
 #include "apps/commands.h"
+#include "vision/checkpoint/captioner_file.h"
 #include "vision/checkpoint/model_file.h"
+#include "vision/data/karpathy.h"
 #include "vision/data/fashion_mnist.h"
 #include "vision/errors.h"
 #include "vision/image/confusion_plot.h"
 #include "vision/image/image_io.h"
+#include "vision/train/captioner_trainer.h"
 #include "vision/train/classification_metrics.h"
 
 namespace attnkit::apps {
@@ -169,11 +173,104 @@ int run_eval_classifier(int argc, char** argv) {
 
 }  // namespace
 
+int run_eval_captioner(int argc, char** argv) {
+  std::string model_path, data, images, split = "test";
+  int64_t beam = 3, max_len = 20, batch_size = 64;
+  int threads = 0;
+  bool as_json = false;
+  po::options_description options("Options");
+  options.add_options()
+      ("help,h", "show this help")
+      ("model,m", po::value(&model_path)->default_value(default_model_path("captioner")),
+       "captioner model file")
+      ("data", po::value(&data), "Karpathy split JSON (scenes.json, dataset_coco.json, ...)")
+      ("images", po::value(&images), "image root (default: the JSON's directory)")
+      ("split", po::value(&split)->default_value(split), "test | val | train")
+      ("beam", po::value(&beam)->default_value(beam), "beam width (1 = greedy)")
+      ("max-len", po::value(&max_len)->default_value(max_len), "most words per caption")
+      ("batch-size,b", po::value(&batch_size)->default_value(batch_size), "images per pass")
+      ("threads,t", po::value(&threads)->default_value(0), "CPU threads (0 = all cores)")
+      ("json", po::bool_switch(&as_json), "print the metrics as JSON");
+  po::variables_map vm;
+  if (!parse_command_line(
+          argc, argv, options, "", "attn eval captioner --data SPLIT.json [options]",
+          "Captions a split and scores it against all its references: corpus BLEU-1..4 (as\n"
+          "NLTK's corpus_bleu), CIDEr-D, and where the data has object boxes the pointing\n"
+          "game (is each object word's attention peak inside that object?).\n\n"
+          "Example:\n"
+          "  attn eval captioner --data data/scenes-test/scenes.json --beam 3 --json",
+          vm)) {
+    return kExitOk;
+  }
+  if (data.empty()) throw UsageError("--data is required (a Karpathy split JSON)");
+  if (beam < 1 || max_len < 1 || batch_size < 1) {
+    throw UsageError("--beam, --max-len and --batch-size must be at least 1");
+  }
+  set_threads(threads);
+  if (images.empty()) images = std::filesystem::path(data).parent_path().string();
+  vision::LoadedCaptioner loaded;
+  try {
+    loaded = vision::load_captioner(model_path);
+  } catch (const vision::Error& e) {
+    print_error("eval", e.what());
+    return kExitBadModel;
+  }
+  vision::CaptionData dataset;
+  try {
+    dataset = vision::load_caption_data(vision::load_karpathy_json(data, images), {split},
+                                        loaded.info.preprocess, loaded.vocabulary);
+  } catch (const vision::Error& e) {
+    print_error("eval", e.what());
+    return kExitNoInput;
+  }
+  for (const auto& s : dataset.skipped) print_warning("eval", "skipped " + s);
+  ProgressBar progress("eval", dataset.size());
+  int64_t reported = 0;
+  const auto start = std::chrono::steady_clock::now();
+  const auto result = vision::evaluate_captioner(
+      loaded.model, dataset, loaded.vocabulary, beam, max_len, batch_size, [&](int64_t done) {
+        progress.advance(done - reported);
+        reported = done;
+      });
+  progress.finish();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (as_json) {
+    std::cout << json{{"model", model_path},
+                      {"data", data},
+                      {"split", split},
+                      {"count", dataset.size()},
+                      {"beam", beam},
+                      {"bleu", result.bleu.bleu},
+                      {"brevity_penalty", result.bleu.brevity_penalty},
+                      {"cider_d", result.cider},
+                      {"pointing", {{"hits", result.pointing.hits},
+                                    {"total", result.pointing.total},
+                                    {"accuracy", result.pointing.accuracy()}}},
+                      {"loss", result.loss},
+                      {"seconds", seconds}}
+                     .dump(2)
+              << std::endl;
+  } else {
+    std::cout << std::fixed << std::setprecision(4) << "model:    " << model_path
+              << "\ndata:     " << data << " (" << split << "), " << dataset.size()
+              << " images, beam " << beam << "\nBLEU-1..4: " << result.bleu.bleu[0] << " "
+              << result.bleu.bleu[1] << " " << result.bleu.bleu[2] << " " << result.bleu.bleu[3]
+              << "\nCIDEr-D:  " << result.cider << "\npointing: "
+              << std::setprecision(1) << 100 * result.pointing.accuracy() << "% ("
+              << result.pointing.hits << "/" << result.pointing.total << ")\nspeed:    "
+              << dataset.size() / seconds << " images/s (decoding and teacher-forced loss)\n";
+  }
+  return kExitOk;
+}
+
 int run_eval(int argc, char** argv) {
   return dispatch_subtask(
       argc, argv, "eval",
       {{"classifier", run_eval_classifier,
-        "top-1 / top-5 / confusion matrix on Fashion-MNIST or an image folder"}});
+        "top-1 / top-5 / confusion matrix on Fashion-MNIST or an image folder"},
+       {"captioner", run_eval_captioner,
+        "BLEU-1..4, CIDEr-D and the pointing game on a Karpathy split JSON"}});
 }
 
 }  // namespace attnkit::apps

@@ -1,4 +1,4 @@
-// apps/train.cpp: `attn train <task>`: dispatches to the classifier trainer.
+// apps/train.cpp: `attn train <task>`: dispatches to the classifier or captioner trainer.
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 
@@ -8,7 +8,9 @@ int run_train(int argc, char** argv) {
   return dispatch_subtask(
       argc, argv, "train",
       {{"classifier", run_train_classifier,
-        "a ViT on Fashion-MNIST or an image folder (root/<class>/*.jpg)"}});
+        "a ViT on Fashion-MNIST or an image folder (root/<class>/*.jpg)"},
+       {"captioner", run_train_captioner,
+        "Show-Attend-Tell on a Karpathy split JSON (COCO, Flickr, attn data scenes)"}});
 }
 
 }  // namespace attnkit::apps

@@ -66,44 +66,6 @@ std::string format_fixed(double value, int digits) {
   return out.str();
 }
 
-/// Copies every tensor of `path` that fits `model` by name and shape, except the head, and
-/// resamples position embeddings to the new grid: fine-tuning from an imported checkpoint.
-void initialise_from(vision::VisionTransformer& model, const std::string& path) {
-  auto source = vision::load_vit(path);
-  const auto& from = source.config;
-  const auto& to = model->config();
-  if (from.in_channels != to.in_channels) {
-    throw vision::CheckpointError(path + ": takes " + std::to_string(from.in_channels) +
-                                  " input channels, the new model " +
-                                  std::to_string(to.in_channels));
-  }
-  torch::NoGradGuard no_grad;
-  auto targets = model->named_parameters(true);
-  auto buffers = model->named_buffers(true);
-  int64_t copied = 0;
-  for (auto& [name, tensor] : vision::module_tensors(*source.model)) {
-    if (name.rfind("head", 0) == 0) continue;
-    torch::Tensor value = tensor;
-    if (name == "pos_embed") {
-      const int64_t prefix = from.pos_embed_prefix ? from.num_prefix_tokens() : 0;
-      value = vision::resample_position_embeddings(tensor, prefix, from.grid_height(),
-                                                   from.grid_width(), to.grid_height(),
-                                                   to.grid_width());
-    }
-    torch::Tensor* target = targets.find(name);
-    if (!target) target = buffers.find(name);
-    if (!target || target->sizes() != value.sizes()) {
-      throw vision::CheckpointError(path + ": tensor '" + name +
-                                    "' does not fit the new model (same architecture expected, "
-                                    "only the head and input size may change)");
-    }
-    target->copy_(value);
-    ++copied;
-  }
-  std::cerr << "attn train: initialised " << copied << " tensors from " << path
-            << " (new head)\n";
-}
-
 }  // namespace
 
 int run_train_classifier(int argc, char** argv) {
@@ -239,7 +201,9 @@ int run_train_classifier(int argc, char** argv) {
   vision::VisionTransformer model(config);
   if (!init.empty()) {
     try {
-      initialise_from(model, init);
+      const auto copied = vision::load_vit_trunk(model, vision::load_vit(init), init);
+      std::cerr << "attn train: initialised " << copied << " tensors from " << init
+                << " (new head)\n";
     } catch (const vision::Error& e) {
       print_error("train", e.what());
       return kExitBadModel;
@@ -307,7 +271,7 @@ int run_train_classifier(int argc, char** argv) {
   std::cout << "best: " << trainer.best_path();
   if (state.best_epoch > 0 && validation.size() > 0) {
     std::cout << " (epoch " << state.best_epoch << ", val top-1 "
-              << format_fixed(100 * state.best_top1, 2) << "%)";
+              << format_fixed(100 * state.best_metric, 2) << "%)";
   }
   std::cout << "\nlast: " << trainer.last_path() << "\nlog:  " << trainer.log_path()
             << "\ntraining time: " << format_fixed(state.elapsed_seconds / 60, 1) << " min\n";

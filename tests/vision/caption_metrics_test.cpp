@@ -119,17 +119,20 @@ TEST(PointingGame, CountsObjectWordsWhoseAttentionPeakIsInTheirBox) {
   const std::vector<torch::Tensor> grids = {peak(3, 5), peak(1, 1), peak(0, 0), peak(0, 0),
                                             peak(3, 5), peak(0, 0), peak(0, 0), peak(0, 4),
                                             peak(0, 0)};
-  const auto score = pointing_game(words, grids, objects, 96, 64);
+  const auto score = pointing_game(words, grids, objects, cv::Rect2d(0, 0, 96, 64));
   // bag -> cell (1,1) centre (24, 24) in the first bag: hit; dress -> (88, 56): hit;
   // second bag -> cell (0,4) centre (72, 8): in the second bag's box: hit. "coat" names no
   // object and "a"/"above" are not objects: not counted.
   EXPECT_EQ(score.total, 3);
   EXPECT_EQ(score.hits, 3);
-  const auto miss = pointing_game({"dress"}, {peak(0, 0)}, objects, 96, 64);
+  const auto miss = pointing_game({"dress"}, {peak(0, 0)}, objects, cv::Rect2d(0, 0, 96, 64));
   EXPECT_EQ(miss.total, 1);
   EXPECT_EQ(miss.hits, 0);
   EXPECT_DOUBLE_EQ(miss.accuracy(), 0.0);
-  EXPECT_THROW(pointing_game({"bag"}, {}, objects, 96, 64), std::invalid_argument);
+  EXPECT_THROW(pointing_game({"bag"}, {}, objects, cv::Rect2d(0, 0, 96, 64)), std::invalid_argument);
+  // A grid that covers a centre crop: cell (0, 0) maps into the crop, not the image corner.
+  const auto cropped = pointing_game({"dress"}, {peak(0, 0)}, objects, cv::Rect2d(64, 32, 32, 32));
+  EXPECT_EQ(cropped.hits, 1);
 }
 
 }  // namespace

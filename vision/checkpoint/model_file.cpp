@@ -202,4 +202,36 @@ LoadedViT load_vit(const std::string& path) {
   return loaded;
 }
 
+int64_t load_vit_trunk(VisionTransformer& target, const LoadedViT& source,
+                       const std::string& path) {
+  const auto& from = source.config;
+  const auto& to = target->config();
+  if (from.in_channels != to.in_channels) {
+    throw CheckpointError(path + ": takes " + std::to_string(from.in_channels) +
+                          " input channels, the new model " + std::to_string(to.in_channels));
+  }
+  torch::NoGradGuard no_grad;
+  std::map<std::string, torch::Tensor> targets;
+  for (auto& [name, tensor] : module_tensors(*target)) targets.emplace(name, tensor);
+  int64_t copied = 0;
+  for (const auto& [name, tensor] : module_tensors(*source.model)) {
+    if (name.rfind("head", 0) == 0) continue;
+    torch::Tensor value = tensor;
+    if (name == "pos_embed") {
+      const int64_t prefix = from.pos_embed_prefix ? from.num_prefix_tokens() : 0;
+      value = resample_position_embeddings(tensor, prefix, from.grid_height(), from.grid_width(),
+                                           to.grid_height(), to.grid_width());
+    }
+    auto it = targets.find(name);
+    if (it == targets.end() || it->second.sizes() != value.sizes()) {
+      throw CheckpointError(path + ": tensor '" + name +
+                            "' does not fit the new model (the same trunk is needed; only the "
+                            "head and the input size may change)");
+    }
+    it->second.copy_(value);
+    ++copied;
+  }
+  return copied;
+}
+
 }  // namespace attnkit::vision

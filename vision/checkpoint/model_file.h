@@ -67,4 +67,10 @@ struct LoadedViT {
 /// (not a safetensors file, not a ViT, bad config, missing/unexpected/mis-shaped tensors).
 LoadedViT load_vit(const std::string& path);
 
+/// Copies every tensor of `source` except the head into `target` (same trunk architecture; the
+/// head and the input size may differ), resampling the position embeddings to the target's
+/// grid: fine-tuning and captioner encoders start this way. Returns the tensors copied; throws
+/// CheckpointError naming `path` when a tensor does not fit.
+int64_t load_vit_trunk(VisionTransformer& target, const LoadedViT& source, const std::string& path);
+
 }  // namespace attnkit::vision

@@ -93,12 +93,14 @@ attention::AttentionMemory CaptionerImpl::prepare(const torch::Tensor& features)
 
 DecoderStep CaptionerImpl::step(const attention::AttentionMemory& memory,
                                 const torch::Tensor& previous_words, const DecoderState& state,
-                                bool use_expected_context) {
+                                const torch::Tensor& expected_context) {
   DecoderStep out;
   out.attention = attention->attend(memory, state.h);
   auto context = out.attention.context;  // (B, D)
-  if (use_expected_context && config_.mode == attention::AttentionMode::kHard) {
-    context = torch::bmm(out.attention.probabilities.unsqueeze(1), memory.values).squeeze(1);
+  if (expected_context.defined() && config_.mode == attention::AttentionMode::kHard) {
+    auto expected =
+        torch::bmm(out.attention.probabilities.unsqueeze(1), memory.values).squeeze(1);
+    context = torch::where(expected_context.view({-1, 1}), expected, context);
   }
   // The gate beta = sigmoid(f_beta(h_{t-1})) scales the context (SAT section 4.2.1).
   context = torch::sigmoid(f_beta(state.h)) * context;
@@ -111,7 +113,7 @@ DecoderStep CaptionerImpl::step(const attention::AttentionMemory& memory,
 }
 
 CaptionerOutput CaptionerImpl::forward(const torch::Tensor& features, const torch::Tensor& captions,
-                                       const std::vector<bool>& expected_context) {
+                                       const torch::Tensor& expected_context) {
   TORCH_CHECK(captions.dim() == 2 && captions.size(0) == features.size(0) && captions.size(1) >= 2,
               "Captioner: expected captions (", features.size(0), ", T + 1 >= 2), got ",
               captions.sizes());
@@ -120,8 +122,7 @@ CaptionerOutput CaptionerImpl::forward(const torch::Tensor& features, const torc
   auto state = initial_state(features);
   std::vector<torch::Tensor> logits, weights, probabilities, log_probs;
   for (int64_t t = 0; t < steps; ++t) {
-    const bool expected = t < static_cast<int64_t>(expected_context.size()) && expected_context[t];
-    auto s = step(memory, captions.select(1, t), state, expected);
+    auto s = step(memory, captions.select(1, t), state, expected_context);
     logits.push_back(s.logits);
     weights.push_back(s.attention.weights);
     probabilities.push_back(s.attention.probabilities);

@@ -73,14 +73,15 @@ class CaptionerImpl : public torch::nn::Module {
   DecoderState initial_state(const torch::Tensor& features);
   /// Projects the features once for all steps (the attention's keys).
   attention::AttentionMemory prepare(const torch::Tensor& features);
-  /// One word: previous words (B) -> logits over the next word. In hard mode while training,
-  /// `use_expected_context` replaces the sampled cell by the expected context (SAT's 0.5 trick).
+  /// One word: previous words (B) -> logits over the next word. In hard mode, the images whose
+  /// `expected_context` (B, bool; may be undefined) is true use the expected context instead of
+  /// the sampled cell (SAT section 4.1: with probability 0.5 per image while training).
   DecoderStep step(const attention::AttentionMemory& memory, const torch::Tensor& previous_words,
-                   const DecoderState& state, bool use_expected_context = false);
+                   const DecoderState& state, const torch::Tensor& expected_context = {});
   /// Teacher forcing: captions (B, T + 1) starting with <start> -> predictions for the T words
-  /// after it. `expected_context` (T) bools choose per step (hard mode only; may be empty).
+  /// after it; `expected_context` as for step(), for every step.
   CaptionerOutput forward(const torch::Tensor& features, const torch::Tensor& captions,
-                          const std::vector<bool>& expected_context = {});
+                          const torch::Tensor& expected_context = {});
 
   const CaptionerConfig& config() const { return config_; }
 

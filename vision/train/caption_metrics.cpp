@@ -173,8 +173,7 @@ PointingScore& PointingScore::operator+=(const PointingScore& other) {
 
 PointingScore pointing_game(const std::vector<std::string>& words,
                             const std::vector<torch::Tensor>& attention,
-                            const std::vector<CaptionObject>& objects, int image_width,
-                            int image_height) {
+                            const std::vector<CaptionObject>& objects, const cv::Rect2d& region) {
   if (words.size() != attention.size()) {
     throw std::invalid_argument("pointing_game: " + std::to_string(words.size()) + " words but " +
                                 std::to_string(attention.size()) + " attention grids");
@@ -190,8 +189,10 @@ PointingScore pointing_game(const std::vector<std::string>& words,
     TORCH_CHECK(grid.dim() == 2, "pointing_game: expected an attention grid (gh, gw), got ",
                 grid.sizes());
     const int64_t cell = grid.reshape({-1}).argmax().item<int64_t>();
-    const double x = (static_cast<double>(cell % grid.size(1)) + 0.5) * image_width / grid.size(1);
-    const double y = (static_cast<double>(cell / grid.size(1)) + 0.5) * image_height / grid.size(0);
+    const double x = region.x + (static_cast<double>(cell % grid.size(1)) + 0.5) *
+                                    region.width / static_cast<double>(grid.size(1));
+    const double y = region.y + (static_cast<double>(cell / grid.size(1)) + 0.5) *
+                                    region.height / static_cast<double>(grid.size(0));
     ++score.total;
     for (const auto* o : named) {
       if (x >= o->box.x && x < o->box.x + o->box.width && y >= o->box.y &&

@@ -46,11 +46,11 @@ struct PointingScore {
   PointingScore& operator+=(const PointingScore& other);
 };
 
-/// words[i] with its attention grid attention[i] (gh, gw) over an image of the given size.
-/// Words naming no object of `objects` (including hallucinated ones) are not counted.
+/// words[i] with its attention grid attention[i] (gh, gw); the grid covers `region` of the
+/// original image (the preprocessing crop, see preprocess_crop_box; the whole image for a squash
+/// resize). Words naming no object of `objects` (including hallucinated ones) are not counted.
 PointingScore pointing_game(const std::vector<std::string>& words,
                             const std::vector<torch::Tensor>& attention,
-                            const std::vector<CaptionObject>& objects, int image_width,
-                            int image_height);
+                            const std::vector<CaptionObject>& objects, const cv::Rect2d& region);
 
 }  // namespace attnkit::vision

@@ -41,15 +41,6 @@ class CpuAutocast {
   bool enabled_;
 };
 
-/// A seed for (run seed, stream, index) so every batch draws independent, reproducible numbers.
-uint64_t mix_seed(uint64_t seed, uint64_t stream, uint64_t index) {
-  uint64_t x = seed * 0x9E3779B97F4A7C15ull + stream * 0xBF58476D1CE4E5B9ull + index;
-  x ^= x >> 31;
-  x *= 0x94D049BB133111EBull;
-  x ^= x >> 29;
-  return x;
-}
-
 /// timm's weight-decay rule: no decay on 1-d parameters (biases, norms, LayerScale) or on the
 /// learned tokens and position embeddings.
 bool decays(const std::string& name, const torch::Tensor& parameter) {
@@ -61,40 +52,6 @@ bool decays(const std::string& name, const torch::Tensor& parameter) {
 }
 
 }  // namespace
-
-std::string ClassifierTrainState::to_json() const {
-  return nlohmann::json{{"epoch", epoch},
-                        {"batch", batch},
-                        {"step", step},
-                        {"epoch_loss_sum", epoch_loss_sum},
-                        {"epoch_loss_count", epoch_loss_count},
-                        {"best_top1", best_top1},
-                        {"best_epoch", best_epoch},
-                        {"epochs_without_improvement", epochs_without_improvement},
-                        {"elapsed_seconds", elapsed_seconds},
-                        {"stopped_early", stopped_early}}
-      .dump();
-}
-
-ClassifierTrainState ClassifierTrainState::from_json(const std::string& text) {
-  ClassifierTrainState s;
-  try {
-    auto j = nlohmann::json::parse(text);
-    s.epoch = j.at("epoch").get<int64_t>();
-    s.batch = j.at("batch").get<int64_t>();
-    s.step = j.at("step").get<int64_t>();
-    s.epoch_loss_sum = j.at("epoch_loss_sum").get<double>();
-    s.epoch_loss_count = j.at("epoch_loss_count").get<int64_t>();
-    s.best_top1 = j.at("best_top1").get<double>();
-    s.best_epoch = j.at("best_epoch").get<int64_t>();
-    s.epochs_without_improvement = j.at("epochs_without_improvement").get<int64_t>();
-    s.elapsed_seconds = j.at("elapsed_seconds").get<double>();
-    s.stopped_early = j.at("stopped_early").get<bool>();
-  } catch (const nlohmann::json::exception& e) {
-    throw CheckpointError(std::string("training state is not valid: ") + e.what());
-  }
-  return s;
-}
 
 struct ClassifierTrainer::Impl {
   VisionTransformer model{nullptr};
@@ -154,13 +111,13 @@ std::string ClassifierTrainer::log_path() const {
 void ClassifierTrainer::resume(const std::string& checkpoint) {
   const auto state_json = load_training_checkpoint(checkpoint, *impl_->model, *impl_->optimizer);
   try {
-    state_ = ClassifierTrainState::from_json(state_json);
+    state_ = TrainState::from_json(state_json);
   } catch (const CheckpointError& e) {
     throw CheckpointError(checkpoint + ": " + e.what());
   }
 }
 
-ClassifierTrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
+TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
   auto& model = impl_->model;
   const auto& options = impl_->options;
   const auto& train = impl_->train;
@@ -252,14 +209,14 @@ ClassifierTrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& call
       report.val_loss = metrics.loss;
       report.val_top1 = metrics.top1;
       report.val_top5 = metrics.top5;
-      report.improved = metrics.top1 > state_.best_top1;
+      report.improved = metrics.top1 > state_.best_metric;
     } else {
       report.improved = true;
     }
     state_.elapsed_seconds += std::chrono::duration<double>(Clock::now() - eval_start).count();
     report.elapsed_seconds = state_.elapsed_seconds;
     if (report.improved) {
-      state_.best_top1 = report.val_top1;
+      state_.best_metric = report.val_top1;
       state_.best_epoch = report.epoch;
       state_.epochs_without_improvement = 0;
     } else {

@@ -10,6 +10,7 @@
 #include "vision/data/labeled_images.h"
 #include "vision/models/vit.h"
 #include "vision/train/augment.h"
+#include "vision/train/train_state.h"
 
 namespace attnkit::vision {
 
@@ -29,23 +30,6 @@ struct ClassifierTrainOptions {
   int64_t eval_batch_size = 256;
   int64_t max_steps = 0;       ///< stop after this many optimizer steps in all (0 = no limit)
   int64_t save_every = 0;      ///< also checkpoint every N steps inside an epoch (0 = epoch ends)
-};
-
-/// Where training stands; written into every checkpoint so --resume continues exactly.
-struct ClassifierTrainState {
-  int64_t epoch = 0;            ///< current epoch, 0-based
-  int64_t batch = 0;            ///< next batch within the epoch
-  int64_t step = 0;             ///< optimizer steps taken
-  double epoch_loss_sum = 0;    ///< running training loss of the current epoch
-  int64_t epoch_loss_count = 0;
-  double best_top1 = -1;        ///< best validation top-1 so far
-  int64_t best_epoch = -1;
-  int64_t epochs_without_improvement = 0;
-  double elapsed_seconds = 0;   ///< training time so far, over all sessions
-  bool stopped_early = false;   ///< patience ran out (a resume with more epochs does not restart)
-
-  std::string to_json() const;
-  static ClassifierTrainState from_json(const std::string& json);  ///< throws CheckpointError
 };
 
 /// One epoch's figures, as logged.
@@ -82,9 +66,9 @@ class ClassifierTrainer {
   /// Continues from a last.safetensors checkpoint (model, optimizer, state).
   void resume(const std::string& checkpoint);
   /// Trains until the epochs are done, early stopping triggers or max_steps is reached.
-  ClassifierTrainState run(const ClassifierTrainCallbacks& callbacks = {});
+  TrainState run(const ClassifierTrainCallbacks& callbacks = {});
 
-  const ClassifierTrainState& state() const { return state_; }
+  const TrainState& state() const { return state_; }
   std::string last_path() const;
   std::string best_path() const;
   std::string log_path() const;
@@ -92,7 +76,7 @@ class ClassifierTrainer {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
-  ClassifierTrainState state_;
+  TrainState state_;
 };
 
 }  // namespace attnkit::vision

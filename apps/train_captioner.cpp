@@ -1,0 +1,216 @@
+// apps/train_captioner.cpp: `attn train captioner`: a Show-Attend-Tell captioner on a Karpathy
+// split JSON (COCO, Flickr, or `attn data scenes`), its encoder from a ViT model file.
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include <boost/program_options.hpp>
+#include <torch/torch.h>
+
+#include "apps/cli_common.h"
+#include "apps/commands.h"
+#include "vision/checkpoint/captioner_file.h"
+#include "vision/checkpoint/model_file.h"
+#include "vision/data/karpathy.h"
+#include "vision/errors.h"
+#include "vision/train/captioner_trainer.h"
+
+namespace attnkit::apps {
+namespace {
+
+namespace po = boost::program_options;
+
+std::string fixed(double value, int digits) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(digits) << value;
+  return out.str();
+}
+
+}  // namespace
+
+int run_train_captioner(int argc, char** argv) {
+  std::string data, images, out_dir, encoder_path, mode = "soft", resume;
+  int64_t image_size = 64, min_count = 1, limit = 0;
+  int threads = 0;
+  bool fine_tune = false;
+  vision::CaptionerConfig config;
+  vision::CaptionerTrainOptions o;
+  po::options_description options("Options");
+  options.add_options()
+      ("help,h", "show this help")
+      ("data", po::value(&data), "Karpathy split JSON (dataset_coco.json, scenes.json, ...)")
+      ("images", po::value(&images), "image root (default: the JSON's directory)")
+      ("out,o", po::value(&out_dir)->default_value("runs/captioner"), "output directory")
+      ("encoder", po::value(&encoder_path),
+       "ViT model file for the encoder (its head is dropped, position embeddings resampled)")
+      ("image-size", po::value(&image_size)->default_value(image_size), "square input size")
+      ("mode", po::value(&mode)->default_value(mode), "soft | hard attention")
+      ("embed-dim", po::value(&config.embed_dim)->default_value(config.embed_dim), "word embedding")
+      ("hidden-dim", po::value(&config.hidden_dim)->default_value(config.hidden_dim), "LSTM state")
+      ("attention-dim", po::value(&config.attention_dim)->default_value(config.attention_dim),
+       "additive attention width")
+      ("dropout", po::value(&config.dropout)->default_value(config.dropout), "before the output")
+      ("min-count", po::value(&min_count)->default_value(min_count),
+       "words seen fewer times in training become <unk>")
+      ("epochs", po::value(&o.epochs)->default_value(o.epochs), "passes over the captions")
+      ("batch-size,b", po::value(&o.batch_size)->default_value(o.batch_size), "captions per step")
+      ("lr", po::value(&o.lr)->default_value(o.lr), "peak learning rate (Adam)")
+      ("min-lr", po::value(&o.min_lr)->default_value(o.min_lr), "learning rate at the end")
+      ("warmup-epochs", po::value(&o.warmup_epochs)->default_value(o.warmup_epochs), "warm-up")
+      ("grad-clip", po::value(&o.grad_clip)->default_value(o.grad_clip), "max gradient norm")
+      ("doubly-stochastic", po::value(&o.doubly_stochastic)->default_value(o.doubly_stochastic),
+       "lambda of sum_i (1 - sum_t alpha_ti)^2")
+      ("entropy", po::value(&o.entropy)->default_value(o.entropy), "hard: entropy bonus weight")
+      ("max-len", po::value(&o.max_len)->default_value(o.max_len), "longest caption")
+      ("fine-tune-encoder", po::bool_switch(&fine_tune), "train the encoder too (default frozen)")
+      ("patience", po::value(&o.patience)->default_value(o.patience),
+       "early stopping on validation BLEU-4 (0 = off)")
+      ("seed", po::value(&o.seed)->default_value(o.seed), "seed")
+      ("limit", po::value(&limit)->default_value(0), "use only the first N training images")
+      ("max-steps", po::value(&o.max_steps)->default_value(0), "stop after N steps (0 = all)")
+      ("threads,t", po::value(&threads)->default_value(0), "CPU threads (0 = all cores)")
+      ("resume", po::value(&resume), "continue from a last.safetensors checkpoint");
+  po::variables_map vm;
+  if (!parse_command_line(
+          argc, argv, options, "", "attn train captioner --data SPLIT.json [options]",
+          "Trains Show, Attend and Tell: teacher forcing, cross-entropy plus the doubly\n"
+          "stochastic attention penalty; hard attention by REINFORCE with a moving-average\n"
+          "baseline and an entropy bonus (the expected context for half the images). Each\n"
+          "epoch decodes the val split greedily and reports BLEU-1..4, CIDEr-D and the\n"
+          "pointing game; best.safetensors keeps the best BLEU-4.\n\n"
+          "Example:\n"
+          "  attn data scenes --out data/scenes --count 20000\n"
+          "  attn train captioner --data data/scenes/scenes.json \\\n"
+          "      --encoder weights/fashion-vit.safetensors --out runs/scenes",
+          vm)) {
+    return kExitOk;
+  }
+  if (data.empty()) throw UsageError("--data is required (a Karpathy split JSON)");
+  if (mode != "soft" && mode != "hard") throw UsageError("--mode must be soft or hard");
+  if (image_size < 1 || min_count < 1) throw UsageError("--image-size and --min-count must be >= 1");
+  o.freeze_encoder = !fine_tune;
+  set_threads(threads);
+  torch::manual_seed(o.seed);
+  if (images.empty()) images = std::filesystem::path(data).parent_path().string();
+
+  vision::ModelInfo info;
+  vision::LoadedViT source;
+  if (!encoder_path.empty()) {
+    try {
+      source = vision::load_vit(encoder_path);
+    } catch (const vision::Error& e) {
+      print_error("train", e.what());
+      return kExitBadModel;
+    }
+    config.encoder = source.config;
+    info.preprocess = source.info.preprocess;
+  } else {
+    config.encoder = vision::ViTConfig::from_name("vit_tiny_patch16_224");
+  }
+  config.encoder.image_height = config.encoder.image_width = image_size;
+  config.encoder.num_classes = 0;
+  info.preprocess.height = info.preprocess.width = image_size;
+  info.preprocess.crop_pct = 1.0;
+  info.preprocess.crop_mode = vision::CropMode::kSquash;
+  config.mode = mode == "hard" ? attention::AttentionMode::kHard : attention::AttentionMode::kSoft;
+
+  std::vector<vision::CaptionRecord> records;
+  vision::CaptionData train, validation;
+  vision::Vocabulary vocabulary;
+  try {
+    records = vision::load_karpathy_json(data, images);
+    if (limit > 0) {
+      std::vector<vision::CaptionRecord> kept;
+      int64_t train_count = 0;
+      for (const auto& r : records) {
+        if (r.split == "train" || r.split == "restval") {
+          if (train_count++ >= limit) continue;
+        }
+        kept.push_back(r);
+      }
+      records = kept;
+    }
+    std::vector<std::vector<std::string>> sentences;
+    for (const auto& r : records) {
+      if (r.split != "train" && r.split != "restval") continue;
+      sentences.insert(sentences.end(), r.captions.begin(), r.captions.end());
+    }
+    vocabulary = vision::Vocabulary::build(sentences, min_count);
+    train = vision::load_caption_data(records, {"train"}, info.preprocess, vocabulary);
+    for (const auto& s : train.skipped) print_warning("train", "skipped " + s);
+    try {
+      validation = vision::load_caption_data(records, {"val"}, info.preprocess, vocabulary);
+    } catch (const vision::DataError&) {
+      print_warning("train", data + ": no val split: no validation, best = last");
+    }
+  } catch (const vision::Error& e) {
+    print_error("train", e.what());
+    return kExitNoInput;
+  }
+  config.vocab_size = vocabulary.size();
+  try {
+    config.validate();
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  vision::Captioner model(config);
+  if (source.model) {
+    const auto copied = vision::load_vit_trunk(model->encoder, source, encoder_path);
+    std::cerr << "attn train: encoder initialised from " << encoder_path << " (" << copied
+              << " tensors)\n";
+  }
+  std::ostringstream command;
+  command << "attn train captioner";
+  for (int i = 1; i < argc; ++i) command << " " << argv[i];
+  info.source = command.str();
+  std::cerr << "attn train: " << train.size() << " training and " << validation.size()
+            << " validation images, vocabulary " << vocabulary.size() << ", " << mode
+            << " attention, encoder " << (o.freeze_encoder ? "frozen" : "fine-tuned") << "\n";
+
+  vision::CaptionerTrainer trainer(model, info, vocabulary, train, validation, o, out_dir);
+  if (!resume.empty()) {
+    try {
+      trainer.resume(resume);
+    } catch (const vision::Error& e) {
+      print_error("train", e.what());
+      return kExitBadModel;
+    }
+    std::cerr << "attn train: resumed at epoch " << trainer.state().epoch + 1 << ", step "
+              << trainer.state().step << "\n";
+  }
+  std::unique_ptr<ProgressBar> bar;
+  vision::CaptionerTrainCallbacks callbacks;
+  callbacks.on_step = [&](int64_t done, int64_t total, double loss, double lr) {
+    if (!bar) {
+      bar = std::make_unique<ProgressBar>(
+          "epoch " + std::to_string(trainer.state().epoch + 1) + "/" + std::to_string(o.epochs),
+          total);
+      bar->advance(done - o.batch_size);
+    }
+    std::ostringstream note;
+    note << "loss " << fixed(loss, 4) << " lr " << std::scientific << std::setprecision(2) << lr;
+    bar->advance(o.batch_size, note.str());
+  };
+  callbacks.on_epoch = [&](const vision::CaptionerEpochReport& r) {
+    if (bar) bar->finish();
+    bar.reset();
+    std::cerr << "epoch " << r.epoch << "/" << o.epochs << "  step " << r.step << "  loss "
+              << fixed(r.train_loss, 4);
+    if (validation.size() > 0) {
+      std::cerr << "  val_loss " << fixed(r.val_loss, 4) << "  BLEU-4 "
+                << fixed(r.val_bleu.bleu[3], 4) << "  CIDEr-D " << fixed(r.val_cider, 3)
+                << "  pointing " << fixed(100 * r.val_pointing.accuracy(), 1) << "%";
+    }
+    std::cerr << "  " << fixed(r.elapsed_seconds / 60, 1) << " min" << (r.improved ? "  *" : "")
+              << std::endl;
+  };
+  const auto state = trainer.run(callbacks);
+  if (bar) bar->finish();
+  std::cout << "best: " << trainer.best_path() << "\nlast: " << trainer.last_path()
+            << "\nlog:  " << trainer.log_path() << "\ntraining time: "
+            << fixed(state.elapsed_seconds / 60, 1) << " min\n";
+  return kExitOk;
+}
+
+}  // namespace attnkit::apps

@@ -1,0 +1,39 @@
+// vision/train/caption_data.h: a captioning split in memory: preprocessed images, their encoded
+// reference captions, and what evaluation needs (tokens, object boxes, image sizes).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "vision/data/karpathy.h"
+#include "vision/image/preprocess.h"
+#include "vision/models/vocabulary.h"
+
+namespace attnkit::vision {
+
+struct CaptionData {
+  torch::Tensor images;                          ///< (N, C, H, W) float32, normalised
+  std::vector<CaptionRecord> records;            ///< N: references, objects, paths
+  std::vector<std::vector<std::vector<int64_t>>> encoded;  ///< per image, per reference
+  std::vector<std::pair<int, int>> image_sizes;  ///< original (width, height) per image
+  std::vector<std::string> skipped;              ///< "path: reason" for images that failed
+
+  int64_t size() const { return static_cast<int64_t>(records.size()); }
+};
+
+/// Loads the records whose split is in `splits` ("train" also takes "restval"), preprocessing
+/// each image. Unreadable images go to `skipped`. Throws DataError when none is left.
+CaptionData load_caption_data(const std::vector<CaptionRecord>& records,
+                              const std::vector<std::string>& splits,
+                              const PreprocessConfig& preprocess, const Vocabulary& vocabulary);
+
+/// (image index, reference index) pairs: one training example per reference caption.
+std::vector<std::pair<int64_t, int64_t>> caption_pairs(const CaptionData& data);
+
+/// Captions (B) -> (B, T + 1) long: <start> words <end> <pad>..., cut to max_len words.
+torch::Tensor pad_captions(const std::vector<const std::vector<int64_t>*>& captions,
+                           int64_t max_len);
+
+}  // namespace attnkit::vision

@@ -1,0 +1,318 @@
+// vision/train/captioner_trainer.cpp: the captioner training loop and its evaluation.
+#include "vision/train/captioner_trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "vision/checkpoint/captioner_file.h"
+#include "vision/errors.h"
+#include "vision/models/caption_decoder.h"
+#include "vision/train/lr_schedule.h"
+#include "vision/train/train_checkpoint.h"
+
+namespace attnkit::vision {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+/// Encoder features for a batch; without gradients (and with BatchNorm statistics frozen) when
+/// the encoder is frozen.
+EncodedImages encode_batch(Captioner& model, const torch::Tensor& images, bool frozen) {
+  if (!frozen) return model->encode(images);
+  torch::NoGradGuard no_grad;
+  const bool training = model->encoder->is_training();
+  model->encoder->eval();
+  auto encoded = model->encode(images);
+  if (training) model->encoder->train();
+  return encoded;
+}
+
+/// Per-word cross-entropy pieces of teacher-forced captions: per-position losses (B, T) and the
+/// mask of real words (B, T).
+std::pair<torch::Tensor, torch::Tensor> word_losses(const CaptionerOutput& out,
+                                                    const torch::Tensor& captions) {
+  const auto targets = captions.narrow(1, 1, captions.size(1) - 1);
+  const int64_t vocab = out.logits.size(2);
+  auto losses = torch::nn::functional::cross_entropy(
+                    out.logits.reshape({-1, vocab}).to(torch::kFloat), targets.reshape({-1}),
+                    torch::nn::functional::CrossEntropyFuncOptions()
+                        .reduction(torch::kNone)
+                        .ignore_index(Vocabulary::kPad))
+                    .view(targets.sizes());
+  return {losses, targets.ne(Vocabulary::kPad).to(torch::kFloat)};
+}
+
+}  // namespace
+
+CaptionerEvaluation evaluate_captioner(Captioner& model, const CaptionData& data,
+                                       const Vocabulary& vocabulary, int64_t beam,
+                                       int64_t max_len, int64_t batch_size,
+                                       const std::function<void(int64_t)>& on_batch) {
+  CaptionerEvaluation result;
+  const bool was_training = model->is_training();
+  model->eval();
+  std::vector<std::vector<Tokens>> references;
+  double loss_sum = 0, word_count = 0;
+  torch::NoGradGuard no_grad;
+  for (int64_t start = 0; start < data.size(); start += batch_size) {
+    const int64_t n = std::min(batch_size, data.size() - start);
+    const auto encoded = model->encode(data.images.narrow(0, start, n));
+    const auto captions = beam == 1
+                              ? greedy_decode(model, encoded, vocabulary, max_len)
+                              : beam_search(model, encoded, vocabulary, beam, max_len);
+    for (int64_t b = 0; b < n; ++b) {
+      const auto& record = data.records[start + b];
+      std::vector<std::string> words;
+      std::vector<torch::Tensor> grids;
+      for (const auto& w : captions[b].words) {
+        words.push_back(w.word);
+        grids.push_back(w.attention);
+      }
+      const auto [width, height] = data.image_sizes[start + b];
+      result.pointing += pointing_game(words, grids, record.objects,
+                                       cv::Rect2d(0, 0, width, height));
+      result.captions.push_back(words);
+      references.push_back(record.captions);
+      // Teacher-forced loss over every reference of the image.
+      std::vector<const std::vector<int64_t>*> refs;
+      for (const auto& r : data.encoded[start + b]) refs.push_back(&r);
+      const auto padded = pad_captions(refs, max_len);
+      const auto features = encoded.features.narrow(0, b, 1).expand(
+          {static_cast<int64_t>(refs.size()), -1, -1});
+      const auto [losses, mask] = word_losses(model->forward(features, padded), padded);
+      loss_sum += (losses * mask).sum().item<double>();
+      word_count += mask.sum().item<double>();
+    }
+    if (on_batch) on_batch(start + n);
+  }
+  if (was_training) model->train();
+  result.bleu = corpus_bleu(references, result.captions);
+  result.cider = cider_d(references, result.captions);
+  result.loss = word_count > 0 ? loss_sum / word_count : 0.0;
+  return result;
+}
+
+struct CaptionerTrainer::Impl {
+  Captioner model{nullptr};
+  ModelInfo info;
+  Vocabulary vocabulary;
+  CaptionData train;
+  CaptionData validation;
+  CaptionerTrainOptions options;
+  std::string out_dir;
+  std::unique_ptr<torch::optim::Adam> optimizer;
+};
+
+CaptionerTrainer::CaptionerTrainer(Captioner model, ModelInfo info, Vocabulary vocabulary,
+                                   CaptionData train, CaptionData validation,
+                                   CaptionerTrainOptions options, std::string out_dir)
+    : impl_(std::make_unique<Impl>()) {
+  TORCH_CHECK(train.size() > 0, "CaptionerTrainer: empty training set");
+  TORCH_CHECK(options.batch_size > 0 && options.epochs > 0 && options.max_len > 0,
+              "CaptionerTrainer: batch_size, epochs and max_len must be positive");
+  TORCH_CHECK(vocabulary.size() == model->config().vocab_size, "CaptionerTrainer: vocabulary of ",
+              vocabulary.size(), " words for a model of ", model->config().vocab_size);
+  info.arch = "captioner";
+  info.config_json = model->config().to_json();
+  info.extra[kVocabularyKey] = vocabulary.to_json();
+  impl_->model = std::move(model);
+  impl_->info = std::move(info);
+  impl_->vocabulary = std::move(vocabulary);
+  impl_->train = std::move(train);
+  impl_->validation = std::move(validation);
+  impl_->options = options;
+  impl_->out_dir = std::move(out_dir);
+  std::filesystem::create_directories(impl_->out_dir);
+  std::vector<torch::Tensor> parameters;
+  for (const auto& item : impl_->model->named_parameters(true)) {
+    const bool encoder = item.key().rfind("encoder.", 0) == 0;
+    if (encoder && options.freeze_encoder) {
+      item.value().set_requires_grad(false);
+      continue;
+    }
+    parameters.push_back(item.value());
+  }
+  impl_->optimizer = std::make_unique<torch::optim::Adam>(parameters,
+                                                          torch::optim::AdamOptions(options.lr));
+}
+
+CaptionerTrainer::~CaptionerTrainer() = default;
+
+std::string CaptionerTrainer::last_path() const {
+  return (std::filesystem::path(impl_->out_dir) / "last.safetensors").string();
+}
+std::string CaptionerTrainer::best_path() const {
+  return (std::filesystem::path(impl_->out_dir) / "best.safetensors").string();
+}
+std::string CaptionerTrainer::log_path() const {
+  return (std::filesystem::path(impl_->out_dir) / "log.jsonl").string();
+}
+
+void CaptionerTrainer::resume(const std::string& checkpoint) {
+  const auto json = load_training_checkpoint(checkpoint, *impl_->model, *impl_->optimizer);
+  try {
+    state_ = TrainState::from_json(json);
+  } catch (const CheckpointError& e) {
+    throw CheckpointError(checkpoint + ": " + e.what());
+  }
+}
+
+TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
+  auto& model = impl_->model;
+  const auto& o = impl_->options;
+  const auto& train = impl_->train;
+  const bool hard = model->config().mode == attention::AttentionMode::kHard;
+  const auto pairs = caption_pairs(train);
+  const int64_t batch_size = std::min<int64_t>(o.batch_size, static_cast<int64_t>(pairs.size()));
+  const int64_t batches_per_epoch = static_cast<int64_t>(pairs.size()) / batch_size;
+  const int64_t total_steps = batches_per_epoch * o.epochs;
+  const auto warmup_steps =
+      static_cast<int64_t>(o.warmup_epochs * static_cast<double>(batches_per_epoch));
+  auto save_checkpoint = [&]() {
+    save_training_checkpoint(last_path(), *model, impl_->info, *impl_->optimizer,
+                             state_.to_json());
+  };
+
+  model->train();
+  while (state_.epoch < o.epochs && !state_.stopped_early) {
+    auto order_generator = at::detail::createCPUGenerator(mix_seed(o.seed, 1, state_.epoch));
+    const auto order = torch::randperm(static_cast<int64_t>(pairs.size()), order_generator,
+                                       torch::kLong);
+    const auto epoch_start = Clock::now();
+    double lr = o.lr;
+    for (; state_.batch < batches_per_epoch; ++state_.batch) {
+      if (o.max_steps > 0 && state_.step >= o.max_steps) break;
+      const auto step_start = Clock::now();
+      auto generator = at::detail::createCPUGenerator(mix_seed(o.seed, 2, state_.step));
+      torch::manual_seed(mix_seed(o.seed, 3, state_.step));  // dropout, hard-attention samples
+      std::vector<int64_t> image_rows;
+      std::vector<const std::vector<int64_t>*> captions;
+      for (int64_t j = 0; j < batch_size; ++j) {
+        const auto& pair = pairs[order[state_.batch * batch_size + j].item<int64_t>()];
+        image_rows.push_back(pair.first);
+        captions.push_back(&train.encoded[pair.first][pair.second]);
+      }
+      const auto padded = pad_captions(captions, o.max_len);
+      const auto images = train.images.index_select(0, torch::tensor(image_rows));
+      const auto encoded = encode_batch(model, images, o.freeze_encoder);
+      torch::Tensor expected;
+      if (hard) expected = torch::rand({batch_size}, generator) < o.expected_probability;
+      const auto out = model->forward(encoded.features, padded, expected);
+      const auto [losses, mask] = word_losses(out, padded);
+      const auto words = mask.sum();
+      auto loss = (losses * mask).sum() / words;
+      // Doubly stochastic attention (SAT eq. 14): every cell attended about once in all.
+      const auto attended = (out.probabilities * mask.unsqueeze(2)).sum(1);  // (B, L)
+      loss = loss + o.doubly_stochastic * (1.0 - attended).pow(2).sum(1).mean();
+      if (hard) {
+        // REINFORCE on the sampled cells with reward log p(y | sampled cells), a moving
+        // baseline, and an entropy bonus; images that used the expected context are soft.
+        const auto log_likelihood = -(losses * mask).sum(1).detach();  // (B)
+        const auto sampled = expected.logical_not().to(torch::kFloat);
+        if (!state_.baseline_set) {
+          state_.baseline = log_likelihood.mean().item<double>();
+          state_.baseline_set = true;
+        }
+        const auto advantage = log_likelihood - state_.baseline;
+        const auto log_p_cells = (out.log_probs * mask).sum(1) * sampled;
+        const auto entropy =
+            -(out.probabilities * torch::log(out.probabilities.clamp_min(1e-12))).sum(2);
+        loss = loss - o.reinforce * (advantage * log_p_cells).sum() / words -
+               o.entropy * (entropy * mask).sum() / words;
+        state_.baseline = o.baseline_decay * state_.baseline +
+                          (1.0 - o.baseline_decay) * log_likelihood.mean().item<double>();
+      }
+      lr = warmup_cosine_lr(state_.step, warmup_steps, total_steps, o.lr, o.min_lr);
+      for (auto& group : impl_->optimizer->param_groups()) group.options().set_lr(lr);
+      impl_->optimizer->zero_grad();
+      loss.backward();
+      if (o.grad_clip > 0) {
+        std::vector<torch::Tensor> trainable;
+        for (const auto& p : model->parameters()) {
+          if (p.requires_grad()) trainable.push_back(p);
+        }
+        torch::nn::utils::clip_grad_norm_(trainable, o.grad_clip);
+      }
+      impl_->optimizer->step();
+      ++state_.step;
+      const double loss_value = loss.item<double>();
+      TORCH_CHECK(std::isfinite(loss_value), "training diverged: loss is ", loss_value,
+                  " at step ", state_.step, " (lower --lr?)");
+      state_.epoch_loss_sum += loss_value;
+      ++state_.epoch_loss_count;
+      state_.elapsed_seconds += std::chrono::duration<double>(Clock::now() - step_start).count();
+      if (callbacks.on_step) {
+        callbacks.on_step((state_.batch + 1) * batch_size, batches_per_epoch * batch_size,
+                          loss_value, lr);
+      }
+    }
+    if (state_.batch < batches_per_epoch) {  // max_steps reached inside the epoch
+      save_checkpoint();
+      break;
+    }
+    CaptionerEpochReport report;
+    report.epoch = state_.epoch + 1;
+    report.step = state_.step;
+    report.lr = lr;
+    report.train_loss =
+        state_.epoch_loss_count > 0 ? state_.epoch_loss_sum / state_.epoch_loss_count : 0.0;
+    report.epoch_seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    const auto eval_start = Clock::now();
+    if (impl_->validation.size() > 0) {
+      const auto evaluation = evaluate_captioner(model, impl_->validation, impl_->vocabulary, 1,
+                                                 o.max_len, 128);
+      report.val_loss = evaluation.loss;
+      report.val_bleu = evaluation.bleu;
+      report.val_cider = evaluation.cider;
+      report.val_pointing = evaluation.pointing;
+      report.improved = evaluation.bleu.bleu[3] > state_.best_metric;
+    } else {
+      report.improved = true;
+    }
+    state_.elapsed_seconds += std::chrono::duration<double>(Clock::now() - eval_start).count();
+    report.elapsed_seconds = state_.elapsed_seconds;
+    if (report.improved) {
+      state_.best_metric = report.val_bleu.bleu[3];
+      state_.best_epoch = report.epoch;
+      state_.epochs_without_improvement = 0;
+    } else {
+      ++state_.epochs_without_improvement;
+    }
+    state_.epoch += 1;
+    state_.batch = 0;
+    state_.epoch_loss_sum = 0;
+    state_.epoch_loss_count = 0;
+    if (o.patience > 0 && state_.epochs_without_improvement >= o.patience) {
+      state_.stopped_early = true;
+    }
+    if (report.improved) save_model(best_path(), *model, impl_->info);
+    save_checkpoint();
+    {
+      std::ofstream log(log_path(), std::ios::app);
+      log << nlohmann::json{{"epoch", report.epoch},
+                            {"step", report.step},
+                            {"lr", report.lr},
+                            {"train_loss", report.train_loss},
+                            {"val_loss", report.val_loss},
+                            {"val_bleu", report.val_bleu.bleu},
+                            {"val_cider", report.val_cider},
+                            {"val_pointing", report.val_pointing.accuracy()},
+                            {"epoch_seconds", report.epoch_seconds},
+                            {"elapsed_seconds", report.elapsed_seconds},
+                            {"improved", report.improved}}
+                 .dump()
+          << "\n";
+      if (!log) throw Error(log_path() + ": cannot append to the training log");
+    }
+    if (callbacks.on_epoch) callbacks.on_epoch(report);
+  }
+  model->eval();
+  return state_;
+}
+
+}  // namespace attnkit::vision

@@ -1,0 +1,95 @@
+// vision/train/captioner_trainer.h: trains the Show-Attend-Tell captioner: teacher forcing,
+// cross-entropy plus the doubly stochastic penalty; hard attention by REINFORCE with a moving
+// baseline and an entropy bonus; Adam, clipping, warm-up + cosine, early stopping on validation
+// BLEU-4, resumable atomic checkpoints, a JSONL log.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "vision/checkpoint/model_file.h"
+#include "vision/models/captioner.h"
+#include "vision/models/vocabulary.h"
+#include "vision/train/caption_data.h"
+#include "vision/train/caption_metrics.h"
+#include "vision/train/train_state.h"
+
+namespace attnkit::vision {
+
+struct CaptionerTrainOptions {
+  int64_t epochs = 20;
+  int64_t batch_size = 64;
+  double lr = 4e-4;
+  double min_lr = 1e-5;
+  double warmup_epochs = 0.5;
+  double grad_clip = 5.0;
+  /// lambda of sum_i (1 - sum_t alpha_ti)^2 (SAT eq. 14). Summed over L cells the term is ~L
+  /// (256 on a 16x16 grid), so 0.01 keeps it comparable to the per-word cross-entropy.
+  double doubly_stochastic = 0.01;
+  double entropy = 0.01;           ///< hard attention: weight of the attention entropy bonus
+  double reinforce = 1.0;          ///< hard attention: weight of the REINFORCE term (lambda_r)
+  double baseline_decay = 0.9;     ///< b <- 0.9 b + 0.1 log p(y) (SAT section 4.1)
+  double expected_probability = 0.5;  ///< hard: chance per image to use the expected context
+  bool freeze_encoder = true;      ///< encoder features computed without gradients
+  int64_t max_len = 20;            ///< longest training caption and validation decode
+  int64_t patience = 0;            ///< early stopping on validation BLEU-4 (0 = off)
+  uint64_t seed = 0;
+  int64_t max_steps = 0;           ///< stop after this many steps in all (0 = no limit)
+};
+
+struct CaptionerEpochReport {
+  int64_t epoch = 0;  ///< 1-based
+  int64_t step = 0;
+  double lr = 0;
+  double train_loss = 0;   ///< cross-entropy per word (+ penalty terms)
+  double val_loss = 0;     ///< cross-entropy per word, teacher forced
+  BleuScores val_bleu;     ///< greedy captions of the validation images
+  double val_cider = 0;
+  PointingScore val_pointing;
+  double epoch_seconds = 0;
+  double elapsed_seconds = 0;
+  bool improved = false;
+};
+
+struct CaptionerTrainCallbacks {
+  std::function<void(int64_t done, int64_t total, double loss, double lr)> on_step;
+  std::function<void(const CaptionerEpochReport&)> on_epoch;
+};
+
+/// Figures of a captioner on a split: greedy (beam 1) or beam search captions.
+struct CaptionerEvaluation {
+  BleuScores bleu;
+  double cider = 0;
+  PointingScore pointing;
+  double loss = 0;  ///< teacher-forced cross-entropy per word over all references
+  std::vector<std::vector<std::string>> captions;  ///< generated, per image
+};
+
+/// Decodes every image of `data` and scores the captions against all references.
+CaptionerEvaluation evaluate_captioner(Captioner& model, const CaptionData& data,
+                                       const Vocabulary& vocabulary, int64_t beam,
+                                       int64_t max_len, int64_t batch_size,
+                                       const std::function<void(int64_t)>& on_batch = {});
+
+/// Writes last.safetensors, best.safetensors (best validation BLEU-4) and log.jsonl into
+/// `out_dir`; see ClassifierTrainer for the checkpoint contract.
+class CaptionerTrainer {
+ public:
+  CaptionerTrainer(Captioner model, ModelInfo info, Vocabulary vocabulary, CaptionData train,
+                   CaptionData validation, CaptionerTrainOptions options, std::string out_dir);
+  ~CaptionerTrainer();
+  void resume(const std::string& checkpoint);
+  TrainState run(const CaptionerTrainCallbacks& callbacks = {});
+  const TrainState& state() const { return state_; }
+  std::string last_path() const;
+  std::string best_path() const;
+  std::string log_path() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  TrainState state_;
+};
+
+}  // namespace attnkit::vision
