@@ -167,7 +167,9 @@ TEST(ClassifierTrainer, StopsEarlyWhenValidationStopsImproving) {
   options.lr = 0.0;  // nothing changes, so validation never improves after epoch 1
   options.min_lr = 0.0;
   options.patience = 2;
-  VisionTransformer model(quadrant_config());
+  auto config = quadrant_config();
+  config.stem_channels = {};  // BatchNorm statistics would still move with a zero learning rate
+  VisionTransformer model(config);
   ClassifierTrainer trainer(model, quadrant_info(), quadrant_dataset(64, 1),
                             quadrant_dataset(32, 2), options, dir.path().string());
   const auto state = trainer.run();
