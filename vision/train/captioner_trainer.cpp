@@ -276,20 +276,7 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
     }
     state_.elapsed_seconds += std::chrono::duration<double>(Clock::now() - eval_start).count();
     report.elapsed_seconds = state_.elapsed_seconds;
-    if (report.improved) {
-      state_.best_metric = report.val_bleu.bleu[3];
-      state_.best_epoch = report.epoch;
-      state_.epochs_without_improvement = 0;
-    } else {
-      ++state_.epochs_without_improvement;
-    }
-    state_.epoch += 1;
-    state_.batch = 0;
-    state_.epoch_loss_sum = 0;
-    state_.epoch_loss_count = 0;
-    if (o.patience > 0 && state_.epochs_without_improvement >= o.patience) {
-      state_.stopped_early = true;
-    }
+    state_.end_epoch(report.improved, report.val_bleu.bleu[3], o.patience);
     if (report.improved) save_model(best_path(), *model, impl_->info);
     save_checkpoint();
     {

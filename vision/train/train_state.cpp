@@ -7,6 +7,21 @@
 
 namespace attnkit::vision {
 
+void TrainState::end_epoch(bool improved, double metric, int64_t patience) {
+  if (improved) {
+    best_metric = metric;
+    best_epoch = epoch + 1;
+    epochs_without_improvement = 0;
+  } else {
+    ++epochs_without_improvement;
+  }
+  epoch += 1;
+  batch = 0;
+  epoch_loss_sum = 0;
+  epoch_loss_count = 0;
+  if (patience > 0 && epochs_without_improvement >= patience) stopped_early = true;
+}
+
 std::string TrainState::to_json() const {
   return nlohmann::json{{"epoch", epoch},
                         {"batch", batch},

@@ -21,6 +21,11 @@ struct TrainState {
   double baseline = 0;          ///< REINFORCE's moving-average baseline (hard attention)
   bool baseline_set = false;
 
+  /// Closes the current epoch: records `metric` as the best when `improved`, counts epochs
+  /// without improvement, stops early after `patience` of them (0 = never), and moves to the
+  /// next epoch's first batch with a fresh loss sum.
+  void end_epoch(bool improved, double metric, int64_t patience);
+
   std::string to_json() const;
   static TrainState from_json(const std::string& json);  ///< throws CheckpointError
 };
