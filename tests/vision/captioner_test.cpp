@@ -8,6 +8,8 @@
 
 #include "attention/attention_pool.h"
 #include "tests/vision/test_support.h"
+#include "vision/checkpoint/model_file.h"
+#include "vision/errors.h"
 #include "vision/models/caption_decoder.h"
 #include "vision/models/captioner.h"
 
@@ -129,6 +131,39 @@ TEST(CaptionDecoding, NeverEmptyAndStopsAtMaxLen) {
       EXPECT_GE(w.index, 4);  // no special tokens
     }
   }
+}
+
+// An encoder cut at an earlier block (--encoder-depth) holds the source's first blocks, no
+// others; a deeper target is refused.
+TEST(Captioner, EncoderCutAtAnEarlierBlockTakesTheSourcesFirstBlocks) {
+  torch::manual_seed(0);
+  LoadedViT source;
+  source.config = attnkit::testing::tiny_vit_config(32, 32, 5);
+  source.config.depth = 3;
+  source.model = VisionTransformer(source.config);
+  source.model->eval();
+
+  auto cut = test_config(attention::AttentionMode::kSoft);
+  cut.encoder = source.config;
+  cut.encoder.depth = 1;
+  Captioner model(cut);
+  model->eval();
+  EXPECT_GT(load_vit_trunk(model->encoder, source, "source.safetensors"), 0);
+
+  const auto source_tensors = source.model->named_parameters(true);
+  int64_t compared = 0;
+  for (const auto& item : model->encoder->named_parameters(true)) {
+    ASSERT_TRUE(source_tensors.contains(item.key())) << item.key();
+    EXPECT_TRUE(torch::equal(item.value(), source_tensors[item.key()])) << item.key();
+    ++compared;
+  }
+  EXPECT_GT(compared, 0);
+  EXPECT_FALSE(model->encoder->named_parameters(true).contains("blocks.1.norm1.weight"));
+
+  auto deeper = cut;
+  deeper.encoder.depth = 4;
+  Captioner too_deep(deeper);
+  EXPECT_THROW(load_vit_trunk(too_deep->encoder, source, "source.safetensors"), CheckpointError);
 }
 
 TEST(Captioner, ConfigRoundTripsThroughJson) {

@@ -214,8 +214,13 @@ int64_t load_vit_trunk(VisionTransformer& target, const LoadedViT& source,
   std::map<std::string, torch::Tensor> targets;
   for (auto& [name, tensor] : module_tensors(*target)) targets.emplace(name, tensor);
   int64_t copied = 0;
+  if (to.depth > from.depth) {
+    throw CheckpointError(path + ": has " + std::to_string(from.depth) +
+                          " blocks, the new model needs " + std::to_string(to.depth));
+  }
   for (const auto& [name, tensor] : module_tensors(*source.model)) {
     if (name.rfind("head", 0) == 0) continue;
+    if (name.rfind("blocks.", 0) == 0 && std::stoll(name.substr(7)) >= to.depth) continue;
     torch::Tensor value = tensor;
     if (name == "pos_embed") {
       const int64_t prefix = from.pos_embed_prefix ? from.num_prefix_tokens() : 0;

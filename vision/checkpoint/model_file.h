@@ -69,8 +69,9 @@ LoadedViT load_vit(const std::string& path);
 
 /// Copies every tensor of `source` except the head into `target` (same trunk architecture; the
 /// head and the input size may differ), resampling the position embeddings to the target's
-/// grid: fine-tuning and captioner encoders start this way. Returns the tensors copied; throws
-/// CheckpointError naming `path` when a tensor does not fit.
+/// grid: fine-tuning and captioner encoders start this way. A target with fewer blocks takes
+/// the source's first ones (a captioner encoder cut at an earlier, more local layer). Returns
+/// the tensors copied; throws CheckpointError naming `path` when a tensor does not fit.
 int64_t load_vit_trunk(VisionTransformer& target, const LoadedViT& source, const std::string& path);
 
 }  // namespace attnkit::vision

@@ -47,6 +47,17 @@ std::pair<torch::Tensor, torch::Tensor> word_losses(const CaptionerOutput& out,
   return {losses, targets.ne(Vocabulary::kPad).to(torch::kFloat)};
 }
 
+/// Features of every image, computed once: a frozen encoder gives the same features every
+/// epoch, and re-running it per step cost most of the training time. (N, L, D) float32.
+torch::Tensor encode_all(Captioner& model, const torch::Tensor& images) {
+  std::vector<torch::Tensor> parts;
+  for (int64_t start = 0; start < images.size(0); start += 256) {
+    const int64_t n = std::min<int64_t>(256, images.size(0) - start);
+    parts.push_back(encode_batch(model, images.narrow(0, start, n), true).features.to(torch::kFloat));
+  }
+  return torch::cat(parts, 0);
+}
+
 }  // namespace
 
 CaptionerEvaluation evaluate_captioner(Captioner& model, const CaptionData& data,
@@ -178,6 +189,8 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
                              state_.to_json());
   };
 
+  torch::Tensor cached_features;
+  if (o.freeze_encoder) cached_features = encode_all(model, train.images);
   model->train();
   while (state_.epoch < o.epochs && !state_.stopped_early) {
     auto order_generator = at::detail::createCPUGenerator(mix_seed(o.seed, 1, state_.epoch));
@@ -198,11 +211,13 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
         captions.push_back(&train.encoded[pair.first][pair.second]);
       }
       const auto padded = pad_captions(captions, o.max_len);
-      const auto images = train.images.index_select(0, torch::tensor(image_rows));
-      const auto encoded = encode_batch(model, images, o.freeze_encoder);
+      const auto rows = torch::tensor(image_rows);
+      const auto features =
+          o.freeze_encoder ? cached_features.index_select(0, rows)
+                           : encode_batch(model, train.images.index_select(0, rows), false).features;
       torch::Tensor expected;
       if (hard) expected = torch::rand({batch_size}, generator) < o.expected_probability;
-      const auto out = model->forward(encoded.features, padded, expected);
+      const auto out = model->forward(features, padded, expected);
       const auto [losses, mask] = word_losses(out, padded);
       const auto words = mask.sum();
       auto loss = (losses * mask).sum() / words;

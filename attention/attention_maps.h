@@ -1,0 +1,62 @@
+// attention/attention_maps.h: explanation maps from a transformer's attention weights: the
+// class-token attention of one layer, attention rollout (Abnar and Zuidema 2020) and
+// gradient-weighted rollout, each as a (gh, gw) grid for any grid shape.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+namespace attnkit::attention {
+
+/// How the heads of one layer become one matrix.
+enum class HeadFusion { kMean, kMax, kMin };
+
+/// "mean" | "max" | "min"; throws std::invalid_argument naming the choices.
+HeadFusion head_fusion_from_string(const std::string& name);
+
+/// Where things sit in the token sequence of length N: an optional class token, other prefix
+/// tokens (distillation, registers) that the maps leave out, and the gh x gw patch tokens.
+struct TokenLayout {
+  int64_t class_index = -1;  ///< the class token's position, -1 when the model has none
+  int64_t grid_start = 0;    ///< position of the first patch token
+  int64_t grid_height = 0;
+  int64_t grid_width = 0;
+};
+
+/// Keeps the class token (if any) and the patch tokens, dropping the rows and columns of
+/// registers and distillation tokens, and renormalises each row to sum to 1.
+/// (B, H, N, N) -> (B, H, N', N') with N' = [1 +] gh * gw; the class token, if any, first.
+torch::Tensor keep_explained_tokens(const torch::Tensor& attention, const TokenLayout& layout);
+
+/// Fuses heads: (B, H, N, N) -> (B, N, N).
+torch::Tensor fuse_heads(const torch::Tensor& attention, HeadFusion fusion);
+
+/// What one layer's class token attends to among the patches. Without a class token (mean
+/// pooling) it is the attention each patch receives, averaged over the patch queries: what the
+/// pooled feature reads. `head` >= 0 picks one head instead of fusing.
+/// attention (B, H, N, N) -> (B, gh, gw).
+torch::Tensor class_token_map(const torch::Tensor& attention, const TokenLayout& layout,
+                              HeadFusion fusion, int64_t head = -1);
+
+/// Attention rollout: per layer A = 0.5 W + 0.5 I with rows renormalised, multiplied over the
+/// layers, read out at the class token (or averaged over the patch rows without one). With
+/// `discard_ratio` r > 0 the lowest r of each fused matrix's entries are zeroed first, except the
+/// class token's attention to itself (as in Gildenblat's vit-explain). attentions: one
+/// (B, H, N, N) per layer -> (B, gh, gw).
+torch::Tensor attention_rollout(const std::vector<torch::Tensor>& attentions,
+                                const TokenLayout& layout, HeadFusion fusion,
+                                double discard_ratio = 0.0);
+
+/// Gradient-weighted rollout: per layer W = mean over heads of max(0, A * dy/dA), then rolled
+/// out as attention_rollout does; y is the score of the class being explained. attentions and
+/// gradients: one (B, H, N, N) per layer -> (B, gh, gw).
+torch::Tensor gradient_rollout(const std::vector<torch::Tensor>& attentions,
+                               const std::vector<torch::Tensor>& gradients,
+                               const TokenLayout& layout, double discard_ratio = 0.0);
+
+/// Attention-pool (map head) weights over the token sequence (B, N) -> (B, gh, gw).
+torch::Tensor pool_map(const torch::Tensor& pool_weights, const TokenLayout& layout);
+
+}  // namespace attnkit::attention

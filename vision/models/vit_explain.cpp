@@ -1,0 +1,124 @@
+// vision/models/vit_explain.cpp: one forward pass (and a backward one for gradient rollout) that
+// keeps every block's attention, then the maps of attention/attention_maps.
+#include "vision/models/vit_explain.h"
+
+#include <stdexcept>
+
+#include <torch/torch.h>
+
+namespace attnkit::vision {
+
+MapMethod map_method_from_string(const std::string& name) {
+  if (name == "cls") return MapMethod::kClassToken;
+  if (name == "rollout") return MapMethod::kRollout;
+  if (name == "grad-rollout") return MapMethod::kGradRollout;
+  if (name == "pool") return MapMethod::kPool;
+  throw std::invalid_argument("unknown map method '" + name +
+                              "' (cls, rollout, grad-rollout or pool)");
+}
+
+attention::TokenLayout token_layout(const ViTConfig& config, int64_t grid_height,
+                                    int64_t grid_width) {
+  attention::TokenLayout layout;
+  layout.class_index = config.class_token ? 0 : -1;
+  layout.grid_start = config.num_prefix_tokens();
+  layout.grid_height = grid_height;
+  layout.grid_width = grid_width;
+  return layout;
+}
+
+Explanation explain_vit(VisionTransformer& model, const torch::Tensor& images,
+                        const ExplainOptions& options) {
+  const auto& config = model->config();
+  if (options.method == MapMethod::kPool && config.pooling != Pooling::kMap) {
+    throw std::invalid_argument(
+        "--method pool needs a model with an attention-pool (map) head; this one pools by " +
+        std::string(config.pooling == Pooling::kAvg ? "averaging" : "its class token") +
+        " (try cls or rollout)");
+  }
+  if (config.num_classes == 0) {
+    throw std::invalid_argument("the model has no classifier head to explain");
+  }
+  const bool needs_gradient = options.method == MapMethod::kGradRollout;
+  torch::NoGradGuard no_grad_guard;
+  std::unique_ptr<torch::AutoGradMode> grad_mode;
+  if (needs_gradient) grad_mode = std::make_unique<torch::AutoGradMode>(true);
+  model->eval();
+  auto out = model->forward_all(images, /*keep_attention=*/options.method != MapMethod::kPool);
+
+  Explanation result;
+  result.probabilities = torch::softmax(out.logits.detach().to(torch::kFloat), 1);
+  const int64_t batch = images.size(0);
+  if (options.target_class >= 0) {
+    if (options.target_class >= config.num_classes) {
+      throw std::invalid_argument("class " + std::to_string(options.target_class) +
+                                  " out of range: the model has " +
+                                  std::to_string(config.num_classes) + " classes");
+    }
+    result.classes = torch::full({batch}, options.target_class, torch::kLong);
+  } else {
+    result.classes = result.probabilities.argmax(1);
+  }
+  const auto layout = token_layout(config, out.grid_height, out.grid_width);
+  const auto depth = static_cast<int64_t>(out.attentions.size());
+
+  switch (options.method) {
+    case MapMethod::kPool:
+      result.maps = attention::pool_map(out.pool_weights.detach(), layout).unsqueeze(1);
+      break;
+    case MapMethod::kRollout:
+      result.maps = attention::attention_rollout(out.attentions, layout, options.fusion,
+                                                 options.discard_ratio)
+                        .unsqueeze(1);
+      break;
+    case MapMethod::kGradRollout: {
+      const auto score = out.logits.gather(1, result.classes.view({-1, 1})).sum();
+      const auto gradients = torch::autograd::grad({score}, out.attentions);
+      result.maps = attention::gradient_rollout(out.attentions, gradients, layout,
+                                                options.discard_ratio)
+                        .unsqueeze(1);
+      break;
+    }
+    case MapMethod::kClassToken: {
+      const int64_t heads = config.num_heads;
+      std::vector<int64_t> layers;
+      if (options.layer == ExplainOptions::kAll) {
+        for (int64_t i = 0; i < depth; ++i) layers.push_back(i);
+      } else {
+        const int64_t layer = options.layer < 0 ? depth + options.layer : options.layer;
+        if (layer < 0 || layer >= depth) {
+          throw std::invalid_argument("layer " + std::to_string(options.layer) +
+                                      " out of range: the model has " + std::to_string(depth) +
+                                      " layers (0.." + std::to_string(depth - 1) + ", or -1)");
+        }
+        layers.push_back(layer);
+      }
+      if (options.head != ExplainOptions::kAll && options.head >= heads) {
+        throw std::invalid_argument("head " + std::to_string(options.head) +
+                                    " out of range: the model has " + std::to_string(heads) +
+                                    " heads");
+      }
+      std::vector<torch::Tensor> maps;
+      for (const int64_t layer : layers) {
+        const auto& a = out.attentions[layer];
+        if (options.head == ExplainOptions::kAll) {
+          for (int64_t h = 0; h < heads; ++h) {
+            maps.push_back(attention::class_token_map(a, layout, options.fusion, h));
+            result.map_titles.push_back(
+                (layers.size() > 1 ? "layer " + std::to_string(layer) + " " : std::string()) +
+                "head " + std::to_string(h));
+          }
+        } else {
+          maps.push_back(attention::class_token_map(a, layout, options.fusion, options.head));
+          if (layers.size() > 1) result.map_titles.push_back("layer " + std::to_string(layer));
+        }
+      }
+      result.maps = torch::stack(maps, 1);
+      break;
+    }
+  }
+  result.maps = result.maps.detach();
+  return result;
+}
+
+}  // namespace attnkit::vision
