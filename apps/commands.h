@@ -5,6 +5,7 @@ namespace attnkit::apps {
 
 int run_bench(int argc, char** argv);
 int run_caption(int argc, char** argv);
+int run_overlay(int argc, char** argv);
 int run_classify(int argc, char** argv);
 int run_import(int argc, char** argv);
 int run_inspect(int argc, char** argv);
