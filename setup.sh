@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # setup.sh: installs attnkit's Debian packages, builds it in Release and runs the demo or the tests.
 #
-#   ./setup.sh          install + build + classify the bundled samples with the default model
+#   ./setup.sh          install + build, then classify, caption and overlay the bundled samples
+#                       with the default models
 #   ./setup.sh test     install + build + run the whole test suite (ctest)
 #   ./setup.sh build    install + build only
 #
@@ -54,26 +55,15 @@ case "$MODE" in
     OMP_NUM_THREADS=1 ctest --output-on-failure -j "$(nproc)"
     ;;
   demo)
-    MODEL="$ROOT/weights/fashion-vit.safetensors"
-    if [ ! -f "$MODEL" ]; then
-      # Until trained default weights ship, demonstrate the real pipeline (import + classify) on a
-      # ViT with random weights written by the test oracle in torchvision's layout.
-      echo "setup: no trained default model in weights/ yet: using a random-weight ViT-B/16" >&2
-      echo "       (import -> classify runs for real; its predictions mean nothing)" >&2
-      DEMO="$BUILD/demo"
-      if [ ! -f "$DEMO/vit-b16-random.safetensors" ]; then
-        /usr/bin/python3 tests/oracle/vit_reference.py --out "$DEMO/oracle" --configs base
-        "$BUILD/apps/attn" import "$DEMO/oracle/base/torchvision.safetensors" \
-          -o "$DEMO/vit-b16-random.safetensors" --source "random weights (setup.sh demo)"
-        rm -rf "$DEMO/oracle"
-      fi
-      MODEL="$DEMO/vit-b16-random.safetensors"
+    # The main jobs on the shipped default models (weights/) and the bundled samples.
+    ATTN="$BUILD/apps/attn"
+    "$ATTN" classify --topk 3 samples/fashion/
+    "$ATTN" overlay samples/fashion/ --upscale 224 --out "$BUILD/overlays"
+    if [ -f weights/scenes-captioner.safetensors ]; then
+      "$ATTN" caption samples/scenes/
+      "$ATTN" overlay --method caption samples/scenes/ --upscale 256 --out "$BUILD/overlays"
     fi
-    if [ "$MODEL" = "$ROOT/weights/fashion-vit.safetensors" ]; then
-      "$BUILD/apps/attn" classify --model "$MODEL" --topk 3 samples/fashion/
-    else
-      "$BUILD/apps/attn" classify --model "$MODEL" --topk 3 samples/
-    fi
+    echo "setup: overlays written to $BUILD/overlays/"
     ;;
   *)
     echo "usage: ./setup.sh [demo|test|build]" >&2
