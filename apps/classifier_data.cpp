@@ -31,4 +31,15 @@ vision::LabeledImages load_classifier_data(const std::string& spec, const std::s
   return data;
 }
 
+std::string fashion_domain_warning(const vision::ModelInfo& info, int width, int height,
+                                   const std::string& path) {
+  const auto domain = info.extra.find("attnkit.domain");
+  if (domain == info.extra.end() || domain->second != "fashion-mnist") return "";
+  if (width == 28 && height == 28) return "";
+  return path + " is a " + std::to_string(width) + "x" + std::to_string(height) +
+         " image, but this demo model only knows the 10 Fashion-MNIST clothing classes (28x28 "
+         "grey items on black): answers for photos are meaningless. For photos, import an "
+         "ImageNet ViT (README, 'Run the public pretrained ViTs') and pass --model.";
+}
+
 }  // namespace attnkit::apps

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "vision/checkpoint/model_file.h"
 #include "vision/data/labeled_images.h"
 #include "vision/image/preprocess.h"
 
@@ -19,5 +20,11 @@ vision::LabeledImages load_classifier_data(const std::string& spec, const std::s
                                            const std::string& fashion_dir,
                                            const vision::PreprocessConfig& preprocess,
                                            const std::string& command);
+
+/// For a model that `attn train classifier` made on Fashion-MNIST (its file records the domain),
+/// the warning to print once when it is given an image that is not a 28x28 item: its answers
+/// for photos are meaningless. "" for other models and for 28x28 images.
+std::string fashion_domain_warning(const vision::ModelInfo& info, int width, int height,
+                                   const std::string& path);
 
 }  // namespace attnkit::apps

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "apps/classifier_data.h"
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "vision/checkpoint/model_file.h"
@@ -135,22 +136,15 @@ int run_classify(int argc, char** argv) {
     }
   };
 
-  // Models trained by 'attn train classifier' on Fashion-MNIST record that domain; photos fed
-  // to them get confident nonsense, so say so once.
-  const auto domain = info.extra.find("attnkit.domain");
-  const bool fashion_model = domain != info.extra.end() && domain->second == "fashion-mnist";
+  // Photos fed to the Fashion-MNIST demo model get confident nonsense: say so, once.
   bool warned_domain = false;
   auto check_domain = [&](const cv::Mat& rgb, const std::string& path) {
-    if (!fashion_model || warned_domain) return;
-    if (rgb.cols == 28 && rgb.rows == 28) return;
+    if (warned_domain) return;
+    const auto warning = fashion_domain_warning(info, rgb.cols, rgb.rows, path);
+    if (warning.empty()) return;
     warned_domain = true;
     progress.clear();
-    print_warning("classify",
-                  path + " is a " + std::to_string(rgb.cols) + "x" + std::to_string(rgb.rows) +
-                      " image, but this demo model only knows the 10 Fashion-MNIST clothing "
-                      "classes (28x28 grey items on black): answers for photos are meaningless. "
-                      "For photos, import an ImageNet ViT (README, 'Run the public pretrained ViTs') and "
-                      "pass --model.");
+    print_warning("classify", warning);
   };
 
   c10::InferenceMode inference;

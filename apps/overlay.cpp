@@ -15,6 +15,7 @@
 #include <opencv2/videoio.hpp>
 #include <torch/torch.h>
 
+#include "apps/classifier_data.h"
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "apps/overlay_render.h"
@@ -334,6 +335,7 @@ int run_overlay(int argc, char** argv) {
               << std::setprecision(1) << frames / seconds << " frames/s\n";
   };
 
+  bool warned_domain = false;  // photos given to the Fashion-MNIST demo model: say so once
   std::vector<std::pair<std::string, cv::Mat>> pending;  // images waiting for a batch
   auto flush = [&]() {
     if (pending.empty()) return;
@@ -378,6 +380,16 @@ int run_overlay(int argc, char** argv) {
     }
     try {
       pending.emplace_back(item.path, vision::load_image_rgb(item.path));
+      const auto& rgb = pending.back().second;
+      if (!warned_domain) {
+        const auto warning = fashion_domain_warning(renderer->info(), rgb.cols, rgb.rows,
+                                                    item.path);
+        if (!warning.empty()) {
+          warned_domain = true;
+          progress.clear();
+          print_warning("overlay", warning);
+        }
+      }
     } catch (const vision::Error& e) {
       report_error(e.what());
       progress.advance(1);

@@ -220,8 +220,8 @@ std::vector<RenderedOverlay> OverlayRenderer::render(const std::vector<cv::Mat>&
                           : impl_->render_vit(images, single_map);
 }
 
-std::string OverlayRenderer::describe() const {
-  return std::to_string(impl_->preprocess.height) + "x" + std::to_string(impl_->preprocess.width);
+const vision::ModelInfo& OverlayRenderer::info() const {
+  return impl_->captioner ? impl_->caption_model.info : impl_->vit.info;
 }
 
 }  // namespace attnkit::apps

@@ -8,6 +8,7 @@
 
 #include <opencv2/core/mat.hpp>
 
+#include "vision/checkpoint/model_file.h"
 #include "vision/image/overlay.h"
 #include "vision/models/vit_explain.h"
 
@@ -40,8 +41,8 @@ class OverlayRenderer {
   /// Draws each RGB8 image. `single_map` forces one map per image (video frames): heads and
   /// layers are fused, caption words averaged.
   std::vector<RenderedOverlay> render(const std::vector<cv::Mat>& images, bool single_map);
-  /// The model's input size (height, width), for messages.
-  std::string describe() const;
+  /// What the model file says about itself (labels, preprocessing, domain).
+  const vision::ModelInfo& info() const;
 
  private:
   struct Impl;
