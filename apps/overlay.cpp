@@ -171,7 +171,7 @@ int run_overlay(int argc, char** argv) {
           "  attn overlay --model vit-b16.safetensors --method grad-rollout --class 'tabby cat' \\\n"
           "      cat.jpg --out cat-why.png\n"
           "  attn overlay --model vit-b16.safetensors --method cls --head all photo.jpg -o heads.png\n"
-          "  attn overlay --method caption samples/scenes/scene-0.png -o words.png\n"
+          "  attn overlay --method caption samples/scenes/scene_000000.png --upscale 256 -o words.png\n"
           "  attn overlay --model vit-b16.safetensors clip.mp4 -o clip-rollout.mp4",
           vm)) {
     return kExitOk;
