@@ -43,7 +43,7 @@ bool is_video(const std::string& path) {
 
 bool is_output_image(const std::string& path) {
   const auto ext = lower_extension(path);
-  return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".webp";
+  return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".webp" || ext == ".bmp";
 }
 
 /// "3", "-1" or "all" -> an index or ExplainOptions::kAll.
@@ -64,6 +64,7 @@ void write_text_file(const std::string& path, const std::string& text) {
   {
     std::ofstream out(temp, std::ios::binary);
     out << text << "\n";
+    out.close();  // the last flush happens here: check it too
     if (!out) {
       std::remove(temp.c_str());
       throw vision::Error(path + ": cannot write");
@@ -178,10 +179,11 @@ int run_overlay(int argc, char** argv) {
   }
   if (inputs.empty()) throw UsageError("no inputs given (images, videos, directories or -)");
   if (batch_size < 1) throw UsageError("--batch-size must be at least 1");
-  if (s.style.alpha < 0 || s.style.alpha > 1) throw UsageError("--alpha must be in [0, 1]");
-  if (s.style.smooth < 0) throw UsageError("--smooth must be >= 0");
-  if (s.style.threshold > 1) throw UsageError("--threshold must be <= 1 (-1 = off)");
-  if (s.explain.discard_ratio < 0 || s.explain.discard_ratio >= 1) {
+  // Written so that NaN fails every check.
+  if (!(s.style.alpha >= 0 && s.style.alpha <= 1)) throw UsageError("--alpha must be in [0, 1]");
+  if (!(s.style.smooth >= 0 && s.style.smooth < 1e3)) throw UsageError("--smooth must be >= 0");
+  if (!(s.style.threshold <= 1)) throw UsageError("--threshold must be <= 1 (-1 = off)");
+  if (!(s.explain.discard_ratio >= 0 && s.explain.discard_ratio < 1)) {
     throw UsageError("--discard must be in [0, 1)");
   }
   if (s.upscale < 0) throw UsageError("--upscale must be >= 0");
@@ -207,6 +209,8 @@ int run_overlay(int argc, char** argv) {
       if (s.explain.target_class < 0) throw UsageError("--class must be >= 0");
     } catch (const std::invalid_argument&) {
       s.target_label = target;
+    } catch (const std::out_of_range&) {
+      throw UsageError("--class " + target + " is out of range");
     }
   }
   try {
@@ -216,6 +220,7 @@ int run_overlay(int argc, char** argv) {
     throw UsageError(e.what());
   }
   s.style.colorbar = !no_colorbar;
+  s.want_json = write_json;
   if (image_ext != "png" && image_ext != "jpg" && image_ext != "webp") {
     throw UsageError("--format must be png, jpg or webp");
   }
@@ -227,6 +232,9 @@ int run_overlay(int argc, char** argv) {
   plan.single_file = is_output_image(out) || is_video(out);
   const auto items = expand_inputs(inputs);
   if (plan.single_file) {
+    const auto parent = fs::path(out).parent_path();
+    std::error_code ec;
+    if (!parent.empty()) fs::create_directories(parent, ec);
     if (items.size() != 1) {
       throw UsageError("--out " + out + " is one file but " + std::to_string(items.size()) +
                        " inputs were given; pass a directory");
@@ -296,7 +304,8 @@ int run_overlay(int argc, char** argv) {
       while (more) {
         std::vector<cv::Mat> batch;
         cv::Mat bgr;
-        while (static_cast<int>(batch.size()) < batch_size && (more = capture.read(bgr))) {
+        while (static_cast<int>(batch.size()) < batch_size && (more = capture.read(bgr)) &&
+               (more = !bgr.empty())) {
           cv::Mat rgb;
           cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
           batch.push_back(rgb);
@@ -320,6 +329,12 @@ int run_overlay(int argc, char** argv) {
       frames_bar.finish();
       writer.release();
       if (frames == 0) throw vision::ImageError(input + ": no frames could be read");
+      if (frame_count > 0 && frames < frame_count) {
+        progress.clear();
+        print_warning("overlay", input + ": the container announces " +
+                                     std::to_string(frame_count) + " frames, " +
+                                     std::to_string(frames) + " could be decoded");
+      }
       if (std::rename(temp.c_str(), path.c_str()) != 0) {
         throw vision::ImageError(path + ": cannot write");
       }
@@ -352,8 +367,10 @@ int run_overlay(int argc, char** argv) {
           report_error(e.what());
         }
       }
-    } catch (const std::invalid_argument& e) {  // e.g. --method pool on a mean-pooled model
-      report_error(e.what());
+    } catch (const std::exception& e) {  // a forward pass or drawing failed for this batch
+      std::string names;
+      for (const auto& [input, rgb] : pending) names += (names.empty() ? "" : ", ") + input;
+      report_error(names + ": " + e.what());
     }
     progress.advance(static_cast<int64_t>(pending.size()));
     pending.clear();
@@ -372,7 +389,7 @@ int run_overlay(int argc, char** argv) {
         ++succeeded;
       } catch (const vision::Error& e) {
         report_error(e.what());
-      } catch (const std::invalid_argument& e) {
+      } catch (const std::exception& e) {
         report_error(item.path + ": " + e.what());
       }
       progress.advance(1);

@@ -51,17 +51,33 @@ struct OverlayRenderer::Impl {
   /// The image as drawn: enlarged (nearest) when smaller than --upscale, and the crop box scaled
   /// to match.
   std::pair<cv::Mat, vision::CropBox> canvas(const cv::Mat& rgb) const {
-    auto box = vision::preprocess_crop_box(rgb.cols, rgb.rows, preprocess);
+    const auto box = vision::preprocess_crop_box(rgb.cols, rgb.rows, preprocess);
     const int longer = std::max(rgb.cols, rgb.rows);
     if (settings.upscale <= 0 || longer >= settings.upscale) return {rgb.clone(), box};
-    const double f = static_cast<double>(settings.upscale) / longer;
-    cv::Mat big;
-    cv::resize(rgb, big,
+    return resized(rgb, box, static_cast<double>(settings.upscale) / longer, cv::INTER_NEAREST);
+  }
+
+  /// The image scaled by about `f` and the box scaled by the sides' exact factors.
+  static std::pair<cv::Mat, vision::CropBox> resized(const cv::Mat& rgb, const vision::CropBox& box,
+                                                     double f, int interpolation) {
+    cv::Mat out;
+    cv::resize(rgb, out,
                cv::Size(std::max(1, static_cast<int>(std::lround(rgb.cols * f))),
                         std::max(1, static_cast<int>(std::lround(rgb.rows * f)))),
-               0, 0, cv::INTER_NEAREST);
-    box = {box.x * f, box.y * f, box.width * f, box.height * f};
-    return {big, box};
+               0, 0, interpolation);
+    const double fx = static_cast<double>(out.cols) / rgb.cols;
+    const double fy = static_cast<double>(out.rows) / rgb.rows;
+    return {out, {box.x * fx, box.y * fy, box.width * fx, box.height * fy}};
+  }
+
+  /// Panels draw every tile at the tile size: a 4000x3000 photo with 144 head maps would
+  /// otherwise need gigabytes.
+  std::pair<cv::Mat, vision::CropBox> panel_canvas(const cv::Mat& rgb,
+                                                   const vision::CropBox& box) const {
+    const int side = tile_side(rgb);
+    const int longer = std::max(rgb.cols, rgb.rows);
+    if (longer <= side) return {rgb, box};
+    return resized(rgb, box, static_cast<double>(side) / longer, cv::INTER_AREA);
   }
 
   cv::Mat draw(const cv::Mat& canvas_rgb, const vision::CropBox& box, const torch::Tensor& grid,
@@ -76,7 +92,7 @@ struct OverlayRenderer::Impl {
 
   int tile_side(const cv::Mat& canvas_rgb) const {
     if (settings.panel_side > 0) return settings.panel_side;
-    return std::max(160, std::max(canvas_rgb.cols, canvas_rgb.rows));
+    return std::clamp(std::max(canvas_rgb.cols, canvas_rgb.rows), 160, 512);
   }
 
   std::vector<RenderedOverlay> render_vit(const std::vector<cv::Mat>& images, bool single_map) {
@@ -100,17 +116,22 @@ struct OverlayRenderer::Impl {
       r.summary = name + " " + percent(p);
       const auto [canvas_rgb, box] = canvas(images[i]);
       const auto maps = explained.maps[b];  // (K, gh, gw)
-      json grids = json::array();
-      for (int64_t k = 0; k < maps.size(0); ++k) grids.push_back(grid_json(maps[k]));
       if (maps.size(0) == 1) {
         r.rgb = draw(canvas_rgb, box, maps[0], r.summary);
       } else {
+        const auto [small, small_box] = panel_canvas(canvas_rgb, box);
         std::vector<cv::Mat> tiles;
         for (int64_t k = 0; k < maps.size(0); ++k) {
-          tiles.push_back(draw(canvas_rgb, box, maps[k], r.summary));
+          tiles.push_back(draw(small, small_box, maps[k], r.summary));
         }
         r.rgb = vision::tile_panels(tiles, explained.map_titles, tile_side(canvas_rgb));
       }
+      if (!settings.want_json) {
+        out.push_back(std::move(r));
+        continue;
+      }
+      json grids = json::array();
+      for (int64_t k = 0; k < maps.size(0); ++k) grids.push_back(grid_json(maps[k]));
       r.json = json{{"method", settings.method},
                     {"class", cls},
                     {"label", name},
@@ -142,25 +163,30 @@ struct OverlayRenderer::Impl {
       RenderedOverlay r;
       r.summary = caption.text();
       const auto [canvas_rgb, box] = canvas(images[i]);
-      json words = json::array();
       std::vector<torch::Tensor> grids;
-      for (const auto& w : caption.words) {
-        words.push_back({{"word", w.word}, {"probability", w.probability},
-                         {"attention", grid_json(w.attention)}});
-        grids.push_back(w.attention);
-      }
+      for (const auto& w : caption.words) grids.push_back(w.attention);
       if (single_map) {
         r.rgb = draw(canvas_rgb, box, torch::stack(grids).mean(0), r.summary);
       } else {
         // As in the paper's figures: the image, then each word under its own map.
-        std::vector<cv::Mat> tiles{canvas_rgb};
+        const auto [small, small_box] = panel_canvas(canvas_rgb, box);
+        std::vector<cv::Mat> tiles{small};
         std::vector<std::string> titles{""};
         for (size_t k = 0; k < grids.size(); ++k) {
-          tiles.push_back(draw(canvas_rgb, box, grids[k], ""));
+          tiles.push_back(draw(small, small_box, grids[k], ""));
           titles.push_back(caption.words[k].word + " " + percent(caption.words[k].probability));
         }
         const int columns = std::min<int>(static_cast<int>(tiles.size()), 6);
         r.rgb = vision::tile_panels(tiles, titles, tile_side(canvas_rgb), columns);
+      }
+      if (!settings.want_json) {
+        out.push_back(std::move(r));
+        continue;
+      }
+      json words = json::array();
+      for (const auto& w : caption.words) {
+        words.push_back({{"word", w.word}, {"probability", w.probability},
+                         {"attention", grid_json(w.attention)}});
       }
       r.json = json{{"method", "caption"},
                     {"caption", r.summary},
@@ -193,6 +219,23 @@ OverlayRenderer::OverlayRenderer(const std::string& model_path, OverlaySettings 
       impl_->vit.config.pooling != vision::Pooling::kMap) {
     throw std::invalid_argument("--method pool needs a model with an attention-pool (map) head; " +
                                 model_path + " has none (use cls, rollout or grad-rollout)");
+  }
+  const auto& config = impl_->vit.config;
+  if (config.num_classes == 0) {
+    throw std::invalid_argument(model_path + " has no classifier head: there is no prediction "
+                                "to explain");
+  }
+  const auto& e = s.explain;
+  if (e.head != vision::ExplainOptions::kAll && (e.head < -1 || e.head >= config.num_heads)) {
+    throw std::invalid_argument("--head " + std::to_string(e.head) + ": " + model_path +
+                                " has " + std::to_string(config.num_heads) +
+                                " heads (0.." + std::to_string(config.num_heads - 1) +
+                                ", -1 to fuse them, or all)");
+  }
+  if (e.layer != vision::ExplainOptions::kAll && (e.layer < -config.depth || e.layer >= config.depth)) {
+    throw std::invalid_argument("--layer " + std::to_string(e.layer) + ": " + model_path +
+                                " has " + std::to_string(config.depth) + " layers (0.." +
+                                std::to_string(config.depth - 1) + ", -1 for the last, or all)");
   }
   if (s.explain.target_class >= impl_->vit.config.num_classes) {
     throw std::invalid_argument("--class " + std::to_string(s.explain.target_class) + ": " +

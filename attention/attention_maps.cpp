@@ -37,7 +37,8 @@ torch::Tensor read_out(const torch::Tensor& matrix, const TokenLayout& layout) {
   const int64_t offset = layout.class_index >= 0 ? 1 : 0;
   const int64_t cells = layout.grid_height * layout.grid_width;
   const auto columns = matrix.narrow(2, offset, cells);
-  const auto row = offset == 1 ? columns.select(1, 0) : columns.narrow(1, 0, cells).mean(1);
+  const auto row = offset == 1 && !layout.mean_readout ? columns.select(1, 0)
+                                                       : columns.narrow(1, offset, cells).mean(1);
   return row.reshape({matrix.size(0), layout.grid_height, layout.grid_width});
 }
 
@@ -139,7 +140,7 @@ torch::Tensor gradient_rollout(const std::vector<torch::Tensor>& attentions,
     // Only the explained tokens' rows and columns; no renormalisation, the weights are not
     // probabilities any more.
     check_layout(weighted, layout);
-    const auto keep = explained_indices(layout);
+    const auto keep = explained_indices(layout).to(weighted.device());
     const auto kept = weighted.index_select(2, keep).index_select(3, keep);
     fused.push_back(discard_lowest(kept.mean(1), discard_ratio, layout.class_index >= 0));
   }

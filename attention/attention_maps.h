@@ -23,6 +23,9 @@ struct TokenLayout {
   int64_t grid_start = 0;    ///< position of the first patch token
   int64_t grid_height = 0;
   int64_t grid_width = 0;
+  /// Read the maps out at the mean of the patch rows even though there is a class token: for
+  /// models that average-pool the patches (MAE fine-tunes) and never read the class token.
+  bool mean_readout = false;
 };
 
 /// Keeps the class token (if any) and the patch tokens, dropping the rows and columns of

@@ -121,6 +121,28 @@ TEST(AttentionMaps, MeanPooledModelsReadTheAverageRow) {
   EXPECT_EQ(cls.reshape({-1}).argmax().item<int64_t>(), 4);
 }
 
+// A class token that the head never reads (average pooling) is kept in the attention but the
+// maps read the patch rows, as the pooled feature does; explaining leaves the model's mode alone.
+TEST(AttentionMaps, AveragePooledModelsWithAClassTokenReadThePatchRows) {
+  torch::manual_seed(0);
+  auto config = attnkit::testing::tiny_vit_config(16, 24, 3);
+  config.pooling = Pooling::kAvg;
+  VisionTransformer model(config);
+  const auto layout = token_layout(config, 2, 3);
+  EXPECT_EQ(layout.class_index, 0);
+  EXPECT_TRUE(layout.mean_readout);
+  const auto a = torch::softmax(torch::randn({1, 2, 7, 7}), -1);
+  const auto map = attention::class_token_map(a, layout, attention::HeadFusion::kMean);
+  const auto expected = a.mean(1).narrow(1, 1, 6).narrow(2, 1, 6).mean(1).reshape({1, 2, 3});
+  EXPECT_TRUE(torch::allclose(map, expected));
+
+  model->train();
+  ExplainOptions options;
+  options.method = MapMethod::kGradRollout;
+  explain_vit(model, torch::randn({2, 3, 16, 24}), options);
+  EXPECT_TRUE(model->is_training());
+}
+
 // A planted task: class 1 images hold one bright patch at a random cell, class 0 images are
 // noise only. After training, gradient rollout for class 1 peaks at the bright patch's cell.
 TEST(AttentionMaps, GradientRolloutPointsAtThePlantedCell) {

@@ -64,14 +64,16 @@ cv::Mat map_to_image(const torch::Tensor& grid, const CropBox& box, cv::Size ima
               grid.sizes());
   TORCH_CHECK(image_size.width > 0 && image_size.height > 0 && box.width > 0 && box.height > 0,
               "map_to_image: empty image or crop box");
-  const auto values = grid.detach().to(torch::kFloat).contiguous();
+  const auto values = grid.detach().to(torch::kCPU, torch::kFloat).contiguous();
   const cv::Mat cells(static_cast<int>(values.size(0)), static_cast<int>(values.size(1)), CV_32F,
                       const_cast<float*>(values.data_ptr<float>()));
   // The part of the crop box inside the image, in image pixels.
   const cv::Rect image_rect(0, 0, image_size.width, image_size.height);
-  const cv::Rect box_rect(static_cast<int>(std::floor(box.x)), static_cast<int>(std::floor(box.y)),
-                          std::max(1, static_cast<int>(std::lround(box.width))),
-                          std::max(1, static_cast<int>(std::lround(box.height))));
+  const auto x0 = static_cast<int>(std::lround(box.x));
+  const auto y0 = static_cast<int>(std::lround(box.y));
+  const cv::Rect box_rect(x0, y0,
+                          std::max(1, static_cast<int>(std::lround(box.x + box.width)) - x0),
+                          std::max(1, static_cast<int>(std::lround(box.y + box.height)) - y0));
   const cv::Rect visible = box_rect & image_rect;
   cv::Mat heat = cv::Mat::zeros(image_size, CV_32F);
   if (seen) *seen = cv::Mat::zeros(image_size, CV_8U);
@@ -93,13 +95,15 @@ cv::Mat map_to_image(const torch::Tensor& grid, const CropBox& box, cv::Size ima
   double low = 0, high = 0;
   cv::minMaxLoc(cells, &low, &high);
   cv::Mat normalised;
-  if (high - low > 1e-12) {
+  // A map flat up to float noise stays flat instead of having its noise stretched to [0, 1].
+  const bool flat = high - low <= 1e-6 * std::max({std::abs(high), std::abs(low), 1e-30});
+  if (!flat) {
     upsampled.convertTo(normalised, CV_32F, 1.0 / (high - low), -low / (high - low));
+    cv::min(cv::max(normalised, 0.0), 1.0, normalised);
+    if (smooth > 0) cv::normalize(normalised, normalised, 0.0, 1.0, cv::NORM_MINMAX);
   } else {
     normalised = cv::Mat::zeros(upsampled.size(), CV_32F);
   }
-  cv::min(cv::max(normalised, 0.0), 1.0, normalised);
-  if (smooth > 0) cv::normalize(normalised, normalised, 0.0, 1.0, cv::NORM_MINMAX);
   cv::Mat full;
   cv::resize(normalised, full, box_rect.size(), 0, 0,
              work == box_rect.size() ? cv::INTER_NEAREST : cv::INTER_LINEAR);

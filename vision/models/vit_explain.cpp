@@ -24,6 +24,8 @@ attention::TokenLayout token_layout(const ViTConfig& config, int64_t grid_height
   layout.grid_start = config.num_prefix_tokens();
   layout.grid_height = grid_height;
   layout.grid_width = grid_width;
+  // What the head reads: the class token, or (average pooling, map pooling) the patches.
+  layout.mean_readout = config.pooling != Pooling::kToken;
   return layout;
 }
 
@@ -43,6 +45,12 @@ Explanation explain_vit(VisionTransformer& model, const torch::Tensor& images,
   torch::NoGradGuard no_grad_guard;
   std::unique_ptr<torch::AutoGradMode> grad_mode;
   if (needs_gradient) grad_mode = std::make_unique<torch::AutoGradMode>(true);
+  // Evaluation mode for the pass, the caller's mode afterwards (even on an exception).
+  struct ModeRestorer {
+    VisionTransformer& model;
+    bool training;
+    ~ModeRestorer() { model->train(training); }
+  } restore{model, model->is_training()};
   model->eval();
   auto out = model->forward_all(images, /*keep_attention=*/options.method != MapMethod::kPool);
 
@@ -55,7 +63,8 @@ Explanation explain_vit(VisionTransformer& model, const torch::Tensor& images,
                                   " out of range: the model has " +
                                   std::to_string(config.num_classes) + " classes");
     }
-    result.classes = torch::full({batch}, options.target_class, torch::kLong);
+    result.classes = torch::full({batch}, options.target_class,
+                                 torch::TensorOptions(torch::kLong).device(out.logits.device()));
   } else {
     result.classes = result.probabilities.argmax(1);
   }
@@ -93,7 +102,7 @@ Explanation explain_vit(VisionTransformer& model, const torch::Tensor& images,
         }
         layers.push_back(layer);
       }
-      if (options.head != ExplainOptions::kAll && options.head >= heads) {
+      if (options.head != ExplainOptions::kAll && (options.head >= heads || options.head < -1)) {
         throw std::invalid_argument("head " + std::to_string(options.head) +
                                     " out of range: the model has " + std::to_string(heads) +
                                     " heads");
