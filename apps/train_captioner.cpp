@@ -31,7 +31,7 @@ std::string fixed(double value, int digits) {
 
 int run_train_captioner(int argc, char** argv) {
   std::string data, images, out_dir, encoder_path, mode = "soft", resume;
-  int64_t image_size = 64, min_count = 1, limit = 0, encoder_depth = 0;
+  int64_t image_size = 64, min_count = 1, limit = 0, encoder_depth = -1;
   int threads = 0;
   bool fine_tune = false;
   vision::CaptionerConfig config;
@@ -44,9 +44,9 @@ int run_train_captioner(int argc, char** argv) {
       ("out,o", po::value(&out_dir)->default_value("runs/captioner"), "output directory")
       ("encoder", po::value(&encoder_path),
        "ViT model file for the encoder (its head is dropped, position embeddings resampled)")
-      ("encoder-depth", po::value(&encoder_depth)->default_value(0),
-       "use the encoder's first N blocks (0 = all): earlier blocks keep features local, as SAT "
-       "took a conv layer rather than the last one")
+      ("encoder-depth", po::value(&encoder_depth)->default_value(-1),
+       "use the encoder's first N blocks (-1 = all, 0 = the patch embedding alone): earlier "
+       "blocks keep features local, as SAT took a conv layer rather than the last one")
       ("image-size", po::value(&image_size)->default_value(image_size), "square input size")
       ("mode", po::value(&mode)->default_value(mode), "soft | hard attention")
       ("embed-dim", po::value(&config.embed_dim)->default_value(config.embed_dim), "word embedding")
@@ -92,7 +92,7 @@ int run_train_captioner(int argc, char** argv) {
   if (data.empty()) throw UsageError("--data is required (a Karpathy split JSON)");
   if (mode != "soft" && mode != "hard") throw UsageError("--mode must be soft or hard");
   if (image_size < 1 || min_count < 1) throw UsageError("--image-size and --min-count must be >= 1");
-  if (encoder_depth < 0) throw UsageError("--encoder-depth must be >= 0 (0 = all blocks)");
+  if (encoder_depth < -1) throw UsageError("--encoder-depth must be >= 0 (-1 = all blocks)");
   o.freeze_encoder = !fine_tune;
   set_threads(threads);
   torch::manual_seed(o.seed);
@@ -116,7 +116,7 @@ int run_train_captioner(int argc, char** argv) {
     throw UsageError("--encoder-depth " + std::to_string(encoder_depth) + ": the encoder has only " +
                      std::to_string(config.encoder.depth) + " blocks");
   }
-  if (encoder_depth > 0) config.encoder.depth = encoder_depth;
+  if (encoder_depth >= 0) config.encoder.depth = encoder_depth;
   config.encoder.image_height = config.encoder.image_width = image_size;
   config.encoder.num_classes = 0;
   info.preprocess.height = info.preprocess.width = image_size;
