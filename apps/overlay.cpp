@@ -3,7 +3,6 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -29,21 +28,10 @@ namespace po = boost::program_options;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-std::string lower_extension(const std::string& path) {
-  std::string ext = fs::path(path).extension().string();
-  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return ext;
-}
-
 bool is_video(const std::string& path) {
   static const std::set<std::string> kVideo = {".mp4", ".avi", ".mkv", ".mov", ".webm",
                                                ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"};
-  return kVideo.count(lower_extension(path)) > 0;
-}
-
-bool is_output_image(const std::string& path) {
-  const auto ext = lower_extension(path);
-  return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".webp" || ext == ".bmp";
+  return kVideo.count(vision::lower_extension(path)) > 0;
 }
 
 /// "3", "-1" or "all" -> an index or ExplainOptions::kAll.
@@ -58,28 +46,10 @@ int64_t index_or_all(const std::string& text, const std::string& option) {
   throw UsageError(option + " must be a number or 'all', got '" + text + "'");
 }
 
-/// Writes `text` atomically (temporary + rename), like the images.
-void write_text_file(const std::string& path, const std::string& text) {
-  const std::string temp = path + ".partial";
-  {
-    std::ofstream out(temp, std::ios::binary);
-    out << text << "\n";
-    out.close();  // the last flush happens here: check it too
-    if (!out) {
-      std::remove(temp.c_str());
-      throw vision::Error(path + ": cannot write");
-    }
-  }
-  if (std::rename(temp.c_str(), path.c_str()) != 0) {
-    std::remove(temp.c_str());
-    throw vision::Error(path + ": cannot write");
-  }
-}
-
 /// Video writers by output extension: MJPG in .avi, MPEG-4 part 2 elsewhere (what Debian's
 /// OpenCV ffmpeg backend writes without extra codecs).
 int fourcc_for(const std::string& path) {
-  return lower_extension(path) == ".avi" ? cv::VideoWriter::fourcc('M', 'J', 'P', 'G')
+  return vision::lower_extension(path) == ".avi" ? cv::VideoWriter::fourcc('M', 'J', 'P', 'G')
                                          : cv::VideoWriter::fourcc('m', 'p', '4', 'v');
 }
 
@@ -93,7 +63,7 @@ struct OutputPlan {
                        const std::string& image_ext) {
     if (single_file) return target;
     const bool video = is_video(input);
-    const std::string ext = video ? (lower_extension(input) == ".avi" ? ".avi" : ".mp4")
+    const std::string ext = video ? (vision::lower_extension(input) == ".avi" ? ".avi" : ".mp4")
                                   : image_ext;
     const std::string stem = fs::path(input).stem().string() + "." + method;
     std::string candidate = (fs::path(target) / (stem + ext)).string();
@@ -229,7 +199,7 @@ int run_overlay(int argc, char** argv) {
 
   OutputPlan plan;
   plan.target = out;
-  plan.single_file = is_output_image(out) || is_video(out);
+  plan.single_file = vision::has_writable_image_extension(out) || is_video(out);
   const auto items = expand_inputs(inputs);
   if (plan.single_file) {
     const auto parent = fs::path(out).parent_path();
@@ -279,7 +249,11 @@ int run_overlay(int argc, char** argv) {
   };
   auto save = [&](const std::string& input, const std::string& path, const RenderedOverlay& r) {
     vision::save_image_rgb(path, r.rgb);
-    if (write_json) write_text_file(path + ".json", r.json);
+    if (write_json) {
+      const std::string text = r.json + "\n";
+      vision::write_file_atomically(path + ".json",
+                                    std::vector<unsigned char>(text.begin(), text.end()));
+    }
     progress.clear();
     std::cout << input << " -> " << path << "  " << r.summary << "\n";
   };

@@ -43,13 +43,6 @@ const char* format_name(Format format) {
   return "unknown";
 }
 
-std::string lower_extension(const std::string& path) {
-  std::string ext = fs::path(path).extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return ext;
-}
-
 Format format_from_extension(const std::string& ext) {
   if (ext == ".png") return Format::kPng;
   if (ext == ".jpg" || ext == ".jpeg" || ext == ".jpe") return Format::kJpeg;
@@ -184,6 +177,27 @@ std::string write_temporary(const fs::path& target, const std::vector<unsigned c
 
 }  // namespace
 
+std::string lower_extension(const std::string& path) {
+  std::string ext = fs::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return ext;
+}
+
+bool has_writable_image_extension(const std::string& path) {
+  const std::string ext = lower_extension(path);
+  return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".webp" || ext == ".bmp";
+}
+
+void write_file_atomically(const std::string& path, const std::vector<unsigned char>& bytes) {
+  const std::string temp = write_temporary(fs::path(path), bytes);
+  if (std::rename(temp.c_str(), path.c_str()) != 0) {
+    const int error = errno;
+    ::unlink(temp.c_str());
+    fail(path, std::string("cannot write (") + std::strerror(error) + ")");
+  }
+}
+
 cv::Mat decode_image_rgb(const std::vector<unsigned char>& bytes, const std::string& name) {
   if (bytes.empty()) fail(name, "empty file");
   const Format content = sniff_format(bytes);
@@ -248,13 +262,12 @@ cv::Mat load_image_rgb(const std::string& path) {
 void save_image_rgb(const std::string& path, const cv::Mat& rgb) {
   const std::string ext = lower_extension(path);
   std::vector<int> params;
-  if (ext == ".jpg" || ext == ".jpeg") {
-    params = {cv::IMWRITE_JPEG_QUALITY, 95};
-  } else if (ext != ".png" && ext != ".webp" && ext != ".bmp") {
+  if (!has_writable_image_extension(path)) {
     fail(path, (ext.empty() ? std::string("no image extension")
                             : "unknown image extension \"" + ext + "\"") +
                    " (use .png, .jpg, .jpeg, .webp or .bmp)");
   }
+  if (ext == ".jpg" || ext == ".jpeg") params = {cv::IMWRITE_JPEG_QUALITY, 95};
   if (rgb.empty() || rgb.depth() != CV_8U || (rgb.channels() != 3 && rgb.channels() != 1)) {
     fail(path, "cannot write: expected a non-empty 8-bit RGB or grey image");
   }
@@ -276,12 +289,7 @@ void save_image_rgb(const std::string& path, const cv::Mat& rgb) {
 
   // Encode fully, write a temporary next to the target, then rename: readers never see a
   // half-written image and a failure leaves the old file (or nothing) in place.
-  const std::string temp = write_temporary(fs::path(path), encoded);
-  if (std::rename(temp.c_str(), path.c_str()) != 0) {
-    const int error = errno;
-    ::unlink(temp.c_str());
-    fail(path, std::string("cannot write (") + std::strerror(error) + ")");
-  }
+  write_file_atomically(path, encoded);
 }
 
 bool has_image_extension(const std::string& path) {

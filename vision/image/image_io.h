@@ -23,6 +23,16 @@ cv::Mat decode_image_rgb(const std::vector<unsigned char>& bytes, const std::str
 /// leaves nothing behind. Throws ImageError on an unknown extension or a failed write.
 void save_image_rgb(const std::string& path, const cv::Mat& rgb);
 
+/// True when save_image_rgb() can write this extension (.png .jpg .jpeg .webp .bmp, any case).
+bool has_writable_image_extension(const std::string& path);
+
+/// The file name's extension in lower case, with its dot (".png"); "" when it has none.
+std::string lower_extension(const std::string& path);
+
+/// Writes `bytes` to a temporary name beside `path` and renames it into place, so readers never
+/// see a half-written file. Throws ImageError naming `path` when the write fails.
+void write_file_atomically(const std::string& path, const std::vector<unsigned char>& bytes);
+
 /// True when the file name has an extension OpenCV can read as a still image
 /// (.jpg .jpeg .png .bmp .webp .tif .tiff .ppm .pgm .pbm .pnm .pxm .sr .ras .jp2 .exr .hdr .pic).
 bool has_image_extension(const std::string& path);
