@@ -133,7 +133,7 @@ TEST(Overlay, MatchesTheGoldenImage) {
   style.threshold = 0.7;
   auto out = blend_heat(image, heat, style, seen);
   draw_label(out, "golden 42.0%");
-  const std::string golden = std::string(ATTNKIT_SOURCE_DIR) + "/tests/data/overlay-golden.png";
+  const std::string golden = std::string(ATTNKIT_SOURCE_DIR) + "/samples/golden/overlay.png";
   if (std::getenv("ATTNKIT_UPDATE_GOLDEN")) save_image_rgb(golden, out);
   const auto expected = load_image_rgb(golden);
   ASSERT_EQ(expected.size(), out.size());
