@@ -95,6 +95,9 @@ int run_inspect(int argc, char** argv) {
                     << config.value("pooling", std::string("?"));
           if (config.contains("stem_channels") && !config["stem_channels"].empty()) {
             std::cout << ", conv stem " << config["stem_channels"].dump();
+            if (config.contains("stem_strides") && !config["stem_strides"].empty()) {
+              std::cout << " strides " << config["stem_strides"].dump();
+            }
           }
           std::cout << "\n  input         " << config["image_size"].dump() << " x "
                     << config.value("in_channels", 3) << " channels\n";

@@ -1,5 +1,6 @@
 // apps/train_captioner.cpp: `attn train captioner`: a Show-Attend-Tell captioner on a Karpathy
 // split JSON (COCO, Flickr, or `attn data scenes`), its encoder from a ViT model file.
+#include <algorithm>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -64,6 +65,10 @@ int run_train_captioner(int argc, char** argv) {
       ("grad-clip", po::value(&o.grad_clip)->default_value(o.grad_clip), "max gradient norm")
       ("doubly-stochastic", po::value(&o.doubly_stochastic)->default_value(o.doubly_stochastic),
        "lambda of sum_i (1 - sum_t alpha_ti)^2")
+      ("attention-supervision",
+       po::value(&o.attention_supervision)->default_value(o.attention_supervision),
+       "weight of -log(attention mass inside the object's boxes) for words naming an object\n"
+       "(Liu et al. 2017, attention correctness); needs data with boxes, 0 = SAT as published")
       ("entropy", po::value(&o.entropy)->default_value(o.entropy), "hard: entropy bonus weight")
       ("max-len", po::value(&o.max_len)->default_value(o.max_len), "longest caption")
       ("fine-tune-encoder", po::bool_switch(&fine_tune), "train the encoder too (default frozen)")
@@ -93,6 +98,7 @@ int run_train_captioner(int argc, char** argv) {
   if (mode != "soft" && mode != "hard") throw UsageError("--mode must be soft or hard");
   if (image_size < 1 || min_count < 1) throw UsageError("--image-size and --min-count must be >= 1");
   if (encoder_depth < -1) throw UsageError("--encoder-depth must be >= 0 (-1 = all blocks)");
+  if (!(o.attention_supervision >= 0)) throw UsageError("--attention-supervision must be >= 0");
   o.freeze_encoder = !fine_tune;
   set_threads(threads);
   torch::manual_seed(o.seed);
@@ -156,6 +162,12 @@ int run_train_captioner(int argc, char** argv) {
   } catch (const vision::Error& e) {
     print_error("train", e.what());
     return kExitNoInput;
+  }
+  if (o.attention_supervision > 0 &&
+      std::none_of(train.records.begin(), train.records.end(),
+                   [](const vision::CaptionRecord& r) { return !r.objects.empty(); })) {
+    throw UsageError(data + ": --attention-supervision needs object boxes (objects[] in the JSON, "
+                     "as 'attn data scenes' writes), and no training image has any");
   }
   config.vocab_size = vocabulary.size();
   try {

@@ -309,5 +309,39 @@ TEST(ConvStem, ProducesTheSameGridAsPatchesAndRoundTripsItsConfig) {
   EXPECT_THROW(config.validate(), std::invalid_argument);
 }
 
+// Stride-1 stages add depth at full resolution: the same grid, a 1x1 projection only after the
+// two stride-2 stages, and a 2x2 one after a single stride-2 stage.
+TEST(ConvStem, StrideOneStagesKeepTheResolution) {
+  auto config = quadrant_config();
+  config.stem_channels = {4, 8, 8, 16};
+  config.stem_strides = {1, 2, 1, 2};
+  EXPECT_EQ(config.stem_stride(), 4);
+  VisionTransformer model(config);
+  auto out = model->forward_all(torch::randn({2, 1, 24, 32}), false);
+  EXPECT_EQ(out.grid_height, 6);
+  EXPECT_EQ(out.grid_width, 8);
+  const auto params = model->named_parameters();
+  EXPECT_EQ(params["patch_embed.stem.0.conv.weight"].sizes(), (std::vector<int64_t>{4, 1, 3, 3}));
+  EXPECT_EQ(params["patch_embed.stem.3.conv.weight"].sizes(), (std::vector<int64_t>{16, 8, 3, 3}));
+  EXPECT_EQ(params["patch_embed.proj.weight"].sizes(), (std::vector<int64_t>{32, 16, 1, 1}));
+  EXPECT_EQ(ViTConfig::from_json(config.to_json()).stem_strides, config.stem_strides);
+
+  config.stem_channels = {4, 8};
+  config.stem_strides = {1, 2};
+  EXPECT_EQ(VisionTransformer(config)->named_parameters()["patch_embed.proj.weight"].sizes(),
+            (std::vector<int64_t>{32, 8, 2, 2}));
+  // A file written before stem_strides existed reads as all stride 2.
+  auto old_json = nlohmann::json::parse(config.to_json());
+  old_json.erase("stem_strides");
+  EXPECT_EQ(ViTConfig::from_json(old_json.dump()).stem_stride(), 4);
+
+  config.stem_strides = {1};  // one stride for two stages
+  EXPECT_THROW(config.validate(), std::invalid_argument);
+  config.stem_strides = {3, 1};
+  EXPECT_THROW(config.validate(), std::invalid_argument);
+  config.stem_strides = {1, 1};  // total stride 1 divides any patch
+  EXPECT_NO_THROW(config.validate());
+}
+
 }  // namespace
 }  // namespace attnkit::vision

@@ -5,10 +5,11 @@
 
 namespace attnkit::vision {
 
-StemConvImpl::StemConvImpl(int64_t in_channels, int64_t out_channels) {
+StemConvImpl::StemConvImpl(int64_t in_channels, int64_t out_channels, int64_t stride) {
+  TORCH_CHECK(stride == 1 || stride == 2, "StemConv: stride must be 1 or 2, got ", stride);
   conv = register_module(
       "conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels, out_channels, 3)
-                                    .stride(2)
+                                    .stride(stride)
                                     .padding(1)
                                     .bias(false)));
   bn = register_module("bn", torch::nn::BatchNorm2d(out_channels));
@@ -26,15 +27,20 @@ void PatchEmbedImpl::reset() {
   const int64_t p = options.patch_size();
   TORCH_CHECK(p > 0, "PatchEmbed: patch_size must be positive, got ", p);
   const auto& stages = options.stem_channels();
-  const int64_t stem_stride = int64_t{1} << stages.size();
+  const auto& strides = options.stem_strides();
+  TORCH_CHECK(strides.empty() || strides.size() == stages.size(), "PatchEmbed: expected ",
+              stages.size(), " stem strides, got ", strides.size());
+  int64_t stem_stride = 1;
+  for (size_t i = 0; i < stages.size(); ++i) stem_stride *= strides.empty() ? 2 : strides[i];
   TORCH_CHECK(p % stem_stride == 0, "PatchEmbed: patch size ", p, " is not divisible by the stem's ",
               "stride ", stem_stride);
   int64_t channels = options.in_channels();
   stem_refs_.clear();
   if (!stages.empty()) {
     stem = register_module("stem", torch::nn::ModuleList());
-    for (int64_t out_channels : stages) {
-      StemConv stage(channels, out_channels);
+    for (size_t i = 0; i < stages.size(); ++i) {
+      const int64_t out_channels = stages[i];
+      StemConv stage(channels, out_channels, strides.empty() ? 2 : strides[i]);
       stem->push_back(stage);
       stem_refs_.push_back(stage);
       channels = out_channels;

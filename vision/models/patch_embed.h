@@ -12,11 +12,11 @@
 
 namespace attnkit::vision {
 
-/// One stem stage: Conv2d 3x3 stride 2 (no bias), BatchNorm2d, ReLU. Halves H and W.
+/// One stem stage: Conv2d 3x3 (no bias, padding 1), BatchNorm2d, ReLU. Stride 2 halves H and W.
 class StemConvImpl : public torch::nn::Module {
  public:
-  StemConvImpl(int64_t in_channels, int64_t out_channels);
-  /// (B, C_in, H, W) -> (B, C_out, H/2, W/2) for even H, W.
+  StemConvImpl(int64_t in_channels, int64_t out_channels, int64_t stride = 2);
+  /// (B, C_in, H, W) -> (B, C_out, H/s, W/s) for H, W divisible by the stride s.
   torch::Tensor forward(const torch::Tensor& x);
 
   torch::nn::Conv2d conv{nullptr};
@@ -31,12 +31,14 @@ struct PatchEmbedOptions {
   TORCH_ARG(int64_t, dim);          ///< D
   TORCH_ARG(int64_t, patch_size);   ///< P: the total stride from pixels to tokens
   TORCH_ARG(bool, bias) = true;
-  /// Output channels of each stride-2 stem stage; P must be divisible by 2^stages.
+  /// Output channels of each stem stage; P must be divisible by the stem's total stride.
   TORCH_ARG(std::vector<int64_t>, stem_channels) = {};
+  /// Stride (1 or 2) of each stem stage; empty: 2 for every stage.
+  TORCH_ARG(std::vector<int64_t>, stem_strides) = {};
 };
 
 /// [stem] + Conv2d(C', D, kernel P', stride P') flattened to tokens in row-major grid order, with
-/// P' = P / 2^stages. The submodule `proj` matches timm's `patch_embed.proj`; the stem stages are
+/// P' = P / (the stem's total stride). The submodule `proj` matches timm's `patch_embed.proj`; the stem stages are
 /// `stem.<i>.conv` and `stem.<i>.bn`.
 class PatchEmbedImpl : public torch::nn::Module {
  public:

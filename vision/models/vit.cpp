@@ -58,7 +58,8 @@ void VisionTransformerImpl::reset() {
       "patch_embed",
       PatchEmbed(PatchEmbedOptions(c.in_channels, dim, c.patch_size)
                      .bias(c.patch_bias)
-                     .stem_channels(c.stem_channels)));
+                     .stem_channels(c.stem_channels)
+                     .stem_strides(c.stem_strides)));
   if (c.class_token) cls_token = register_parameter("cls_token", torch::zeros({1, 1, dim}));
   if (c.distillation_token) {
     dist_token = register_parameter("dist_token", torch::zeros({1, 1, dim}));

@@ -24,6 +24,14 @@ Pooling pooling_from_string(const std::string& name) {
   throw std::invalid_argument("unknown pooling '" + name + "' (expected token, avg or map)");
 }
 
+int64_t ViTConfig::stem_stride() const {
+  int64_t stride = 1;
+  for (size_t i = 0; i < stem_channels.size(); ++i) {
+    stride *= stem_strides.empty() ? 2 : stem_strides[i];
+  }
+  return stride;
+}
+
 void ViTConfig::validate() const {
   auto fail = [](const std::string& what) { throw std::invalid_argument("ViT config: " + what); };
   if (patch_size <= 0) fail("patch_size must be positive, got " + std::to_string(patch_size));
@@ -36,12 +44,17 @@ void ViTConfig::validate() const {
          " is not a multiple of the patch size " + std::to_string(patch_size));
   }
   if (in_channels <= 0) fail("in_channels must be positive");
+  if (!stem_strides.empty() && stem_strides.size() != stem_channels.size()) {
+    fail("stem_strides has " + std::to_string(stem_strides.size()) + " entries but stem_channels " +
+         std::to_string(stem_channels.size()));
+  }
+  for (int64_t stride : stem_strides) {
+    if (stride != 1 && stride != 2) fail("stem strides must be 1 or 2, got " + std::to_string(stride));
+  }
   if (!stem_channels.empty()) {
-    const int64_t stem_stride = int64_t{1} << stem_channels.size();
-    if (stem_channels.size() > 6 || patch_size % stem_stride != 0) {
-      fail("a stem of " + std::to_string(stem_channels.size()) +
-           " stride-2 convolutions needs a patch size divisible by " +
-           std::to_string(stem_stride) + ", got " + std::to_string(patch_size));
+    if (stem_channels.size() > 8 || patch_size % stem_stride() != 0) {
+      fail("a stem of total stride " + std::to_string(stem_stride()) +
+           " needs a patch size divisible by it, got " + std::to_string(patch_size));
     }
     for (int64_t channels : stem_channels) {
       if (channels <= 0) fail("stem_channels must be positive");
@@ -85,6 +98,7 @@ std::string ViTConfig::to_json() const {
       {"pre_norm", pre_norm},
       {"patch_bias", patch_bias},
       {"stem_channels", stem_channels},
+      {"stem_strides", stem_strides},
       {"pooling", to_string(pooling)},
       {"fc_norm", fc_norm},
       {"num_classes", num_classes},
@@ -133,6 +147,7 @@ ViTConfig ViTConfig::from_json(const std::string& text) {
     read("pre_norm", c.pre_norm);
     read("patch_bias", c.patch_bias);
     read("stem_channels", c.stem_channels);
+    read("stem_strides", c.stem_strides);
     read("fc_norm", c.fc_norm);
     read("num_classes", c.num_classes);
     read("dropout", c.dropout);

@@ -38,9 +38,15 @@ struct ViTConfig {
   bool pre_norm = false;        ///< LayerNorm after the embeddings (CLIP's norm_pre)
   bool patch_bias = true;       ///< bias on the patch projection
   /// Convolutional stem (Xiao et al. 2021, "Early Convolutions Help Transformers See Better"):
-  /// one 3x3 stride-2 convolution + BatchNorm + ReLU per entry (its output channels), then the
-  /// patch projection with kernel = stride = patch_size / 2^n. Empty: the plain patch convolution.
+  /// one 3x3 convolution + BatchNorm + ReLU per entry (its output channels), then the patch
+  /// projection with kernel = stride = patch_size / (product of the stem strides). Empty: the
+  /// plain patch convolution.
   std::vector<int64_t> stem_channels;
+  /// Stride of each stem stage, 1 or 2; empty means 2 for every stage. Stride-1 stages add
+  /// convolutional depth at full resolution without shrinking the token grid.
+  std::vector<int64_t> stem_strides;
+  /// The stem's total stride (1 without a stem).
+  int64_t stem_stride() const;
   Pooling pooling = Pooling::kToken;
   /// Norm after pooling (timm fc_norm) instead of before it; timm's default for avg pooling.
   bool fc_norm = false;

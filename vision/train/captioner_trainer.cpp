@@ -1,6 +1,7 @@
 // vision/train/captioner_trainer.cpp: the captioner training loop and its evaluation.
 #include "vision/train/captioner_trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -56,6 +57,68 @@ torch::Tensor encode_all(Captioner& model, const torch::Tensor& images) {
     parts.push_back(encode_batch(model, images.narrow(0, start, n), true).features.to(torch::kFloat));
   }
   return torch::cat(parts, 0);
+}
+
+/// For each image, the vocabulary ids of the words that name its objects, each with the grid
+/// cells (L) whose centres lie inside one of that word's boxes, as the pointing game scores them.
+/// The grid covers the whole image (the scenes are squash-resized).
+using ObjectCells = std::vector<std::pair<int64_t, torch::Tensor>>;
+
+std::vector<ObjectCells> object_cells(const CaptionData& data, const Vocabulary& vocabulary,
+                                      int64_t grid_height, int64_t grid_width) {
+  std::vector<ObjectCells> result(data.size());
+  for (int64_t i = 0; i < data.size(); ++i) {
+    const auto [width, height] = data.image_sizes[i];
+    for (const auto& object : data.records[i].objects) {
+      const int64_t id = vocabulary.index(object.word);
+      if (id == Vocabulary::kUnk) continue;
+      auto it = std::find_if(result[i].begin(), result[i].end(),
+                             [&](const auto& entry) { return entry.first == id; });
+      if (it == result[i].end()) {
+        result[i].emplace_back(id, torch::zeros({grid_height * grid_width}));
+        it = std::prev(result[i].end());
+      }
+      auto cells = it->second.accessor<float, 1>();
+      for (int64_t r = 0; r < grid_height; ++r) {
+        const double y = (r + 0.5) * height / static_cast<double>(grid_height);
+        for (int64_t c = 0; c < grid_width; ++c) {
+          const double x = (c + 0.5) * width / static_cast<double>(grid_width);
+          const auto& box = object.box;
+          if (x >= box.x && x < box.x + box.width && y >= box.y && y < box.y + box.height) {
+            cells[r * grid_width + c] = 1.0F;
+          }
+        }
+      }
+    }
+  }
+  return result;
+}
+
+/// Mean over the batch's object words of -log(attention mass on the object's cells).
+/// probabilities (B, T, L); targets (B, T) the predicted words; rows[b] the image of row b.
+torch::Tensor attention_correctness_loss(const torch::Tensor& probabilities,
+                                         const torch::Tensor& targets,
+                                         const std::vector<int64_t>& rows,
+                                         const std::vector<ObjectCells>& cells) {
+  const int64_t batch = probabilities.size(0), steps = probabilities.size(1);
+  auto mask = torch::zeros({batch * steps, probabilities.size(2)});
+  const auto target_words = targets.contiguous();
+  const auto words = target_words.accessor<int64_t, 2>();
+  int64_t named = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t t = 0; t < steps; ++t) {
+      for (const auto& [id, object] : cells[rows[b]]) {
+        if (words[b][t] != id) continue;
+        mask[b * steps + t].copy_(object);
+        ++named;
+      }
+    }
+  }
+  if (named == 0) return torch::zeros({}, probabilities.options().dtype(torch::kFloat));
+  const auto inside = (probabilities.to(torch::kFloat).reshape({batch * steps, -1}) * mask).sum(1);
+  const auto has_object = mask.sum(1).gt(0);
+  return -torch::log(inside.masked_select(has_object).clamp_min(1e-6)).sum() /
+         static_cast<double>(named);
 }
 
 }  // namespace
@@ -191,6 +254,12 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
 
   torch::Tensor cached_features;
   if (o.freeze_encoder) cached_features = encode_all(model, train.images);
+  std::vector<ObjectCells> train_cells;
+  if (o.attention_supervision > 0) {
+    torch::NoGradGuard no_grad;
+    const auto probe = encode_batch(model, train.images.narrow(0, 0, 1), true);
+    train_cells = object_cells(train, impl_->vocabulary, probe.grid_height, probe.grid_width);
+  }
   model->train();
   while (state_.epoch < o.epochs && !state_.stopped_early) {
     auto order_generator = at::detail::createCPUGenerator(mix_seed(o.seed, 1, state_.epoch));
@@ -224,6 +293,12 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
       // Doubly stochastic attention (SAT eq. 14): every cell attended about once in all.
       const auto attended = (out.probabilities * mask.unsqueeze(2)).sum(1);  // (B, L)
       loss = loss + o.doubly_stochastic * (1.0 - attended).pow(2).sum(1).mean();
+      if (o.attention_supervision > 0) {
+        loss = loss + o.attention_supervision *
+                          attention_correctness_loss(out.probabilities,
+                                                     padded.narrow(1, 1, padded.size(1) - 1),
+                                                     image_rows, train_cells);
+      }
       if (hard) {
         // REINFORCE on the sampled cells with reward log p(y | sampled cells), a moving
         // baseline, and an entropy bonus; images that used the expected context are soft.

@@ -27,6 +27,11 @@ struct CaptionerTrainOptions {
   /// lambda of sum_i (1 - sum_t alpha_ti)^2 (SAT eq. 14). Summed over L cells the term is ~L
   /// (256 on a 16x16 grid), so 0.01 keeps it comparable to the per-word cross-entropy.
   double doubly_stochastic = 0.01;
+  /// Weight of the attention-correctness loss (Liu et al. 2017, "Attention Correctness in Neural
+  /// Image Captioning"): -log of the attention mass inside the named object's boxes, for every
+  /// caption word that names an object of the image. Needs data with object boxes (scenes);
+  /// 0 is SAT as published.
+  double attention_supervision = 0.0;
   double entropy = 0.01;           ///< hard attention: weight of the attention entropy bonus
   double reinforce = 1.0;          ///< hard attention: weight of the REINFORCE term (lambda_r)
   double baseline_decay = 0.9;     ///< b <- 0.9 b + 0.1 log p(y) (SAT section 4.1)
