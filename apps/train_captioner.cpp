@@ -32,7 +32,7 @@ std::string fixed(double value, int digits) {
 
 int run_train_captioner(int argc, char** argv) {
   std::string data, images, out_dir, encoder_path, mode = "soft", resume;
-  int64_t image_size = 64, min_count = 1, limit = 0, encoder_depth = -1;
+  int64_t image_size = 64, min_count = 1, limit = 0, encoder_depth = -1, captions_per_image = 0;
   int threads = 0;
   bool fine_tune = false;
   vision::CaptionerConfig config;
@@ -75,6 +75,11 @@ int run_train_captioner(int argc, char** argv) {
       ("patience", po::value(&o.patience)->default_value(o.patience),
        "early stopping on validation BLEU-4 (0 = off)")
       ("seed", po::value(&o.seed)->default_value(o.seed), "seed")
+      ("captions-per-image", po::value(&captions_per_image)->default_value(0),
+       "train on only the first N reference captions of each image (0 = all). With N = 1 the\n"
+       "order in which objects are named is a function of the image, so the attention can\n"
+       "commit to the next object instead of spreading over every object a reference might\n"
+       "name next; validation still scores against all references")
       ("limit", po::value(&limit)->default_value(0), "use only the first N training images")
       ("max-steps", po::value(&o.max_steps)->default_value(0), "stop after N steps (0 = all)")
       ("threads,t", po::value(&threads)->default_value(0), "CPU threads (0 = all cores)")
@@ -99,6 +104,7 @@ int run_train_captioner(int argc, char** argv) {
   if (image_size < 1 || min_count < 1) throw UsageError("--image-size and --min-count must be >= 1");
   if (encoder_depth < -1) throw UsageError("--encoder-depth must be >= 0 (-1 = all blocks)");
   if (!(o.attention_supervision >= 0)) throw UsageError("--attention-supervision must be >= 0");
+  if (captions_per_image < 0) throw UsageError("--captions-per-image must be >= 0 (0 = all)");
   o.freeze_encoder = !fine_tune;
   set_threads(threads);
   torch::manual_seed(o.seed);
@@ -145,6 +151,14 @@ int run_train_captioner(int argc, char** argv) {
         kept.push_back(r);
       }
       records = kept;
+    }
+    if (captions_per_image > 0) {
+      for (auto& r : records) {
+        if ((r.split == "train" || r.split == "restval") &&
+            static_cast<int64_t>(r.captions.size()) > captions_per_image) {
+          r.captions.resize(captions_per_image);
+        }
+      }
     }
     std::vector<std::vector<std::string>> sentences;
     for (const auto& r : records) {

@@ -1,6 +1,7 @@
 // tests/apps/captioner_cli_test.cpp: the captioning path end to end with the real binary:
 // `attn data scenes` -> `attn train captioner` (a smoke run that must lower the loss and resume)
-// -> `attn eval captioner` -> `attn caption`.
+// -> `attn eval captioner` -> `attn caption`; one caption per image with attention supervision.
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -68,6 +69,49 @@ TEST(CaptionerCli, ScenesTrainEvalCaption) {
                           " --data " + dir.file("none.json"));
   EXPECT_EQ(missing.exit_code, 4);
   EXPECT_NE(missing.err.find("none.json"), std::string::npos) << missing.err;
+}
+
+// One caption per image and attention supervision: an epoch is one step per batch of images,
+// not of captions, and supervision refuses data without boxes.
+TEST(CaptionerCli, OneCaptionPerImageWithAttentionSupervision) {
+  if (!std::filesystem::exists(std::string(vision::kFashionMnistDir) +
+                               "/train-images-idx3-ubyte.gz")) {
+    GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  }
+  attnkit::testing::TempDir dir;
+  ASSERT_EQ(run_attn("data scenes --count 120 --val-count 20 --out " + dir.file("scenes"))
+                .exit_code,
+            0);
+  const std::string data = dir.file("scenes/scenes.json");
+  const std::string common = " --image-size 32 --batch-size 20 --epochs 1 --out ";
+  auto run = run_attn("train captioner --data " + data + common + dir.file("run") +
+                      " --captions-per-image 1 --attention-supervision 1");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  auto log = read_jsonl(dir.file("run/log.jsonl"));
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0]["step"].get<int64_t>(), 100 / 20);  // 100 training images, one caption each
+  EXPECT_TRUE(std::isfinite(log[0]["train_loss"].get<double>()));
+
+  // The same data without objects[]: supervision has nothing to supervise with.
+  json doc;
+  std::ifstream(data) >> doc;
+  for (auto& image : doc["images"]) image.erase("objects");
+  const std::string bare = dir.file("scenes/bare.json");
+  std::ofstream(bare) << doc.dump();
+  auto refused = run_attn("train captioner --data " + bare + common + dir.file("bare") +
+                          " --attention-supervision 1");
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.err.find("bare.json"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("object boxes"), std::string::npos) << refused.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("bare/last.safetensors")));
+  EXPECT_EQ(run_attn("train captioner --data " + data + common + dir.file("neg") +
+                     " --captions-per-image -1")
+                .exit_code,
+            2);
+  EXPECT_EQ(run_attn("train captioner --data " + data + common + dir.file("neg") +
+                     " --attention-supervision -0.5")
+                .exit_code,
+            2);
 }
 
 }  // namespace
