@@ -2,7 +2,6 @@
 #include "vision/data/karpathy.h"
 
 #include <cctype>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -10,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vision/errors.h"
+#include "vision/image/image_io.h"
 
 namespace attnkit::vision {
 namespace {
@@ -112,15 +112,11 @@ void save_karpathy_json(const std::string& json_path, const std::vector<CaptionR
     }
     images.push_back(entry);
   }
-  const std::string temporary = json_path + ".tmp";
-  {
-    std::ofstream out(temporary);
-    out << json{{"dataset", dataset_name}, {"images", images}}.dump() << "\n";
-    if (!out) throw DataError(json_path + ": cannot write");
-  }
-  if (std::rename(temporary.c_str(), json_path.c_str()) != 0) {
-    std::remove(temporary.c_str());
-    throw DataError(json_path + ": cannot rename the temporary file into place");
+  const std::string text = json{{"dataset", dataset_name}, {"images", images}}.dump() + "\n";
+  try {
+    write_file_atomically(json_path, std::vector<unsigned char>(text.begin(), text.end()));
+  } catch (const ImageError& e) {  // the writer is image_io's, the file is a dataset's
+    throw DataError(e.what());
   }
 }
 
