@@ -5,11 +5,10 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
 
 #include "tests/apps/cli_support.h"
+#include "tests/apps/tiny_captioner.h"
 #include "tests/vision/test_support.h"
-#include "vision/checkpoint/captioner_file.h"
 
 namespace attnkit::apps {
 namespace {
@@ -20,21 +19,7 @@ class CaptionCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new attnkit::testing::TempDir();
-    torch::manual_seed(0);
-    vision::CaptionerConfig config;
-    config.encoder = attnkit::testing::tiny_vit_config(32, 48, 0);
-    const auto vocabulary = vision::Vocabulary::from_words(
-        {"<pad>", "<start>", "<end>", "<unk>", "a", "bag", "above", "dress"});
-    config.vocab_size = vocabulary.size();
-    config.embed_dim = 16;
-    config.hidden_dim = 16;
-    config.attention_dim = 8;
-    vision::Captioner model(config);
-    vision::ModelInfo info;
-    info.preprocess.height = 32;
-    info.preprocess.width = 48;
-    info.source = "random weights (test)";
-    vision::save_captioner(dir_->file("captioner.safetensors"), model, vocabulary, info);
+    save_tiny_captioner(dir_->file("captioner.safetensors"), 32, 48);
   }
   static void TearDownTestSuite() { delete dir_; }
   static std::string model() { return dir_->file("captioner.safetensors"); }

@@ -8,11 +8,10 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
-#include <torch/torch.h>
 
 #include "tests/apps/cli_support.h"
+#include "tests/apps/tiny_captioner.h"
 #include "tests/vision/test_support.h"
-#include "vision/checkpoint/captioner_file.h"
 #include "vision/image/image_io.h"
 
 namespace attnkit::apps {
@@ -146,19 +145,7 @@ TEST(OverlayCli, VideoGetsTheOverlayOnEveryFrame) {
 
 TEST(OverlayCli, CaptionPanelsHaveOneMapPerWord) {
   attnkit::testing::TempDir tmp;
-  torch::manual_seed(0);
-  vision::CaptionerConfig config;
-  config.encoder = attnkit::testing::tiny_vit_config(32, 32, 0);
-  const auto vocabulary = vision::Vocabulary::from_words(
-      {"<pad>", "<start>", "<end>", "<unk>", "a", "bag", "above", "dress"});
-  config.vocab_size = vocabulary.size();
-  config.embed_dim = 16;
-  config.hidden_dim = 16;
-  config.attention_dim = 8;
-  vision::Captioner model(config);
-  vision::ModelInfo info;
-  info.preprocess.height = info.preprocess.width = 32;
-  vision::save_captioner(tmp.file("captioner.safetensors"), model, vocabulary, info);
+  save_tiny_captioner(tmp.file("captioner.safetensors"), 32, 32);
   const auto r = run_attn("overlay " + kFashion + "/test0018-bag.png --method caption --max-len 5 --model " +
                           tmp.file("captioner.safetensors") + " -o " + tmp.file("words.png") +
                           " --json -t 1");
