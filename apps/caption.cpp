@@ -11,6 +11,7 @@
 
 #include "apps/cli_common.h"
 #include "apps/commands.h"
+#include "apps/image_batches.h"
 #include "vision/checkpoint/captioner_file.h"
 #include "vision/errors.h"
 #include "vision/image/image_io.h"
@@ -113,52 +114,38 @@ int run_caption(int argc, char** argv) {
       errors.push_back({{"path", path}, {"error", message}});
     }
   };
-  for (size_t start = 0; start < items.size(); start += static_cast<size_t>(batch_size)) {
-    const size_t end = std::min(items.size(), start + static_cast<size_t>(batch_size));
-    std::vector<torch::Tensor> batch;
-    std::vector<std::string> paths;
-    for (size_t i = start; i < end; ++i) {
-      if (!items[i].error.empty()) {
-        report_error(items[i].path, items[i].error);
-        continue;
-      }
-      try {
-        batch.push_back(vision::preprocess_image(vision::load_image_rgb(items[i].path),
-                                                 loaded.info.preprocess));
-        paths.push_back(items[i].path);
-      } catch (const vision::Error& e) {
-        report_error(items[i].path, e.what());
-      }
+  auto prepare = [&](const cv::Mat& rgb, const std::string&) {
+    return vision::preprocess_image(rgb, loaded.info.preprocess);
+  };
+  auto caption_batch = [&](const torch::Tensor& images, const std::vector<std::string>& paths) {
+    vision::EncodedImages encoded;
+    {
+      torch::NoGradGuard no_grad;
+      encoded = loaded.model->encode(images);
     }
-    if (!batch.empty()) {
-      vision::EncodedImages encoded;
-      {
-        torch::NoGradGuard no_grad;
-        encoded = loaded.model->encode(torch::stack(batch));
-      }
-      const auto captions =
-          vision::beam_search(loaded.model, encoded, loaded.vocabulary, beam, max_len);
-      for (size_t b = 0; b < paths.size(); ++b) {
-        ++succeeded;
-        if (as_jsonl) {
-          std::cout << caption_json(paths[b], captions[b], true).dump() << std::endl;
-        } else if (as_json) {
-          results.push_back(caption_json(paths[b], captions[b], true));
-        } else {
-          progress.clear();
-          std::ostringstream probabilities;
-          for (const auto& w : captions[b].words) {
-            probabilities << (probabilities.tellp() > 0 ? " " : "") << std::fixed
-                          << std::setprecision(2) << w.probability;
-          }
-          std::cout << paths[b] << "\n  " << captions[b].text()
-                    << (captions[b].ended ? "" : " ...") << "\n  p: " << probabilities.str()
-                    << "\n";
+    const auto captions =
+        vision::beam_search(loaded.model, encoded, loaded.vocabulary, beam, max_len);
+    for (size_t b = 0; b < paths.size(); ++b) {
+      ++succeeded;
+      if (as_jsonl) {
+        std::cout << caption_json(paths[b], captions[b], true).dump() << std::endl;
+      } else if (as_json) {
+        results.push_back(caption_json(paths[b], captions[b], true));
+      } else {
+        progress.clear();
+        std::ostringstream probabilities;
+        for (const auto& w : captions[b].words) {
+          probabilities << (probabilities.tellp() > 0 ? " " : "") << std::fixed
+                        << std::setprecision(2) << w.probability;
         }
+        std::cout << paths[b] << "\n  " << captions[b].text()
+                  << (captions[b].ended ? "" : " ...") << "\n  p: " << probabilities.str()
+                  << "\n";
       }
     }
-    progress.advance(static_cast<int64_t>(end - start));
-  }
+  };
+  for_each_image_batch(items, static_cast<size_t>(batch_size), prepare, report_error,
+                       caption_batch, [&](int64_t n) { progress.advance(n); });
   progress.finish();
   if (as_json) {
     std::cout << json{{"model", model_path}, {"beam", beam}, {"results", results},

@@ -11,6 +11,7 @@
 #include "apps/classifier_data.h"
 #include "apps/cli_common.h"
 #include "apps/commands.h"
+#include "apps/image_batches.h"
 #include "vision/checkpoint/model_file.h"
 #include "vision/errors.h"
 #include "vision/image/image_io.h"
@@ -148,48 +149,34 @@ int run_classify(int argc, char** argv) {
   };
 
   c10::InferenceMode inference;
-  for (size_t start = 0; start < items.size(); start += p.batch_size) {
-    const size_t end = std::min(items.size(), start + static_cast<size_t>(p.batch_size));
-    std::vector<torch::Tensor> batch;
-    std::vector<std::string> paths;
-    for (size_t i = start; i < end; ++i) {
-      if (!items[i].error.empty()) {
-        report_error(items[i].path, items[i].error);
-        continue;
+  auto prepare = [&](const cv::Mat& rgb, const std::string& path) {
+    check_domain(rgb, path);
+    return vision::preprocess_image(rgb, info.preprocess);
+  };
+  auto classify_batch = [&](const torch::Tensor& images, const std::vector<std::string>& paths) {
+    auto probabilities = torch::softmax(loaded.model->forward(images), 1);
+    auto [values, indices] = probabilities.topk(topk, 1);
+    auto values_a = values.accessor<float, 2>();
+    auto indices_a = indices.accessor<int64_t, 2>();
+    for (size_t b = 0; b < paths.size(); ++b) {
+      std::vector<Prediction> predictions;
+      for (int k = 0; k < topk; ++k) {
+        predictions.push_back({indices_a[b][k], label_for(info, indices_a[b][k]),
+                               static_cast<double>(values_a[b][k])});
       }
-      try {
-        const cv::Mat rgb = vision::load_image_rgb(items[i].path);
-        check_domain(rgb, items[i].path);
-        batch.push_back(vision::preprocess_image(rgb, info.preprocess));
-        paths.push_back(items[i].path);
-      } catch (const vision::Error& e) {
-        report_error(items[i].path, e.what());
-      }
-    }
-    if (!batch.empty()) {
-      auto probabilities = torch::softmax(loaded.model->forward(torch::stack(batch)), 1);
-      auto [values, indices] = probabilities.topk(topk, 1);
-      auto values_a = values.accessor<float, 2>();
-      auto indices_a = indices.accessor<int64_t, 2>();
-      for (size_t b = 0; b < paths.size(); ++b) {
-        std::vector<Prediction> predictions;
-        for (int k = 0; k < topk; ++k) {
-          predictions.push_back({indices_a[b][k], label_for(info, indices_a[b][k]),
-                                 static_cast<double>(values_a[b][k])});
-        }
-        ++succeeded;
-        if (p.jsonl) {
-          std::cout << result_json(paths[b], predictions).dump() << std::endl;
-        } else if (p.json) {
-          results.push_back(result_json(paths[b], predictions));
-        } else {
-          progress.clear();
-          print_table_entry(paths[b], predictions);
-        }
+      ++succeeded;
+      if (p.jsonl) {
+        std::cout << result_json(paths[b], predictions).dump() << std::endl;
+      } else if (p.json) {
+        results.push_back(result_json(paths[b], predictions));
+      } else {
+        progress.clear();
+        print_table_entry(paths[b], predictions);
       }
     }
-    progress.advance(static_cast<int64_t>(end - start));
-  }
+  };
+  for_each_image_batch(items, static_cast<size_t>(p.batch_size), prepare, report_error, classify_batch,
+                       [&](int64_t n) { progress.advance(n); });
   progress.finish();
   if (p.json) {
     std::cout << json{{"model", p.model}, {"results", results}, {"errors", errors}}.dump(2)
