@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -218,22 +217,17 @@ CaptionerTrainer::CaptionerTrainer(Captioner model, ModelInfo info, Vocabulary v
 CaptionerTrainer::~CaptionerTrainer() = default;
 
 std::string CaptionerTrainer::last_path() const {
-  return (std::filesystem::path(impl_->out_dir) / "last.safetensors").string();
+  return run_file(impl_->out_dir, "last.safetensors");
 }
 std::string CaptionerTrainer::best_path() const {
-  return (std::filesystem::path(impl_->out_dir) / "best.safetensors").string();
+  return run_file(impl_->out_dir, "best.safetensors");
 }
 std::string CaptionerTrainer::log_path() const {
-  return (std::filesystem::path(impl_->out_dir) / "log.jsonl").string();
+  return run_file(impl_->out_dir, "log.jsonl");
 }
 
 void CaptionerTrainer::resume(const std::string& checkpoint) {
-  const auto json = load_training_checkpoint(checkpoint, *impl_->model, *impl_->optimizer);
-  try {
-    state_ = TrainState::from_json(json);
-  } catch (const CheckpointError& e) {
-    throw CheckpointError(checkpoint + ": " + e.what());
-  }
+  state_ = resume_training_checkpoint(checkpoint, *impl_->model, *impl_->optimizer);
 }
 
 TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
@@ -369,23 +363,18 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
     state_.end_epoch(report.improved, report.val_bleu.bleu[3], o.patience);
     if (report.improved) save_model(best_path(), *model, impl_->info);
     save_checkpoint();
-    {
-      std::ofstream log(log_path(), std::ios::app);
-      log << nlohmann::json{{"epoch", report.epoch},
-                            {"step", report.step},
-                            {"lr", report.lr},
-                            {"train_loss", report.train_loss},
-                            {"val_loss", report.val_loss},
-                            {"val_bleu", report.val_bleu.bleu},
-                            {"val_cider", report.val_cider},
-                            {"val_pointing", report.val_pointing.accuracy()},
-                            {"epoch_seconds", report.epoch_seconds},
-                            {"elapsed_seconds", report.elapsed_seconds},
-                            {"improved", report.improved}}
-                 .dump()
-          << "\n";
-      if (!log) throw Error(log_path() + ": cannot append to the training log");
-    }
+    const nlohmann::json line{{"epoch", report.epoch},
+                              {"step", report.step},
+                              {"lr", report.lr},
+                              {"train_loss", report.train_loss},
+                              {"val_loss", report.val_loss},
+                              {"val_bleu", report.val_bleu.bleu},
+                              {"val_cider", report.val_cider},
+                              {"val_pointing", report.val_pointing.accuracy()},
+                              {"epoch_seconds", report.epoch_seconds},
+                              {"elapsed_seconds", report.elapsed_seconds},
+                              {"improved", report.improved}};
+    append_training_log(log_path(), line.dump());
     if (callbacks.on_epoch) callbacks.on_epoch(report);
   }
   model->eval();

@@ -4,7 +4,6 @@
 #include <ATen/autocast_mode.h>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -99,22 +98,17 @@ ClassifierTrainer::ClassifierTrainer(VisionTransformer model, ModelInfo info, La
 ClassifierTrainer::~ClassifierTrainer() = default;
 
 std::string ClassifierTrainer::last_path() const {
-  return (std::filesystem::path(impl_->out_dir) / "last.safetensors").string();
+  return run_file(impl_->out_dir, "last.safetensors");
 }
 std::string ClassifierTrainer::best_path() const {
-  return (std::filesystem::path(impl_->out_dir) / "best.safetensors").string();
+  return run_file(impl_->out_dir, "best.safetensors");
 }
 std::string ClassifierTrainer::log_path() const {
-  return (std::filesystem::path(impl_->out_dir) / "log.jsonl").string();
+  return run_file(impl_->out_dir, "log.jsonl");
 }
 
 void ClassifierTrainer::resume(const std::string& checkpoint) {
-  const auto state_json = load_training_checkpoint(checkpoint, *impl_->model, *impl_->optimizer);
-  try {
-    state_ = TrainState::from_json(state_json);
-  } catch (const CheckpointError& e) {
-    throw CheckpointError(checkpoint + ": " + e.what());
-  }
+  state_ = resume_training_checkpoint(checkpoint, *impl_->model, *impl_->optimizer);
 }
 
 TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
@@ -218,23 +212,18 @@ TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
     state_.end_epoch(report.improved, report.val_top1, options.patience);
     if (report.improved) save_model(best_path(), *model, impl_->info);
     save_checkpoint(last_path());
-    {
-      std::ofstream log(log_path(), std::ios::app);
-      log << nlohmann::json{{"epoch", report.epoch},
-                            {"step", report.step},
-                            {"lr", report.lr},
-                            {"train_loss", report.train_loss},
-                            {"val_loss", report.val_loss},
-                            {"val_top1", report.val_top1},
-                            {"val_top5", report.val_top5},
-                            {"epoch_seconds", report.epoch_seconds},
-                            {"images_per_second", report.images_per_second},
-                            {"elapsed_seconds", report.elapsed_seconds},
-                            {"improved", report.improved}}
-                 .dump()
-          << "\n";
-      if (!log) throw Error(log_path() + ": cannot append to the training log");
-    }
+    const nlohmann::json line{{"epoch", report.epoch},
+                              {"step", report.step},
+                              {"lr", report.lr},
+                              {"train_loss", report.train_loss},
+                              {"val_loss", report.val_loss},
+                              {"val_top1", report.val_top1},
+                              {"val_top5", report.val_top5},
+                              {"epoch_seconds", report.epoch_seconds},
+                              {"images_per_second", report.images_per_second},
+                              {"elapsed_seconds", report.elapsed_seconds},
+                              {"improved", report.improved}};
+    append_training_log(log_path(), line.dump());
     if (callbacks.on_epoch) callbacks.on_epoch(report);
   }
   model->eval();

@@ -3,6 +3,8 @@
 #include "vision/train/train_checkpoint.h"
 
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include <torch/torch.h>
@@ -54,6 +56,26 @@ std::string load_training_checkpoint(const std::string& path, torch::nn::Module&
                           e.what_without_backtrace() + ")");
   }
   return state->second;
+}
+
+TrainState resume_training_checkpoint(const std::string& path, torch::nn::Module& module,
+                                      torch::optim::Optimizer& optimizer) {
+  const auto state_json = load_training_checkpoint(path, module, optimizer);
+  try {
+    return TrainState::from_json(state_json);
+  } catch (const CheckpointError& e) {
+    throw CheckpointError(path + ": " + e.what());
+  }
+}
+
+std::string run_file(const std::string& out_dir, const std::string& name) {
+  return (std::filesystem::path(out_dir) / name).string();
+}
+
+void append_training_log(const std::string& path, const std::string& json_line) {
+  std::ofstream log(path, std::ios::app);
+  log << json_line << "\n";
+  if (!log) throw Error(path + ": cannot append to the training log");
 }
 
 }  // namespace attnkit::vision
