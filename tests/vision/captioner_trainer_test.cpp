@@ -84,6 +84,15 @@ ModelInfo scene_info() {
   return info;
 }
 
+/// Every parameter and buffer of `a` equals `b`'s, bit for bit.
+void expect_identical_tensors(const torch::nn::Module& a, const torch::nn::Module& b) {
+  const auto left = module_tensors(a), right = module_tensors(b);
+  ASSERT_EQ(left.size(), right.size());
+  for (size_t i = 0; i < left.size(); ++i) {
+    EXPECT_TRUE(torch::equal(left[i].second, right[i].second)) << left[i].first;
+  }
+}
+
 TEST(CaptionerTrainer, ShortTrainingLowersValidationLossAndSavesACaptioner) {
   TempDir dir;
   Vocabulary vocabulary;
@@ -141,11 +150,7 @@ TEST(CaptionerTrainer, ResumeRepeatsTheUninterruptedRun) {
   EXPECT_EQ(second.state().step, steps_per_epoch + 3);
   EXPECT_TRUE(second.state().baseline_set);
   EXPECT_EQ(second.run().step, 2 * steps_per_epoch);
-  const auto a = module_tensors(*straight), b = module_tensors(*resumed);
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << a[i].first;
-  }
+  expect_identical_tensors(*straight, *resumed);
   at::set_num_threads(threads_before);
 }
 
@@ -183,6 +188,8 @@ TEST(CaptionerTrainer, AttentionSupervisionPutsTheAttentionOnTheNamedObject) {
 
 // Supervision needs boxes; training data without any object words still trains (the term is 0).
 TEST(CaptionerTrainer, AttentionSupervisionWithoutObjectsAddsNothing) {
+  const int threads_before = at::get_num_threads();
+  at::set_num_threads(1);
   Vocabulary vocabulary;
   auto train = scene_data(64, 7, nullptr, &vocabulary);
   for (auto& r : train.records) r.objects.clear();
@@ -203,11 +210,8 @@ TEST(CaptionerTrainer, AttentionSupervisionWithoutObjectsAddsNothing) {
   CaptionerTrainer(supervised, scene_info(), vocabulary, train, CaptionData{}, o,
                    supervised_dir.path().string())
       .run();
-  const auto a = module_tensors(*plain), b = module_tensors(*supervised);
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << a[i].first;
-  }
+  expect_identical_tensors(*plain, *supervised);
+  at::set_num_threads(threads_before);
 }
 
 }  // namespace
