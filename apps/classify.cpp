@@ -16,6 +16,7 @@
 #include "vision/errors.h"
 #include "vision/image/image_io.h"
 #include "vision/image/preprocess.h"
+#include "vision/models/test_time_augmentation.h"
 
 namespace attnkit::apps {
 namespace {
@@ -31,6 +32,7 @@ struct ClassifyParams {
   int threads = 0;
   bool json = false;
   bool jsonl = false;
+  std::string tta = "none";
 };
 
 struct Prediction {
@@ -78,6 +80,9 @@ int run_classify(int argc, char** argv) {
        "model file (.safetensors made by 'attn train' or 'attn import')")
       ("topk,k", po::value(&p.topk)->default_value(5), "classes to show per image")
       ("batch-size,b", po::value(&p.batch_size)->default_value(8), "images per forward pass")
+      ("tta", po::value(&p.tta)->default_value(p.tta),
+       "test-time augmentation: none, or flip (average each image's and its mirror image's\n"
+       "class probabilities; twice the compute)")
       ("threads,t", po::value(&p.threads)->default_value(0), "CPU threads (0 = all cores)")
       ("json", po::bool_switch(&p.json), "print one JSON document with every result")
       ("jsonl", po::bool_switch(&p.jsonl), "print one JSON object per image, as they finish");
@@ -100,6 +105,12 @@ int run_classify(int argc, char** argv) {
     throw UsageError("--batch-size must be at least 1, got " + std::to_string(p.batch_size));
   }
   if (p.json && p.jsonl) throw UsageError("--json and --jsonl exclude each other");
+  vision::TestTimeAugmentation tta;
+  try {
+    tta = vision::test_time_augmentation_from_string(p.tta);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("--tta: ") + e.what());
+  }
   set_threads(p.threads);
 
   vision::LoadedViT loaded;
@@ -154,7 +165,7 @@ int run_classify(int argc, char** argv) {
     return vision::preprocess_image(rgb, info.preprocess);
   };
   auto classify_batch = [&](const torch::Tensor& images, const std::vector<std::string>& paths) {
-    auto probabilities = torch::softmax(loaded.model->forward(images), 1);
+    auto probabilities = vision::class_log_probabilities(loaded.model, images, tta).exp();
     auto [values, indices] = probabilities.topk(topk, 1);
     auto values_a = values.accessor<float, 2>();
     auto indices_a = indices.accessor<int64_t, 2>();

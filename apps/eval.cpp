@@ -20,6 +20,7 @@
 #include "vision/errors.h"
 #include "vision/image/confusion_plot.h"
 #include "vision/image/image_io.h"
+#include "vision/models/test_time_augmentation.h"
 #include "vision/train/captioner_trainer.h"
 #include "vision/train/classification_metrics.h"
 
@@ -50,7 +51,7 @@ void print_confusion(const vision::ClassificationMetrics& m,
 }
 
 int run_eval_classifier(int argc, char** argv) {
-  std::string model_path, data = "fashion-mnist", split = "test", fashion_dir, plot;
+  std::string model_path, data = "fashion-mnist", split = "test", fashion_dir, plot, tta_name;
   int threads = 0;
   int64_t batch_size = 256;
   bool as_json = false;
@@ -65,6 +66,9 @@ int run_eval_classifier(int argc, char** argv) {
       ("fashion-dir", po::value(&fashion_dir)->default_value(vision::kFashionMnistDir),
        "where the Fashion-MNIST idx files are")
       ("batch-size,b", po::value(&batch_size)->default_value(batch_size), "images per pass")
+      ("tta", po::value(&tta_name)->default_value("none"),
+       "test-time augmentation: none, or flip (average the class probabilities of each image\n"
+       "and its mirror image; twice the compute)")
       ("threads,t", po::value(&threads)->default_value(0), "CPU threads (0 = all cores)")
       ("json", po::bool_switch(&as_json), "print the metrics as JSON")
       ("plot", po::value(&plot), "also draw the confusion matrix into this PNG / JPEG file");
@@ -76,9 +80,16 @@ int run_eval_classifier(int argc, char** argv) {
           "model's labels.\n\n"
           "Examples:\n"
           "  attn eval classifier                      (shipped model, Fashion-MNIST test)\n"
-          "  attn eval classifier --model runs/fashion/best.safetensors --json --plot cm.png",
+          "  attn eval classifier --model runs/fashion/best.safetensors --json --plot cm.png\n"
+          "  attn eval classifier --tta flip          (with horizontal-flip averaging)",
           vm)) {
     return kExitOk;
+  }
+  vision::TestTimeAugmentation tta;
+  try {
+    tta = vision::test_time_augmentation_from_string(tta_name);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("--tta: ") + e.what());
   }
   if (batch_size < 1) throw UsageError("--batch-size must be at least 1");
   set_threads(threads);
@@ -129,7 +140,8 @@ int run_eval_classifier(int argc, char** argv) {
       loaded.model, dataset, loaded.info.preprocess, batch_size, [&](int64_t done) {
         progress.advance(done - reported);
         reported = done;
-      });
+      },
+      tta);
   progress.finish();
 
   if (!plot.empty()) {
@@ -152,6 +164,7 @@ int run_eval_classifier(int argc, char** argv) {
     std::cout << json{{"model", model_path},
                       {"data", data},
                       {"split", data == "fashion-mnist" ? split : ""},
+                      {"tta", vision::to_string(tta)},
                       {"count", metrics.count},
                       {"top1", metrics.top1},
                       {"top5", metrics.top5},
@@ -163,7 +176,10 @@ int run_eval_classifier(int argc, char** argv) {
   } else {
     std::cout << std::fixed << std::setprecision(2) << "model: " << model_path << "\ndata:  "
               << data << (data == "fashion-mnist" ? " (" + split + ")" : "") << ", "
-              << metrics.count << " images\ntop-1: " << 100 * metrics.top1
+              << metrics.count << " images"
+              << (tta == vision::TestTimeAugmentation::kNone ? ""
+                                                             : ", tta " + vision::to_string(tta))
+              << "\ntop-1: " << 100 * metrics.top1
               << "%\ntop-5: " << 100 * metrics.top5 << "%\nloss:  " << std::setprecision(4)
               << metrics.loss << "\n\n";
     print_confusion(metrics, dataset.classes);

@@ -12,6 +12,7 @@
 #include "vision/checkpoint/model_file.h"
 #include "vision/checkpoint/safetensors.h"
 #include "vision/errors.h"
+#include "vision/models/test_time_augmentation.h"
 #include "vision/models/vit.h"
 
 namespace attnkit::vision {
@@ -136,6 +137,35 @@ TEST(ViT, DistilledLogitsAverageTheTwoHeads) {
   auto tokens = model->forward_features(images);
   auto expected = (model->head(tokens.select(1, 0)) + model->head_dist(tokens.select(1, 1))) / 2;
   EXPECT_TRUE(torch::allclose(model->forward(images), expected, 1e-6, 1e-6));
+}
+
+// Flip TTA is the mean of the two probability vectors, mirror-invariant, and a no-op on an image
+// that is its own mirror; without TTA the rows are the plain log-softmax.
+TEST(TestTimeAugmentation, FlipAveragesTheImageAndItsMirror) {
+  torch::manual_seed(3);
+  VisionTransformer model(attnkit::testing::tiny_vit_config(16, 24, 5));
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({3, 3, 16, 24});
+  const auto mirror = x.flip({3});
+  const auto none = class_log_probabilities(model, x, TestTimeAugmentation::kNone);
+  EXPECT_TRUE(torch::allclose(none, torch::log_softmax(model->forward(x), 1), 1e-5, 1e-6));
+  const auto flip = class_log_probabilities(model, x, TestTimeAugmentation::kFlip);
+  const auto expected = torch::log(0.5 * torch::softmax(model->forward(x), 1) +
+                                   0.5 * torch::softmax(model->forward(mirror), 1));
+  EXPECT_TRUE(torch::allclose(flip, expected, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(flip.exp().sum(1), torch::ones({3}), 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(
+      flip, class_log_probabilities(model, mirror, TestTimeAugmentation::kFlip), 1e-5, 1e-6));
+  EXPECT_FALSE(torch::allclose(flip, none, 1e-3, 1e-3));  // the mirror does change the answer
+  const auto symmetric = torch::cat({x, mirror}, 3).narrow(3, 12, 24);  // its own mirror
+  EXPECT_TRUE(torch::allclose(
+      class_log_probabilities(model, symmetric, TestTimeAugmentation::kFlip),
+      class_log_probabilities(model, symmetric, TestTimeAugmentation::kNone), 1e-5, 1e-6));
+
+  EXPECT_EQ(test_time_augmentation_from_string("flip"), TestTimeAugmentation::kFlip);
+  EXPECT_EQ(to_string(TestTimeAugmentation::kNone), "none");
+  EXPECT_THROW(test_time_augmentation_from_string("mirror"), std::invalid_argument);
 }
 
 TEST(ViT, PositionResamplingKeepsPrefixAndConstants) {

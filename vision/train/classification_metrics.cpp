@@ -7,7 +7,8 @@ namespace attnkit::vision {
 
 ClassificationMetrics evaluate_classifier(VisionTransformer& model, const LabeledImages& data,
                                           const PreprocessConfig& preprocess, int64_t batch_size,
-                                          const std::function<void(int64_t)>& on_batch) {
+                                          const std::function<void(int64_t)>& on_batch,
+                                          TestTimeAugmentation tta) {
   TORCH_CHECK(batch_size > 0, "evaluate_classifier: batch_size must be positive, got ", batch_size);
   const int64_t classes = static_cast<int64_t>(data.classes.size());
   TORCH_CHECK(model->config().num_classes == classes, "evaluate_classifier: the model has ",
@@ -25,7 +26,7 @@ ClassificationMetrics evaluate_classifier(VisionTransformer& model, const Labele
       const int64_t n = std::min(batch_size, data.size() - start);
       auto images = normalize_pixels(data.images.narrow(0, start, n), preprocess);
       auto labels = data.labels.narrow(0, start, n);
-      auto logits = model->forward(images).to(torch::kFloat);
+      auto logits = class_log_probabilities(model, images, tta);
       loss_sum += torch::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum).item<double>();
       auto top = std::get<1>(logits.topk(std::min<int64_t>(5, classes), 1));
       auto predicted = top.select(1, 0);

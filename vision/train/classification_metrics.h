@@ -8,6 +8,7 @@
 
 #include "vision/data/labeled_images.h"
 #include "vision/image/preprocess.h"
+#include "vision/models/test_time_augmentation.h"
 #include "vision/models/vit.h"
 
 namespace attnkit::vision {
@@ -21,9 +22,11 @@ struct ClassificationMetrics {
 };
 
 /// Runs `model` (switched to eval mode, restored afterwards) over `data`, normalising the pixels
-/// as `preprocess` says. `on_batch(done)` reports progress after each batch.
+/// as `preprocess` says, with test-time augmentation `tta`. `on_batch(done)` reports progress
+/// after each batch.
 ClassificationMetrics evaluate_classifier(VisionTransformer& model, const LabeledImages& data,
                                           const PreprocessConfig& preprocess, int64_t batch_size,
-                                          const std::function<void(int64_t)>& on_batch = {});
+                                          const std::function<void(int64_t)>& on_batch = {},
+                                          TestTimeAugmentation tta = TestTimeAugmentation::kNone);
 
 }  // namespace attnkit::vision
