@@ -9,12 +9,15 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
 
 #include "tests/apps/cli_support.h"
 #include "tests/vision/test_support.h"
 #include "vision/checkpoint/imagenet_labels.h"
 #include "vision/checkpoint/model_file.h"
+#include "vision/image/image_io.h"
 #include "vision/models/vit.h"
 
 namespace attnkit::apps {
@@ -99,6 +102,33 @@ TEST_F(Cli, JsonlAndTableAgreeAndStdinListsWork) {
       << table.out;
 }
 
+// Flip TTA gives a proper distribution per image, and the same ranking for an image and its
+// mirror (the average is mirror-invariant).
+TEST_F(Cli, FlipTtaIsMirrorInvariant) {
+  attnkit::testing::TempDir tmp;
+  // 36x36: the model's resize is then the identity and its 32x32 centre crop symmetric, so the
+  // mirror's input tensor is exactly the original's mirror.
+  cv::Mat cat;
+  cv::resize(vision::load_image_rgb(kSamples + "/chelsea.png"), cat, cv::Size(36, 36));
+  cv::Mat mirrored;
+  cv::flip(cat, mirrored, 1);
+  vision::save_image_rgb(tmp.file("cat.png"), cat);
+  vision::save_image_rgb(tmp.file("mirror.png"), mirrored);
+  auto a = run_attn("classify --model " + model_ + " --tta flip --topk 3 --json " +
+                    tmp.file("cat.png"));
+  auto b = run_attn("classify --model " + model_ + " --tta flip --topk 3 --json " +
+                    tmp.file("mirror.png"));
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  const auto pa = json::parse(a.out)["results"][0]["predictions"];
+  const auto pb = json::parse(b.out)["results"][0]["predictions"];
+  ASSERT_EQ(pa.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(pa[i]["index"], pb[i]["index"]);
+    EXPECT_NEAR(pa[i]["probability"].get<double>(), pb[i]["probability"].get<double>(), 1e-4);
+  }
+}
+
 TEST_F(Cli, OneBadFileDoesNotStopTheBatch) {
   attnkit::testing::TempDir tmp;
   std::ofstream(tmp.file("broken.png")) << "not a png at all";
@@ -128,6 +158,9 @@ TEST_F(Cli, ExitCodesForUsageModelAndInputErrors) {
   EXPECT_NE(unknown.err.find("attn classify: error:"), std::string::npos);
   EXPECT_EQ(run_attn("classify --model " + model_).exit_code, 2);  // no inputs
   EXPECT_EQ(run_attn("classify --model " + model_ + " --topk 0 " + kSamples).exit_code, 2);
+  auto bad_tta = run_attn("classify --model " + model_ + " --tta mirror " + kSamples);
+  EXPECT_EQ(bad_tta.exit_code, 2);
+  EXPECT_NE(bad_tta.err.find("expected none or flip"), std::string::npos) << bad_tta.err;
 
   attnkit::testing::TempDir tmp;
   std::ofstream(tmp.file("junk.safetensors")) << "garbage";
