@@ -45,6 +45,13 @@ TEST(ShippedWeights, FashionClassifierMatchesItsModelCard) {
   EXPECT_EQ(doc["count"], 10000);
   EXPECT_NEAR(100 * doc["top1"].get<double>(), top1, 0.2);
   EXPECT_NEAR(100 * doc["top5"].get<double>(), top5, 0.2);
+
+  const double top1_flip = card_figure(kWeights + "/fashion-vit.md", "Test top-1 with flip TTA");
+  auto flip = run_attn("eval classifier --json --tta flip");
+  ASSERT_EQ(flip.exit_code, 0) << flip.err;
+  const auto flip_doc = nlohmann::json::parse(flip.out);
+  EXPECT_EQ(flip_doc["tta"], "flip");
+  EXPECT_NEAR(100 * flip_doc["top1"].get<double>(), top1_flip, 0.2);
 }
 
 // The scenes captioner on the card's fixed test scenes (generated here, deterministically, from
