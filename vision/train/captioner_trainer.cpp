@@ -103,19 +103,18 @@ torch::Tensor attention_correctness_loss(const torch::Tensor& probabilities,
   auto mask = torch::zeros({batch * steps, probabilities.size(2)});
   const auto target_words = targets.contiguous();
   const auto words = target_words.accessor<int64_t, 2>();
-  int64_t named = 0;
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t t = 0; t < steps; ++t) {
       for (const auto& [id, object] : cells[rows[b]]) {
-        if (words[b][t] != id) continue;
-        mask[b * steps + t].copy_(object);
-        ++named;
+        if (words[b][t] == id) mask[b * steps + t].copy_(object);
       }
     }
   }
+  // Words whose boxes hold no cell centre (an item smaller than a cell) have nothing to aim at.
+  const auto has_object = mask.sum(1).gt(0);
+  const int64_t named = has_object.sum().item<int64_t>();
   if (named == 0) return torch::zeros({}, probabilities.options().dtype(torch::kFloat));
   const auto inside = (probabilities.to(torch::kFloat).reshape({batch * steps, -1}) * mask).sum(1);
-  const auto has_object = mask.sum(1).gt(0);
   return -torch::log(inside.masked_select(has_object).clamp_min(1e-6)).sum() /
          static_cast<double>(named);
 }
