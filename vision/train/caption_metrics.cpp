@@ -171,6 +171,19 @@ PointingScore& PointingScore::operator+=(const PointingScore& other) {
   return *this;
 }
 
+cv::Point2d grid_cell_centre(int64_t cell, int64_t grid_height, int64_t grid_width,
+                             const cv::Rect2d& region) {
+  return {region.x + (static_cast<double>(cell % grid_width) + 0.5) * region.width /
+                         static_cast<double>(grid_width),
+          region.y + (static_cast<double>(cell / grid_width) + 0.5) * region.height /
+                         static_cast<double>(grid_height)};
+}
+
+bool box_contains(const cv::Rect& box, const cv::Point2d& point) {
+  return point.x >= box.x && point.x < box.x + box.width && point.y >= box.y &&
+         point.y < box.y + box.height;
+}
+
 PointingScore pointing_game(const std::vector<std::string>& words,
                             const std::vector<torch::Tensor>& attention,
                             const std::vector<CaptionObject>& objects, const cv::Rect2d& region) {
@@ -189,14 +202,10 @@ PointingScore pointing_game(const std::vector<std::string>& words,
     TORCH_CHECK(grid.dim() == 2, "pointing_game: expected an attention grid (gh, gw), got ",
                 grid.sizes());
     const int64_t cell = grid.reshape({-1}).argmax().item<int64_t>();
-    const double x = region.x + (static_cast<double>(cell % grid.size(1)) + 0.5) *
-                                    region.width / static_cast<double>(grid.size(1));
-    const double y = region.y + (static_cast<double>(cell / grid.size(1)) + 0.5) *
-                                    region.height / static_cast<double>(grid.size(0));
+    const auto peak = grid_cell_centre(cell, grid.size(0), grid.size(1), region);
     ++score.total;
     for (const auto* o : named) {
-      if (x >= o->box.x && x < o->box.x + o->box.width && y >= o->box.y &&
-          y < o->box.y + o->box.height) {
+      if (box_contains(o->box, peak)) {
         ++score.hits;
         break;
       }

@@ -46,6 +46,15 @@ struct PointingScore {
   PointingScore& operator+=(const PointingScore& other);
 };
 
+/// The centre of cell `cell` (row-major) of a (grid_height, grid_width) grid laid over `region`,
+/// in image pixels: where the pointing game places a cell.
+cv::Point2d grid_cell_centre(int64_t cell, int64_t grid_height, int64_t grid_width,
+                             const cv::Rect2d& region);
+
+/// The pointing game's hit test: `point` lies in `box` (left and top edges in, right and bottom
+/// edges out).
+bool box_contains(const cv::Rect& box, const cv::Point2d& point);
+
 /// words[i] with its attention grid attention[i] (gh, gw); the grid covers `region` of the
 /// original image (the preprocessing crop, see preprocess_crop_box; the whole image for a squash
 /// resize). Words naming no object of `objects` (including hallucinated ones) are not counted.

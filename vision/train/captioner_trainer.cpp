@@ -53,14 +53,15 @@ torch::Tensor encode_all(Captioner& model, const torch::Tensor& images) {
   std::vector<torch::Tensor> parts;
   for (int64_t start = 0; start < images.size(0); start += 256) {
     const int64_t n = std::min<int64_t>(256, images.size(0) - start);
-    parts.push_back(encode_batch(model, images.narrow(0, start, n), true).features.to(torch::kFloat));
+    const auto encoded = encode_batch(model, images.narrow(0, start, n), true);
+    parts.push_back(encoded.features.to(torch::kFloat));
   }
   return torch::cat(parts, 0);
 }
 
 /// For each image, the vocabulary ids of the words that name its objects, each with the grid
-/// cells (L) whose centres lie inside one of that word's boxes, as the pointing game scores them.
-/// The grid covers the whole image (the scenes are squash-resized).
+/// cells (L) whose centres lie inside one of that word's boxes, by the pointing game's own cell
+/// centres and hit test. The grid covers the whole image, as evaluate_captioner scores it.
 using ObjectCells = std::vector<std::pair<int64_t, torch::Tensor>>;
 
 std::vector<ObjectCells> object_cells(const CaptionData& data, const Vocabulary& vocabulary,
@@ -68,6 +69,7 @@ std::vector<ObjectCells> object_cells(const CaptionData& data, const Vocabulary&
   std::vector<ObjectCells> result(data.size());
   for (int64_t i = 0; i < data.size(); ++i) {
     const auto [width, height] = data.image_sizes[i];
+    const cv::Rect2d region(0, 0, width, height);
     for (const auto& object : data.records[i].objects) {
       const int64_t id = vocabulary.index(object.word);
       if (id == Vocabulary::kUnk) continue;
@@ -78,14 +80,9 @@ std::vector<ObjectCells> object_cells(const CaptionData& data, const Vocabulary&
         it = std::prev(result[i].end());
       }
       auto cells = it->second.accessor<float, 1>();
-      for (int64_t r = 0; r < grid_height; ++r) {
-        const double y = (r + 0.5) * height / static_cast<double>(grid_height);
-        for (int64_t c = 0; c < grid_width; ++c) {
-          const double x = (c + 0.5) * width / static_cast<double>(grid_width);
-          const auto& box = object.box;
-          if (x >= box.x && x < box.x + box.width && y >= box.y && y < box.y + box.height) {
-            cells[r * grid_width + c] = 1.0F;
-          }
+      for (int64_t cell = 0; cell < grid_height * grid_width; ++cell) {
+        if (box_contains(object.box, grid_cell_centre(cell, grid_height, grid_width, region))) {
+          cells[cell] = 1.0F;
         }
       }
     }
