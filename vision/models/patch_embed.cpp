@@ -3,6 +3,8 @@
 
 #include <torch/torch.h>
 
+#include "vision/models/vit_config.h"
+
 namespace attnkit::vision {
 
 StemConvImpl::StemConvImpl(int64_t in_channels, int64_t out_channels, int64_t stride) {
@@ -30,8 +32,7 @@ void PatchEmbedImpl::reset() {
   const auto& strides = options.stem_strides();
   TORCH_CHECK(strides.empty() || strides.size() == stages.size(), "PatchEmbed: expected ",
               stages.size(), " stem strides, got ", strides.size());
-  int64_t stem_stride = 1;
-  for (size_t i = 0; i < stages.size(); ++i) stem_stride *= strides.empty() ? 2 : strides[i];
+  const int64_t stem_stride = total_stem_stride(stages.size(), strides);
   TORCH_CHECK(p % stem_stride == 0, "PatchEmbed: patch size ", p, " is not divisible by the stem's ",
               "stride ", stem_stride);
   int64_t channels = options.in_channels();
@@ -40,7 +41,7 @@ void PatchEmbedImpl::reset() {
     stem = register_module("stem", torch::nn::ModuleList());
     for (size_t i = 0; i < stages.size(); ++i) {
       const int64_t out_channels = stages[i];
-      StemConv stage(channels, out_channels, strides.empty() ? 2 : strides[i]);
+      StemConv stage(channels, out_channels, stem_stage_stride(strides, i));
       stem->push_back(stage);
       stem_refs_.push_back(stage);
       channels = out_channels;

@@ -38,8 +38,8 @@ struct PatchEmbedOptions {
 };
 
 /// [stem] + Conv2d(C', D, kernel P', stride P') flattened to tokens in row-major grid order, with
-/// P' = P / (the stem's total stride). The submodule `proj` matches timm's `patch_embed.proj`; the stem stages are
-/// `stem.<i>.conv` and `stem.<i>.bn`.
+/// P' = P / (the stem's total stride). The submodule `proj` matches timm's `patch_embed.proj`;
+/// the stem stages are `stem.<i>.conv` and `stem.<i>.bn`.
 class PatchEmbedImpl : public torch::nn::Module {
  public:
   explicit PatchEmbedImpl(PatchEmbedOptions options);

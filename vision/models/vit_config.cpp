@@ -24,12 +24,18 @@ Pooling pooling_from_string(const std::string& name) {
   throw std::invalid_argument("unknown pooling '" + name + "' (expected token, avg or map)");
 }
 
-int64_t ViTConfig::stem_stride() const {
+int64_t stem_stage_stride(const std::vector<int64_t>& stem_strides, size_t stage) {
+  return stem_strides.empty() ? 2 : stem_strides.at(stage);
+}
+
+int64_t total_stem_stride(size_t stages, const std::vector<int64_t>& stem_strides) {
   int64_t stride = 1;
-  for (size_t i = 0; i < stem_channels.size(); ++i) {
-    stride *= stem_strides.empty() ? 2 : stem_strides[i];
-  }
+  for (size_t i = 0; i < stages; ++i) stride *= stem_stage_stride(stem_strides, i);
   return stride;
+}
+
+int64_t ViTConfig::stem_stride() const {
+  return total_stem_stride(stem_channels.size(), stem_strides);
 }
 
 void ViTConfig::validate() const {
@@ -49,7 +55,9 @@ void ViTConfig::validate() const {
          std::to_string(stem_channels.size()));
   }
   for (int64_t stride : stem_strides) {
-    if (stride != 1 && stride != 2) fail("stem strides must be 1 or 2, got " + std::to_string(stride));
+    if (stride != 1 && stride != 2) {
+      fail("stem strides must be 1 or 2, got " + std::to_string(stride));
+    }
   }
   if (!stem_channels.empty()) {
     if (stem_channels.size() > 8 || patch_size % stem_stride() != 0) {

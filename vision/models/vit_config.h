@@ -72,6 +72,11 @@ struct ViTConfig {
   static ViTConfig from_name(const std::string& name);
 };
 
+/// The stride of stem stage `stage`: stem_strides[stage], or 2 when the list is empty.
+int64_t stem_stage_stride(const std::vector<int64_t>& stem_strides, size_t stage);
+/// The product of the first `stages` stem stages' strides (1 for no stem).
+int64_t total_stem_stride(size_t stages, const std::vector<int64_t>& stem_strides);
+
 std::string to_string(Pooling pooling);
 Pooling pooling_from_string(const std::string& name);  ///< "token" | "avg" | "map"
 
