@@ -1,5 +1,8 @@
-// apps/classifier_data.cpp: choosing and loading a classification dataset.
+// apps/classifier_data.cpp: choosing and loading a classification dataset; the classifier
+// commands' shared warning and --tta option.
 #include "apps/classifier_data.h"
+
+#include <stdexcept>
 
 #include "apps/cli_common.h"
 #include "vision/data/fashion_mnist.h"
@@ -40,6 +43,18 @@ std::string fashion_domain_warning(const vision::ModelInfo& info, int width, int
          " image, but this demo model only knows the 10 Fashion-MNIST clothing classes (28x28 "
          "grey items on black): answers for photos are meaningless. For photos, import an "
          "ImageNet ViT (README, 'Run the public pretrained ViTs') and pass --model.";
+}
+
+const char* const kTtaHelp =
+    "test-time augmentation: none, or flip (average each image's and its mirror image's\n"
+    "class probabilities; twice the compute)";
+
+vision::TestTimeAugmentation parse_tta_option(const std::string& value) {
+  try {
+    return vision::test_time_augmentation_from_string(value);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("--tta: ") + e.what());
+  }
 }
 
 }  // namespace attnkit::apps

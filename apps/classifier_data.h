@@ -1,5 +1,6 @@
 // apps/classifier_data.h: the --data argument of `attn train classifier` and `attn eval
-// classifier`: "fashion-mnist" (Debian's idx files) or an image-folder root.
+// classifier` ("fashion-mnist", Debian's idx files, or an image-folder root), and what the
+// classifier commands share: the demo model's domain warning and the --tta option.
 #pragma once
 
 #include <string>
@@ -7,6 +8,7 @@
 #include "vision/checkpoint/model_file.h"
 #include "vision/data/labeled_images.h"
 #include "vision/image/preprocess.h"
+#include "vision/models/test_time_augmentation.h"
 
 namespace attnkit::apps {
 
@@ -26,5 +28,11 @@ vision::LabeledImages load_classifier_data(const std::string& spec, const std::s
 /// for photos are meaningless. "" for other models and for 28x28 images.
 std::string fashion_domain_warning(const vision::ModelInfo& info, int width, int height,
                                    const std::string& path);
+
+/// --tta's help text, the same for `attn classify` and `attn eval classifier`.
+extern const char* const kTtaHelp;
+
+/// --tta's value ("none" | "flip"); throws UsageError naming the option otherwise.
+vision::TestTimeAugmentation parse_tta_option(const std::string& value);
 
 }  // namespace attnkit::apps

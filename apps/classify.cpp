@@ -80,9 +80,7 @@ int run_classify(int argc, char** argv) {
        "model file (.safetensors made by 'attn train' or 'attn import')")
       ("topk,k", po::value(&p.topk)->default_value(5), "classes to show per image")
       ("batch-size,b", po::value(&p.batch_size)->default_value(8), "images per forward pass")
-      ("tta", po::value(&p.tta)->default_value(p.tta),
-       "test-time augmentation: none, or flip (average each image's and its mirror image's\n"
-       "class probabilities; twice the compute)")
+      ("tta", po::value(&p.tta)->default_value(p.tta), kTtaHelp)
       ("threads,t", po::value(&p.threads)->default_value(0), "CPU threads (0 = all cores)")
       ("json", po::bool_switch(&p.json), "print one JSON document with every result")
       ("jsonl", po::bool_switch(&p.jsonl), "print one JSON object per image, as they finish");
@@ -105,12 +103,7 @@ int run_classify(int argc, char** argv) {
     throw UsageError("--batch-size must be at least 1, got " + std::to_string(p.batch_size));
   }
   if (p.json && p.jsonl) throw UsageError("--json and --jsonl exclude each other");
-  vision::TestTimeAugmentation tta;
-  try {
-    tta = vision::test_time_augmentation_from_string(p.tta);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(std::string("--tta: ") + e.what());
-  }
+  const vision::TestTimeAugmentation tta = parse_tta_option(p.tta);
   set_threads(p.threads);
 
   vision::LoadedViT loaded;
@@ -186,8 +179,8 @@ int run_classify(int argc, char** argv) {
       }
     }
   };
-  for_each_image_batch(items, static_cast<size_t>(p.batch_size), prepare, report_error, classify_batch,
-                       [&](int64_t n) { progress.advance(n); });
+  for_each_image_batch(items, static_cast<size_t>(p.batch_size), prepare, report_error,
+                       classify_batch, [&](int64_t n) { progress.advance(n); });
   progress.finish();
   if (p.json) {
     std::cout << json{{"model", p.model}, {"results", results}, {"errors", errors}}.dump(2)

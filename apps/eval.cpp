@@ -66,9 +66,7 @@ int run_eval_classifier(int argc, char** argv) {
       ("fashion-dir", po::value(&fashion_dir)->default_value(vision::kFashionMnistDir),
        "where the Fashion-MNIST idx files are")
       ("batch-size,b", po::value(&batch_size)->default_value(batch_size), "images per pass")
-      ("tta", po::value(&tta_name)->default_value("none"),
-       "test-time augmentation: none, or flip (average the class probabilities of each image\n"
-       "and its mirror image; twice the compute)")
+      ("tta", po::value(&tta_name)->default_value("none"), kTtaHelp)
       ("threads,t", po::value(&threads)->default_value(0), "CPU threads (0 = all cores)")
       ("json", po::bool_switch(&as_json), "print the metrics as JSON")
       ("plot", po::value(&plot), "also draw the confusion matrix into this PNG / JPEG file");
@@ -85,12 +83,7 @@ int run_eval_classifier(int argc, char** argv) {
           vm)) {
     return kExitOk;
   }
-  vision::TestTimeAugmentation tta;
-  try {
-    tta = vision::test_time_augmentation_from_string(tta_name);
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(std::string("--tta: ") + e.what());
-  }
+  const vision::TestTimeAugmentation tta = parse_tta_option(tta_name);
   if (batch_size < 1) throw UsageError("--batch-size must be at least 1");
   set_threads(threads);
   vision::LoadedViT loaded;
