@@ -28,6 +28,11 @@ std::string fixed(double value, int digits) {
   return out.str();
 }
 
+/// Karpathy splits train on "train" and "restval" (COCO's extra training images).
+bool is_training_record(const vision::CaptionRecord& r) {
+  return r.split == "train" || r.split == "restval";
+}
+
 }  // namespace
 
 int run_train_captioner(int argc, char** argv) {
@@ -145,16 +150,14 @@ int run_train_captioner(int argc, char** argv) {
       std::vector<vision::CaptionRecord> kept;
       int64_t train_count = 0;
       for (const auto& r : records) {
-        if (r.split == "train" || r.split == "restval") {
-          if (train_count++ >= limit) continue;
-        }
+        if (is_training_record(r) && train_count++ >= limit) continue;
         kept.push_back(r);
       }
       records = kept;
     }
     if (captions_per_image > 0) {
       for (auto& r : records) {
-        if ((r.split == "train" || r.split == "restval") &&
+        if (is_training_record(r) &&
             static_cast<int64_t>(r.captions.size()) > captions_per_image) {
           r.captions.resize(captions_per_image);
         }
@@ -162,7 +165,7 @@ int run_train_captioner(int argc, char** argv) {
     }
     std::vector<std::vector<std::string>> sentences;
     for (const auto& r : records) {
-      if (r.split != "train" && r.split != "restval") continue;
+      if (!is_training_record(r)) continue;
       sentences.insert(sentences.end(), r.captions.begin(), r.captions.end());
     }
     vocabulary = vision::Vocabulary::build(sentences, min_count);

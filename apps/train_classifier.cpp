@@ -26,8 +26,9 @@ namespace po = boost::program_options;
 /// The shipped Fashion-MNIST recipe's architecture: a four-stage convolutional stem (3x3 convs at
 /// 28x28 and 14x14 resolution, two of them stride 2, so 7x7 tokens), 6 blocks of width 128, mean
 /// pooling with fc_norm. The stride-1 stages learned markedly faster than the two-stage stem
-/// (84.2% against 77.5% validation top-1 after 2 epochs on 20,000 images). (The attention-pool head trained
-/// markedly slower on this data: 66% validation top-1 after 2 epochs against a CNN's ~85%.)
+/// (84.2% against 77.5% validation top-1 after 2 epochs on 20,000 images). (The attention-pool
+/// head trained markedly slower on this data: 66% validation top-1 after 2 epochs against a
+/// CNN's ~85%.)
 vision::ViTConfig fashion_vit_config() {
   vision::ViTConfig c;
   c.image_height = c.image_width = 28;
