@@ -9,6 +9,7 @@
 
 #include "vision/checkpoint/safetensors.h"
 #include "vision/errors.h"
+#include "vision/json_error.h"
 
 namespace attnkit::vision {
 namespace {
@@ -53,7 +54,7 @@ ModelInfo info_from_metadata(const std::map<std::string, std::string>& metadata,
       info.labels = nlohmann::json::parse(it->second).get<std::vector<std::string>>();
     } catch (const nlohmann::json::exception& e) {
       throw CheckpointError(path + ": metadata '" + kLabelsKey +
-                            "' is not a JSON list of strings (" + e.what() + ")");
+                            "' is not a JSON list of strings (" + json_error_text(e) + ")");
     }
   }
   if (auto it = metadata.find(kPreprocessKey); it != metadata.end()) {
@@ -117,11 +118,20 @@ void load_tensors_strict(torch::nn::Module& module, const NamedTensors& tensors,
                             ", model expects a floating type");
     }
   }
+  // A NaN or Inf weight makes every output NaN ("probability": null next to a label), so it
+  // is refused at load, one pass over the floating tensors.
+  std::vector<std::string> non_finite;
+  for (const auto& [name, tensor] : tensors) {
+    if (tensor.is_floating_point() && !torch::isfinite(tensor).all().item<bool>()) {
+      non_finite.push_back("'" + name + "'");
+    }
+  }
   std::vector<std::string> missing;
   for (const auto& [name, tensor] : targets) {
     if (!seen.count(name)) missing.push_back(name);
   }
-  if (!missing.empty() || !unexpected.empty() || !mismatched.empty() || !wrong_dtype.empty()) {
+  if (!missing.empty() || !unexpected.empty() || !mismatched.empty() || !wrong_dtype.empty() ||
+      !non_finite.empty()) {
     std::vector<std::string> parts;
     if (!missing.empty()) {
       parts.push_back(std::to_string(missing.size()) + " missing tensor(s) (" +
@@ -138,6 +148,10 @@ void load_tensors_strict(torch::nn::Module& module, const NamedTensors& tensors,
     if (!wrong_dtype.empty()) {
       parts.push_back(std::to_string(wrong_dtype.size()) + " with a wrong dtype: " +
                       name_list(wrong_dtype, 4));
+    }
+    if (!non_finite.empty()) {
+      parts.push_back(std::to_string(non_finite.size()) + " with NaN or Inf values (" +
+                      name_list(non_finite) + ")");
     }
     std::string message = file + ": tensors do not fit the model: ";
     for (size_t i = 0; i < parts.size(); ++i) message += (i ? "; " : "") + parts[i];

@@ -1,6 +1,7 @@
 // vision/models/captioner.cpp: the SAT decoder: attention with the previous state as query, the
 // gated context (eq. 6 and section 4.2.1's beta), the LSTM, and the deep output layer (eq. 7).
 #include "vision/models/captioner.h"
+#include "vision/json_error.h"
 
 #include <stdexcept>
 
@@ -45,7 +46,7 @@ CaptionerConfig CaptionerConfig::from_json(const std::string& text) {
     }
     c.mode = mode == "hard" ? attention::AttentionMode::kHard : attention::AttentionMode::kSoft;
   } catch (const nlohmann::json::exception& e) {
-    throw std::invalid_argument(std::string("captioner config: ") + e.what());
+    throw std::invalid_argument(std::string("captioner config: ") + json_error_text(e));
   }
   c.encoder.num_classes = 0;
   c.validate();
