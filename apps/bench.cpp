@@ -9,8 +9,8 @@
 #include <torch/torch.h>
 
 #include "apps/cli_common.h"
-#include "apps/json_output.h"
 #include "apps/commands.h"
+#include "apps/json_output.h"
 #include "vision/checkpoint/model_file.h"
 #include "vision/errors.h"
 #include "vision/models/vit.h"

@@ -10,9 +10,9 @@
 #include <torch/torch.h>
 
 #include "apps/cli_common.h"
-#include "apps/json_output.h"
 #include "apps/commands.h"
 #include "apps/image_batches.h"
+#include "apps/json_output.h"
 #include "vision/checkpoint/captioner_file.h"
 #include "vision/errors.h"
 #include "vision/image/image_io.h"
@@ -151,8 +151,8 @@ int run_caption(int argc, char** argv) {
   progress.finish();
   if (as_json) {
     std::cout << json_text(json{{"model", model_path}, {"beam", beam}, {"results", results},
-                      {"errors", errors}},
-                     2)
+                               {"errors", errors}},
+                           2)
               << std::endl;
   }
   if (succeeded == 0) return kExitNoInput;

@@ -10,9 +10,9 @@
 
 #include "apps/classifier_data.h"
 #include "apps/cli_common.h"
-#include "apps/json_output.h"
 #include "apps/commands.h"
 #include "apps/image_batches.h"
+#include "apps/json_output.h"
 #include "vision/checkpoint/model_file.h"
 #include "vision/errors.h"
 #include "vision/image/image_io.h"
@@ -79,7 +79,8 @@ int run_classify(int argc, char** argv) {
        "images, directories (searched recursively) or - to read paths from stdin")
       ("model,m", po::value(&p.model)->default_value(default_model_path("classifier")),
        "model file (.safetensors made by 'attn train' or 'attn import')")
-      ("topk,k", po::value(&p.topk)->default_value(5), "classes to show per image (more than the model has shows them all, with a warning)")
+      ("topk,k", po::value(&p.topk)->default_value(5),
+       "classes to show per image (more than the model has: all, with a warning)")
       ("batch-size,b", po::value(&p.batch_size)->default_value(8), "images per forward pass")
       ("tta", po::value(&p.tta)->default_value(p.tta), kTtaHelp)
       ("threads,t", po::value(&p.threads)->default_value(0), kThreadsHelp)

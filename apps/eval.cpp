@@ -12,8 +12,8 @@
 
 #include "apps/classifier_data.h"
 #include "apps/cli_common.h"
-#include "apps/json_output.h"
 #include "apps/commands.h"
+#include "apps/json_output.h"
 #include "vision/checkpoint/captioner_file.h"
 #include "vision/checkpoint/model_file.h"
 #include "vision/data/karpathy.h"
@@ -170,17 +170,17 @@ int run_eval_classifier(int argc, char** argv) {
       confusion.push_back(row);
     }
     std::cout << json_text(json{{"model", model_path},
-                      {"data", data},
-                      {"split", data == "fashion-mnist" ? split : ""},
-                      {"tta", vision::to_string(tta)},
-                      {"count", metrics.count},
-                      {"top1", metrics.top1},
-                      {"top5", metrics.top5},
-                      {"loss", metrics.loss},
-                      {"classes", dataset.classes},
-                      {"confusion", confusion},
-                      {"skipped", skipped_json(dataset.skipped)}},
-                     2)
+                               {"data", data},
+                               {"split", data == "fashion-mnist" ? split : ""},
+                               {"tta", vision::to_string(tta)},
+                               {"count", metrics.count},
+                               {"top1", metrics.top1},
+                               {"top5", metrics.top5},
+                               {"loss", metrics.loss},
+                               {"classes", dataset.classes},
+                               {"confusion", confusion},
+                               {"skipped", skipped_json(dataset.skipped)}},
+                           2)
               << std::endl;
   } else {
     std::cout << std::fixed << std::setprecision(2) << "model: " << model_path << "\ndata:  "
@@ -264,20 +264,20 @@ int run_eval_captioner(int argc, char** argv) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (as_json) {
     std::cout << json_text(json{{"model", model_path},
-                      {"data", data},
-                      {"split", split},
-                      {"count", dataset.size()},
-                      {"beam", beam},
-                      {"bleu", result.bleu.bleu},
-                      {"brevity_penalty", result.bleu.brevity_penalty},
-                      {"cider_d", result.cider},
-                      {"pointing", {{"hits", result.pointing.hits},
-                                    {"total", result.pointing.total},
-                                    {"accuracy", result.pointing.accuracy()}}},
-                      {"loss", result.loss},
-                      {"seconds", seconds},
-                      {"skipped", skipped_json(dataset.skipped)}},
-                     2)
+                               {"data", data},
+                               {"split", split},
+                               {"count", dataset.size()},
+                               {"beam", beam},
+                               {"bleu", result.bleu.bleu},
+                               {"brevity_penalty", result.bleu.brevity_penalty},
+                               {"cider_d", result.cider},
+                               {"pointing", {{"hits", result.pointing.hits},
+                                             {"total", result.pointing.total},
+                                             {"accuracy", result.pointing.accuracy()}}},
+                               {"loss", result.loss},
+                               {"seconds", seconds},
+                               {"skipped", skipped_json(dataset.skipped)}},
+                           2)
               << std::endl;
   } else {
     std::cout << std::fixed << std::setprecision(4) << "model:    " << model_path

@@ -80,7 +80,8 @@ int run_command(const Command& command, int argc, char** argv) {
     apps::print_error(name, "internal error: " + what);
     return apps::kExitNoInput;
   } catch (const nlohmann::json::exception& e) {
-    apps::print_error(name, std::string("internal error (JSON): ") + attnkit::vision::json_error_text(e));
+    apps::print_error(name,
+                      "internal error (JSON): " + attnkit::vision::json_error_text(e));
     return apps::kExitNoInput;
   } catch (const std::exception& e) {
     apps::print_error(name, e.what());

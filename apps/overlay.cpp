@@ -231,8 +231,8 @@ int run_overlay(int argc, char** argv) {
     std::error_code ec;
     fs::create_directories(out, ec);
     if (ec || !fs::is_directory(out)) {
-      print_error("overlay", out + ": cannot create the output directory" +
-                                 (ec ? " (" + ec.message() + ")" : std::string(" (a file has that name)")));
+      print_error("overlay", out + ": cannot create the output directory (" +
+                                 (ec ? ec.message() : std::string("a file has that name")) + ")");
       return kExitNoInput;
     }
   }
@@ -264,8 +264,12 @@ int run_overlay(int argc, char** argv) {
   // An output that is an input or the model (compared by device and inode, so links and
   // other spellings count) would destroy what it was made from.
   auto refuse_overwriting_source = [&](const std::string& input, const std::string& path) {
-    if (same_file(path, input)) throw vision::ImageError(path + ": is the input itself; not overwritten");
-    if (same_file(path, model_path)) throw vision::ImageError(path + ": is the model file; not overwritten");
+    if (same_file(path, input)) {
+      throw vision::ImageError(path + ": is the input itself; not overwritten");
+    }
+    if (same_file(path, model_path)) {
+      throw vision::ImageError(path + ": is the model file; not overwritten");
+    }
   };
   auto save = [&](const std::string& input, const std::string& path, const RenderedOverlay& r) {
     refuse_overwriting_source(input, path);

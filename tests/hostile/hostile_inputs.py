@@ -403,7 +403,8 @@ def build_cases(source, python):
                                       os.path.join(w, "d", "x.rollout.png"))),
              unchanged=["a/x.png", "d/x.rollout.png"]),
         Case("outputs", "import onto its own source", [
-            "import", "--heads", "2", "tv.safetensors", "-o", "tv.safetensors"], 2, ["tv.safetensors"],
+            "import", "--heads", "2", "tv.safetensors", "-o", "tv.safetensors"], 2,
+            ["tv.safetensors"],
              setup=torchvision_vit("tv.safetensors", (1, 17, 16)), unchanged=["tv.safetensors"]),
         Case("outputs", "output under a regular file", [
             "overlay", boot, "-o", "f.txt/out.png"], 4, ["f.txt/out.png"],

@@ -18,7 +18,8 @@ namespace {
 // unnoticed.
 std::vector<unsigned char> encoded(const std::string& ext, int width, int height,
                                    std::vector<int> params = {}) {
-  cv::Mat image(height, width, CV_8UC3, cv::Scalar(10, 200, 30));
+  const bool grey = ext == ".pgm";  // OpenCV writes PGM from grey images only
+  cv::Mat image(height, width, grey ? CV_8UC1 : CV_8UC3, cv::Scalar(10, 200, 30));
   std::vector<unsigned char> bytes;
   EXPECT_TRUE(cv::imencode(ext, image, bytes, params)) << ext;
   return bytes;

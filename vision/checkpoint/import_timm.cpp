@@ -68,7 +68,8 @@ PreprocessConfig preprocess_from_pretrained_cfg(const json& cfg, const std::stri
       if (std.size() == 3) p.std = {std[0], std[1], std[2]};
     }
   } catch (const json::exception& e) {
-    throw CheckpointError(source + ": pretrained_cfg has a value of the wrong type (" + json_error_text(e) + ")");
+    throw CheckpointError(source + ": pretrained_cfg has a value of the wrong type (" +
+                          json_error_text(e) + ")");
   } catch (const std::invalid_argument& e) {
     throw CheckpointError(source + ": " + e.what());
   }

@@ -553,7 +553,7 @@ void save_safetensors(const std::string& path,
     text = header.dump();
   } catch (const nlohmann::ordered_json::exception& e) {
     fail(path,
-         std::string("cannot encode the header (names and metadata must be UTF-8): ") + json_error_text(e));
+         "cannot encode the header (names and metadata must be UTF-8): " + json_error_text(e));
   }
   // Padding keeps the data section 8-byte aligned in the file, as the reference writer does.
   text.append((8 - text.size() % 8) % 8, ' ');

@@ -43,7 +43,9 @@ CaptionData load_caption_data(const std::vector<CaptionRecord>& records,
     throw DataError(source + ": " +
                     (data.skipped.empty() ? "no images in the " + which + " split"
                                           : "no readable images in the " + which + " split") +
-                    (data.skipped.empty() ? "" : " (first problem: " + data.skipped.front().error + ")"));
+                    (data.skipped.empty()
+                         ? ""
+                         : " (first problem: " + data.skipped.front().error + ")"));
   }
   data.images = torch::stack(images);
   return data;
