@@ -2,14 +2,20 @@
 #include "vision/data/karpathy.h"
 
 #include <cctype>
+#include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <limits>
 #include <sstream>
+#include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
 #include "vision/errors.h"
 #include "vision/image/image_io.h"
+#include "vision/json_number.h"
 
 namespace attnkit::vision {
 namespace {
@@ -38,9 +44,17 @@ std::vector<CaptionRecord> load_karpathy_json(const std::string& json_path,
                                               const std::string& image_root) {
   std::ifstream in(json_path);
   if (!in) throw DataError(json_path + ": cannot open");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw DataError(json_path + ": read error");
+  return parse_karpathy_json(text, json_path, image_root);
+}
+
+std::vector<CaptionRecord> parse_karpathy_json(const std::string& text,
+                                               const std::string& json_path,
+                                               const std::string& image_root) {
   json doc;
   try {
-    doc = json::parse(in);
+    doc = json::parse(text);
   } catch (const json::exception& e) {
     throw DataError(json_path + ": not valid JSON (" + e.what() + ")");
   }
@@ -70,17 +84,29 @@ std::vector<CaptionRecord> load_karpathy_json(const std::string& json_path,
       if (r.captions.empty()) throw DataError(where + ": no sentences with words");
       if (entry.contains("objects")) {
         for (const auto& object : entry["objects"]) {
-          const auto box = object.at("box").get<std::vector<int>>();
-          if (box.size() != 4 || box[2] <= 0 || box[3] <= 0) {
+          const auto& box = object.at("box");
+          if (!box.is_array() || box.size() != 4) {
             throw DataError(where + ": an object box must be [x, y, width, height]");
           }
+          int64_t v[4];
+          for (size_t k = 0; k < 4; ++k) v[k] = json_int64(box[k], where + ": box");
+          // The far corner is computed in int (cv::Rect::br) by every user of the box.
+          constexpr int64_t kMax = std::numeric_limits<int>::max();
+          if (v[2] <= 0 || v[3] <= 0 || std::abs(v[0]) > kMax || std::abs(v[1]) > kMax ||
+              v[0] + v[2] > kMax || v[1] + v[3] > kMax) {
+            throw DataError(where + ": an object box must be [x, y, width, height] with a " +
+                            "positive size, in int range");
+          }
           r.objects.push_back({object.at("word").get<std::string>(),
-                               cv::Rect(box[0], box[1], box[2], box[3])});
+                               cv::Rect(static_cast<int>(v[0]), static_cast<int>(v[1]),
+                                        static_cast<int>(v[2]), static_cast<int>(v[3]))});
         }
       }
       records.push_back(std::move(r));
     } catch (const json::exception& e) {
       throw DataError(where + ": " + e.what());
+    } catch (const std::invalid_argument& e) {  // from json_int64
+      throw DataError(e.what());
     }
   }
   return records;
