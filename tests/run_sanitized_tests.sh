@@ -16,12 +16,12 @@ if [ ! -f "$BUILD/build.ninja" ]; then
 fi
 cmake --build "$BUILD" -j "$(nproc)"
 
-# Left out: the Python oracles and the tests that compare against them (they check numbers, not
-# memory, and the ordinary run covers them), and the long training and shipped-weights
-# evaluation runs, which spend minutes inside LibTorch, where nothing is instrumented.
-EXCLUDE='^oracle\.|VitOracle|AttentionMapsOracle|ShippedWeights|ShippedRecipe'
+# Left out: the tests whose point is numeric agreement with the Python references (torchvision,
+# PIL, NLTK: numbers, not memory; the ordinary run has them), and the shipped weights' and
+# recipes' runs, which spend minutes inside LibTorch, where nothing is instrumented. -FS: the
+# oracle fixtures are not added back; the importer tests that need their checkpoints make them.
+EXCLUDE='^oracle\.|ViTOracle\.|AttentionMapsOracle\.|OracleTest\.|Bleu\.AgreesWithNltk|ShippedWeights\.|ShippedRecipe'
 
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_stack_use_after_return=0:strict_string_checks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 cd "$BUILD"
-OMP_NUM_THREADS=1 ctest --output-on-failure -j "$(nproc)" -E "$EXCLUDE"
+OMP_NUM_THREADS=1 ctest --output-on-failure -j "$(nproc)" -E "$EXCLUDE" -FS vit_oracle
