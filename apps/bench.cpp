@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "apps/cli_common.h"
+#include "apps/json_output.h"
 #include "apps/commands.h"
 #include "vision/checkpoint/model_file.h"
 #include "vision/errors.h"
@@ -42,7 +43,7 @@ int run_bench(int argc, char** argv) {
       ("batch-sizes,b", po::value(&batch_sizes)->multitoken(), "batch sizes (default: 1 8)")
       ("runs,r", po::value(&runs)->default_value(10), "timed runs per case (median reported)")
       ("warmup,w", po::value(&warmup)->default_value(3), "untimed runs first")
-      ("threads,t", po::value(&threads)->default_value(0), "CPU threads (0 = all cores)")
+      ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)
       ("json", po::bool_switch(&as_json), "print JSON");
   po::variables_map vm;
   if (!parse_command_line(argc, argv, options, "", "attn bench [options]",
@@ -110,7 +111,7 @@ int run_bench(int argc, char** argv) {
       }
     }
   }
-  if (as_json) std::cout << rows.dump(2) << std::endl;
+  if (as_json) std::cout << json_text(rows, 2) << std::endl;
   return kExitOk;
 }
 

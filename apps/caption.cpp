@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "apps/cli_common.h"
+#include "apps/json_output.h"
 #include "apps/commands.h"
 #include "apps/image_batches.h"
 #include "vision/checkpoint/captioner_file.h"
@@ -65,10 +66,11 @@ int run_caption(int argc, char** argv) {
       ("beam", po::value(&beam)->default_value(beam), "beam width (1 = greedy)")
       ("max-len", po::value(&max_len)->default_value(max_len), "most words per caption")
       ("batch-size,b", po::value(&batch_size)->default_value(batch_size), "images per pass")
-      ("threads,t", po::value(&threads)->default_value(0), "CPU threads (0 = all cores)")
+      ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)
       ("json", po::bool_switch(&as_json),
        "one JSON document: per image the caption, per word its probability and attention grid")
       ("jsonl", po::bool_switch(&as_jsonl), "one JSON object per image, as they finish");
+  add_max_pixels_option(options);
   po::variables_map vm;
   if (!parse_command_line(
           argc, argv, options, "inputs", "attn caption [options] IMAGE|DIR|- ...",
@@ -109,7 +111,7 @@ int run_caption(int argc, char** argv) {
     progress.clear();
     print_error("caption", message);
     if (as_jsonl) {
-      std::cout << json{{"path", path}, {"error", message}}.dump() << std::endl;
+      std::cout << json_text({{"path", path}, {"error", message}}) << std::endl;
     } else {
       errors.push_back({{"path", path}, {"error", message}});
     }
@@ -128,7 +130,7 @@ int run_caption(int argc, char** argv) {
     for (size_t b = 0; b < paths.size(); ++b) {
       ++succeeded;
       if (as_jsonl) {
-        std::cout << caption_json(paths[b], captions[b], true).dump() << std::endl;
+        std::cout << json_text(caption_json(paths[b], captions[b], true)) << std::endl;
       } else if (as_json) {
         results.push_back(caption_json(paths[b], captions[b], true));
       } else {
@@ -148,9 +150,9 @@ int run_caption(int argc, char** argv) {
                        caption_batch, [&](int64_t n) { progress.advance(n); });
   progress.finish();
   if (as_json) {
-    std::cout << json{{"model", model_path}, {"beam", beam}, {"results", results},
-                      {"errors", errors}}
-                     .dump(2)
+    std::cout << json_text(json{{"model", model_path}, {"beam", beam}, {"results", results},
+                      {"errors", errors}},
+                     2)
               << std::endl;
   }
   if (succeeded == 0) return kExitNoInput;

@@ -30,7 +30,7 @@ vision::LabeledImages load_classifier_data(const std::string& spec, const std::s
                                            const std::string& command) {
   if (spec == "fashion-mnist") return vision::load_fashion_mnist(fashion_dir, split);
   auto data = vision::load_image_folder(spec, preprocess);
-  for (const auto& problem : data.skipped) print_warning(command, "skipped " + problem);
+  for (const auto& skipped : data.skipped) print_warning(command, "skipped " + skipped.error);
   return data;
 }
 

@@ -10,6 +10,7 @@
 
 #include "apps/classifier_data.h"
 #include "apps/cli_common.h"
+#include "apps/json_output.h"
 #include "apps/commands.h"
 #include "apps/image_batches.h"
 #include "vision/checkpoint/model_file.h"
@@ -78,12 +79,13 @@ int run_classify(int argc, char** argv) {
        "images, directories (searched recursively) or - to read paths from stdin")
       ("model,m", po::value(&p.model)->default_value(default_model_path("classifier")),
        "model file (.safetensors made by 'attn train' or 'attn import')")
-      ("topk,k", po::value(&p.topk)->default_value(5), "classes to show per image")
+      ("topk,k", po::value(&p.topk)->default_value(5), "classes to show per image (more than the model has shows them all, with a warning)")
       ("batch-size,b", po::value(&p.batch_size)->default_value(8), "images per forward pass")
       ("tta", po::value(&p.tta)->default_value(p.tta), kTtaHelp)
-      ("threads,t", po::value(&p.threads)->default_value(0), "CPU threads (0 = all cores)")
+      ("threads,t", po::value(&p.threads)->default_value(0), kThreadsHelp)
       ("json", po::bool_switch(&p.json), "print one JSON document with every result")
       ("jsonl", po::bool_switch(&p.jsonl), "print one JSON object per image, as they finish");
+  add_max_pixels_option(options);
   po::variables_map vm;
   if (!parse_command_line(
           argc, argv, options, "inputs", "attn classify [options] IMAGE|DIR|- ...",
@@ -125,6 +127,11 @@ int run_classify(int argc, char** argv) {
     print_error("classify", p.model + ": the model has no classification head");
     return kExitBadModel;
   }
+  if (topk < p.topk) {
+    print_warning("classify", "--topk " + std::to_string(p.topk) + " is more than the model's " +
+                                  std::to_string(topk) + " classes; showing all " +
+                                  std::to_string(topk));
+  }
 
   const auto items = expand_inputs(p.inputs);
   json results = json::array();
@@ -135,7 +142,7 @@ int run_classify(int argc, char** argv) {
     progress.clear();
     print_error("classify", message);
     if (p.jsonl) {
-      std::cout << json{{"path", path}, {"error", message}}.dump() << std::endl;
+      std::cout << json_text({{"path", path}, {"error", message}}) << std::endl;
     } else {
       errors.push_back({{"path", path}, {"error", message}});
     }
@@ -170,7 +177,7 @@ int run_classify(int argc, char** argv) {
       }
       ++succeeded;
       if (p.jsonl) {
-        std::cout << result_json(paths[b], predictions).dump() << std::endl;
+        std::cout << json_text(result_json(paths[b], predictions)) << std::endl;
       } else if (p.json) {
         results.push_back(result_json(paths[b], predictions));
       } else {
@@ -183,7 +190,7 @@ int run_classify(int argc, char** argv) {
                        classify_batch, [&](int64_t n) { progress.advance(n); });
   progress.finish();
   if (p.json) {
-    std::cout << json{{"model", p.model}, {"results", results}, {"errors", errors}}.dump(2)
+    std::cout << json_text({{"model", p.model}, {"results", results}, {"errors", errors}}, 2)
               << std::endl;
   }
   if (succeeded == 0) return kExitNoInput;

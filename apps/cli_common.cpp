@@ -25,11 +25,12 @@ std::string exit_codes_help() {
          "  1  some inputs failed (the others were processed)\n"
          "  2  usage error\n"
          "  3  the model could not be loaded\n"
-         "  4  no input could be processed\n";
+         "  4  no input could be processed, or the results could not be written\n";
 }
 
 void print_error(const std::string& command, const std::string& message) {
-  std::cerr << "attn " << command << ": error: " << message << std::endl;
+  std::cerr << "attn" << (command.empty() ? "" : " " + command) << ": error: " << message
+            << std::endl;
 }
 
 void print_warning(const std::string& command, const std::string& message) {
@@ -107,6 +108,11 @@ std::vector<InputItem> expand_inputs(const std::vector<std::string>& args) {
   return items;
 }
 
+bool same_file(const std::string& a, const std::string& b) {
+  std::error_code ec;
+  return fs::equivalent(a, b, ec) && !ec;
+}
+
 int dispatch_subtask(int argc, char** argv, const std::string& command,
                      const std::vector<Subtask>& tasks) {
   std::ostringstream usage;
@@ -132,15 +138,41 @@ int dispatch_subtask(int argc, char** argv, const std::string& command,
   throw UsageError("unknown task '" + name + "' (expected: " + names + ")");
 }
 
+void add_max_pixels_option(po::options_description& options) {
+  options.add_options()(
+      "max-pixels",
+      po::value<int64_t>()
+          ->default_value(vision::kDefaultMaxImagePixels)
+          ->notifier([](int64_t pixels) {
+            if (pixels < 1) {
+              throw UsageError("--max-pixels must be at least 1, got " + std::to_string(pixels));
+            }
+            vision::set_max_image_pixels(pixels);
+          }),
+      "refuse images with more pixels than this (read from the file's header before decoding:\n"
+      "a small file can declare a huge image)");
+}
+
 int set_threads(int requested) {
+  if (requested < 0) {
+    throw UsageError("--threads must be 0 (all cores) or a positive count, got " +
+                     std::to_string(requested));
+  }
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   int threads = requested;
-  if (threads <= 0) {
+  std::string source = "--threads";
+  if (threads == 0) {
     // OpenMP's own variable wins over "all cores": parallel test runs and shared machines set it.
-    if (const char* omp = std::getenv("OMP_NUM_THREADS"); omp && std::atoi(omp) > 0) {
-      threads = std::atoi(omp);
-    } else {
-      threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    }
+    const char* omp = std::getenv("OMP_NUM_THREADS");
+    threads = omp && std::atoi(omp) > 0 ? std::atoi(omp) : cores;
+    source = "OMP_NUM_THREADS";
+  }
+  // More threads than cores only adds spinning OpenMP workers (100,000 of them never finish
+  // starting), so the count is capped at the core count.
+  if (threads > cores) {
+    std::cerr << "attn: warning: " << source << " " << threads << " is more than the " << cores
+              << " cores here; using " << cores << "\n";
+    threads = cores;
   }
   at::set_num_threads(threads);
   return threads;

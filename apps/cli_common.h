@@ -54,6 +54,10 @@ struct InputItem {
 /// Missing paths come back as items with an error.
 std::vector<InputItem> expand_inputs(const std::vector<std::string>& args);
 
+/// True when both paths exist and are the same file (same device and inode: hard links,
+/// symbolic links and other spellings of one file count).
+bool same_file(const std::string& a, const std::string& b);
+
 /// One task of a command that has tasks (`attn train classifier`, `attn data scenes`).
 struct Subtask {
   const char* name;
@@ -66,8 +70,17 @@ struct Subtask {
 int dispatch_subtask(int argc, char** argv, const std::string& command,
                      const std::vector<Subtask>& tasks);
 
-/// Sets LibTorch's intra-op threads; 0 = $OMP_NUM_THREADS if set, else every core. Returns the
-/// count in use.
+/// --threads' help text, the same for every subcommand.
+constexpr const char* kThreadsHelp =
+    "CPU threads (0 = $OMP_NUM_THREADS, else all cores; more than the cores is capped)";
+
+/// Adds `--max-pixels N` to `options`: images whose header declares more pixels are refused
+/// before decoding (vision::set_max_image_pixels; default 100 megapixels).
+void add_max_pixels_option(boost::program_options::options_description& options);
+
+/// Sets LibTorch's intra-op threads; 0 = $OMP_NUM_THREADS if set, else every core. A count
+/// above the core count is capped there with a warning; a negative one throws UsageError.
+/// Returns the count in use.
 int set_threads(int requested);
 
 /// The shipped default model for a task ("classifier", "captioner"): $ATTNKIT_WEIGHTS/<file>, else

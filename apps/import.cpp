@@ -1,5 +1,6 @@
 // apps/import.cpp: `attn import`: a timm, Hugging Face or torchvision ViT checkpoint -> one
 // attnkit .safetensors model file.
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 
@@ -55,6 +56,20 @@ int run_import(int argc, char** argv) {
   if (inputs.size() != 1) throw UsageError("give exactly one checkpoint to import");
   if (output.empty()) throw UsageError("--output is required");
   const std::string& input = inputs.front();
+  // The output must not replace the checkpoint it is read from (memory-mapped while importing).
+  std::vector<std::string> sources = {input, labels_file};
+  std::error_code ec;
+  if (std::filesystem::is_directory(input, ec)) {
+    for (const auto& entry : std::filesystem::directory_iterator(input, ec)) {
+      sources.push_back(entry.path().string());
+    }
+  }
+  for (const auto& source_file : sources) {
+    if (same_file(output, source_file)) {
+      throw UsageError("--output " + output + " is the same file as " + source_file +
+                       ", which it is made from; choose another name");
+    }
+  }
   try {
     const auto chosen = format == "auto" ? vision::detect_checkpoint_format(input)
                                          : vision::checkpoint_format_from_string(format);

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "apps/cli_common.h"
+#include "apps/json_output.h"
 #include "apps/commands.h"
 #include "vision/checkpoint/model_file.h"
 #include "vision/checkpoint/safetensors.h"
@@ -81,7 +82,7 @@ int run_inspect(int argc, char** argv) {
                     {"num_labels", info.labels.size()},
                     {"labels", info.labels},
                     {"source", info.source}};
-        std::cout << out.dump(2) << std::endl;
+        std::cout << json_text(out, 2) << std::endl;
         continue;
       }
       std::cout << path << "\n";

@@ -1,12 +1,20 @@
 // apps/main.cpp: `attn`: dispatches to a subcommand and maps errors to exit codes.
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <new>
 #include <string>
 
 #include <c10/util/Exception.h>
+#include <nlohmann/json.hpp>
+#include <opencv2/core/utils/logger.hpp>
 
 #include "apps/cli_common.h"
 #include "apps/commands.h"
+#include "vision/errors.h"
+#include "vision/json_error.h"
 
 namespace {
 
@@ -38,9 +46,71 @@ void print_usage(std::ostream& out) {
       << attnkit::apps::exit_codes_help();
 }
 
+// Runs one subcommand and turns whatever escapes it into attnkit's words and the exit code of
+// the phase it came from: a model that cannot be used is 3, a bad option 2, anything else 4.
+int run_command(const Command& command, int argc, char** argv) {
+  namespace apps = attnkit::apps;
+  const std::string name = command.name;
+  try {
+    return command.run(argc, argv);
+  } catch (const apps::UsageError& e) {
+    apps::print_error(name, std::string(e.what()) + " (see 'attn " + name + " --help')");
+    return apps::kExitUsage;
+  } catch (const attnkit::vision::CheckpointError& e) {
+    apps::print_error(name, e.what());
+    return apps::kExitBadModel;
+  } catch (const attnkit::vision::Error& e) {
+    apps::print_error(name, e.what());
+    return apps::kExitNoInput;
+  } catch (const std::bad_alloc&) {
+    apps::print_error(name, "out of memory (try a smaller --batch-size, or fewer --threads)");
+    return apps::kExitNoInput;
+  } catch (const c10::Error& e) {
+    const std::string what = e.what_without_backtrace();
+    // LibTorch's allocator says "DefaultCPUAllocator: can't allocate memory: you tried to
+    // allocate N bytes"; the user needs the size, not the allocator's name.
+    if (const size_t at = what.find("you tried to allocate "); at != std::string::npos) {
+      const double bytes = std::atof(what.c_str() + at + 22);
+      char size[64];
+      std::snprintf(size, sizeof(size), "%.1f GB", bytes / 1e9);
+      apps::print_error(name, std::string("out of memory: a tensor of ") + size +
+                                  " was asked for (try a smaller --batch-size or --beam)");
+      return apps::kExitNoInput;
+    }
+    apps::print_error(name, "internal error: " + what);
+    return apps::kExitNoInput;
+  } catch (const nlohmann::json::exception& e) {
+    apps::print_error(name, std::string("internal error (JSON): ") + attnkit::vision::json_error_text(e));
+    return apps::kExitNoInput;
+  } catch (const std::exception& e) {
+    apps::print_error(name, e.what());
+    return apps::kExitNoInput;
+  }
+}
+
+// Results go to stdout; a full disk or a closed pipe there must not pass for success.
+int finish_stdout(const std::string& command, int code) {
+  errno = 0;
+  std::cout.flush();
+  const bool failed = !std::cout.good() || std::fflush(stdout) != 0 || std::ferror(stdout);
+  if (!failed) return code;
+  int error = errno;
+  if (error == 0) {
+    // The write failed earlier (at a std::endl) and errno has moved on since; one more byte
+    // to the already broken output finds the reason again.
+    std::clearerr(stdout);
+    if (std::fputc('\n', stdout) == EOF || std::fflush(stdout) != 0) error = errno;
+  }
+  attnkit::apps::print_error(
+      command, "cannot write output" + (error ? std::string(": ") + std::strerror(error) : ""));
+  return code == attnkit::apps::kExitOk ? attnkit::apps::kExitNoInput : code;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  // OpenCV's own "[ WARN:0@...]" lines would come before attnkit's message about the same file.
+  cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
   if (argc < 2) {
     print_usage(std::cerr);
     return attnkit::apps::kExitUsage;
@@ -48,26 +118,14 @@ int main(int argc, char** argv) {
   const std::string name = argv[1];
   if (name == "--help" || name == "-h" || name == "help") {
     print_usage(std::cout);
-    return attnkit::apps::kExitOk;
+    return finish_stdout("", attnkit::apps::kExitOk);
   }
   if (name == "--version") {
     std::cout << "attn " << ATTNKIT_VERSION << "\n";
-    return attnkit::apps::kExitOk;
+    return finish_stdout("", attnkit::apps::kExitOk);
   }
   for (const auto& c : kCommands) {
-    if (name != c.name) continue;
-    try {
-      return c.run(argc - 1, argv + 1);
-    } catch (const attnkit::apps::UsageError& e) {
-      attnkit::apps::print_error(name, std::string(e.what()) + " (see 'attn " + name + " --help')");
-      return attnkit::apps::kExitUsage;
-    } catch (const c10::Error& e) {
-      attnkit::apps::print_error(name, e.what_without_backtrace());
-      return attnkit::apps::kExitNoInput;
-    } catch (const std::exception& e) {
-      attnkit::apps::print_error(name, e.what());
-      return attnkit::apps::kExitNoInput;
-    }
+    if (name == c.name) return finish_stdout(name, run_command(c, argc - 1, argv + 1));
   }
   std::cerr << "attn: error: unknown command '" << name << "'\n\n";
   print_usage(std::cerr);

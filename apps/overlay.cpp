@@ -129,7 +129,8 @@ int run_overlay(int argc, char** argv) {
        "also write the raw grids, prediction or caption as <output>.json (images)")
       ("batch-size,b", po::value(&batch_size)->default_value(batch_size),
        "images or video frames per forward pass")
-      ("threads,t", po::value(&threads)->default_value(0), "CPU threads (0 = all cores)");
+      ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp);
+  add_max_pixels_option(options);
   po::variables_map vm;
   if (!parse_command_line(
           argc, argv, options, "inputs", "attn overlay [options] IMAGE|VIDEO|DIR|- ...",
@@ -200,11 +201,23 @@ int run_overlay(int argc, char** argv) {
   OutputPlan plan;
   plan.target = out;
   plan.single_file = vision::has_writable_image_extension(out) || is_video(out);
+  // A name with an extension (out.tiff, m.safetensors) means a file, not a directory to
+  // create: say what can be written. An existing directory keeps its name, dots and all.
+  std::error_code out_ec;
+  if (!plan.single_file && !vision::lower_extension(out).empty() &&
+      !fs::is_directory(out, out_ec)) {
+    throw UsageError("--out " + out + ": cannot write " + vision::lower_extension(out) +
+                     " files; name an image (.png, .jpg, .jpeg, .webp, .bmp), a video (.mp4, "
+                     ".avi) or a directory (no extension, or one that exists)");
+  }
   const auto items = expand_inputs(inputs);
   if (plan.single_file) {
     const auto parent = fs::path(out).parent_path();
     std::error_code ec;
     if (!parent.empty()) fs::create_directories(parent, ec);
+    if (items.size() == 1 && same_file(out, items[0].path)) {
+      throw UsageError("--out " + out + " is the input file itself; choose another name");
+    }
     if (items.size() != 1) {
       throw UsageError("--out " + out + " is one file but " + std::to_string(items.size()) +
                        " inputs were given; pass a directory");
@@ -218,7 +231,8 @@ int run_overlay(int argc, char** argv) {
     std::error_code ec;
     fs::create_directories(out, ec);
     if (ec || !fs::is_directory(out)) {
-      print_error("overlay", out + ": cannot create the output directory");
+      print_error("overlay", out + ": cannot create the output directory" +
+                                 (ec ? " (" + ec.message() + ")" : std::string(" (a file has that name)")));
       return kExitNoInput;
     }
   }
@@ -247,7 +261,14 @@ int run_overlay(int argc, char** argv) {
     progress.clear();
     print_error("overlay", message);
   };
+  // An output that is an input or the model (compared by device and inode, so links and
+  // other spellings count) would destroy what it was made from.
+  auto refuse_overwriting_source = [&](const std::string& input, const std::string& path) {
+    if (same_file(path, input)) throw vision::ImageError(path + ": is the input itself; not overwritten");
+    if (same_file(path, model_path)) throw vision::ImageError(path + ": is the model file; not overwritten");
+  };
   auto save = [&](const std::string& input, const std::string& path, const RenderedOverlay& r) {
+    refuse_overwriting_source(input, path);
     vision::save_image_rgb(path, r.rgb);
     if (write_json) {
       const std::string text = r.json + "\n";
@@ -260,6 +281,7 @@ int run_overlay(int argc, char** argv) {
 
   // Videos one at a time, frames batched.
   auto overlay_video = [&](const std::string& input, const std::string& path) {
+    refuse_overwriting_source(input, path);
     cv::VideoCapture capture(input);
     if (!capture.isOpened()) throw vision::ImageError(input + ": cannot open as a video");
     const double fps = capture.get(cv::CAP_PROP_FPS) > 0 ? capture.get(cv::CAP_PROP_FPS) : 25.0;

@@ -87,8 +87,9 @@ int run_train_captioner(int argc, char** argv) {
        "name next; validation still scores against all references")
       ("limit", po::value(&limit)->default_value(0), "use only the first N training images")
       ("max-steps", po::value(&o.max_steps)->default_value(0), "stop after N steps (0 = all)")
-      ("threads,t", po::value(&threads)->default_value(0), "CPU threads (0 = all cores)")
+      ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)
       ("resume", po::value(&resume), "continue from a last.safetensors checkpoint");
+  add_max_pixels_option(options);
   po::variables_map vm;
   if (!parse_command_line(
           argc, argv, options, "", "attn train captioner --data SPLIT.json [options]",
@@ -169,10 +170,11 @@ int run_train_captioner(int argc, char** argv) {
       sentences.insert(sentences.end(), r.captions.begin(), r.captions.end());
     }
     vocabulary = vision::Vocabulary::build(sentences, min_count);
-    train = vision::load_caption_data(records, {"train"}, info.preprocess, vocabulary);
-    for (const auto& s : train.skipped) print_warning("train", "skipped " + s);
+    train = vision::load_caption_data(records, {"train"}, info.preprocess, vocabulary, data);
+    for (const auto& s : train.skipped) print_warning("train", "skipped " + s.error);
     try {
-      validation = vision::load_caption_data(records, {"val"}, info.preprocess, vocabulary);
+      validation = vision::load_caption_data(records, {"val"}, info.preprocess, vocabulary, data);
+      for (const auto& s : validation.skipped) print_warning("train", "skipped " + s.error);
     } catch (const vision::DataError&) {
       print_warning("train", data + ": no val split: no validation, best = last");
     }

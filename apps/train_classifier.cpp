@@ -124,7 +124,7 @@ int run_train_classifier(int argc, char** argv) {
        "early stopping: epochs without a better validation top-1 (0 = off)")
       ("seed", po::value(&o.seed)->default_value(o.seed), "seed for init, split and batches")
       ("no-bf16", po::bool_switch(&no_bf16), "train in float32 (bf16 autocast is the default)")
-      ("threads,t", po::value(&threads)->default_value(0), "CPU threads (0 = all cores)")
+      ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)
       ("limit", po::value(&limit)->default_value(0),
        "use only the first N training examples (smoke tests)")
       ("max-steps", po::value(&o.max_steps)->default_value(0),
@@ -132,6 +132,7 @@ int run_train_classifier(int argc, char** argv) {
       ("save-every", po::value(&o.save_every)->default_value(0),
        "also write last.safetensors every N steps (0 = at epoch ends)")
       ("resume", po::value(&resume), "continue from a last.safetensors checkpoint");
+  add_max_pixels_option(options);
   po::variables_map vm;
   if (!parse_command_line(
           argc, argv, options, "", "attn train classifier [options]",

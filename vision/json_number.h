@@ -16,4 +16,8 @@ int64_t json_int64(const nlohmann::json& value, const std::string& what);
 /// `value` when it is a finite JSON number. Throws std::invalid_argument naming `what`.
 double json_double(const nlohmann::json& value, const std::string& what);
 
+/// `value` for a message: ASCII (safe to cut and to print as JSON), at most 40 characters; lists
+/// and objects are only described, since dump() recurses and hostile input nests a million deep.
+std::string json_brief(const nlohmann::json& value);
+
 }  // namespace attnkit::vision

@@ -356,8 +356,36 @@ TEST(Safetensors, RejectsInvalidJson) {
 TEST(Safetensors, RejectsHeaderThatIsNotAnObject) {
   expect_rejected(make_file("[1, 2]", ""), {"not a JSON object"});
   expect_rejected(make_file(R"("text")", ""), {"not a JSON object"});
-  expect_rejected(make_file(" {}", ""), {"must start with '{'"});  // as the reference reader
+  expect_rejected(make_file("x {}", ""), {"must start with '{'"});
+  expect_rejected(make_file(" \t", ""), {"must start with '{'"});
   expect_rejected(le64(0), {"not a JSON object"});
+}
+
+TEST(Safetensors, AcceptsWhitespaceAroundTheHeader) {
+  // The reference reader accepts JSON whitespace before and after the object (safetensors
+  // #686), so that writers can align the data section.
+  const std::string entry = R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+  for (const std::string& header : {" " + entry, "\n\t\r " + entry, entry + "\n"}) {
+    const auto entries = parse(make_file(header, f32_bytes({1.5f})));
+    ASSERT_EQ(entries.size(), 1u) << header;
+    EXPECT_EQ(entries[0].name, "w");
+  }
+}
+
+TEST(Safetensors, NamesOtherModelFormatsAndHowToConvertThem) {
+  // torch.save's zip (first entry archive/data.pkl), TorchScript (constants.pkl, code/), a
+  // legacy pickle (PROTO 2 + torch's magic number), other formats people try by mistake.
+  const std::string zip = std::string("PK\x03\x04\x00\x00\x08\x08", 8);
+  expect_rejected(zip + "archive/data.pkl payload",
+                  {"torch.save", "never unpickles", "st.save_file(torch.load("});
+  expect_rejected(zip + "archive/data.pkl archive/constants.pkl archive/code/__torch__.py",
+                  {"TorchScript", "torch.jit.load("});
+  expect_rejected(zip + "numbers.npy", {"a zip archive, not a safetensors file"});
+  expect_rejected(std::string("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8", 12),
+                  {"a Python pickle", "never unpickles"});
+  expect_rejected(std::string("\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR", 16),
+                  {"an image, not a model file"});
+  expect_rejected(std::string("GGUF\x03\x00\x00\x00\x01\x00\x00\x00", 12), {"GGUF"});
 }
 
 TEST(Safetensors, RejectsInvalidUtf8) {

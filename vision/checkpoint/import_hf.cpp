@@ -8,6 +8,7 @@
 #include "vision/checkpoint/imagenet_labels.h"
 #include "vision/checkpoint/import_util.h"
 #include "vision/errors.h"
+#include "vision/json_error.h"
 
 namespace attnkit::vision {
 namespace {
@@ -104,7 +105,7 @@ PreprocessConfig preprocess_from_processor(const json& processor, const ViTConfi
       }
     }
   } catch (const json::exception& e) {
-    throw CheckpointError(source + ": a value of the wrong type (" + e.what() + ")");
+    throw CheckpointError(source + ": a value of the wrong type (" + json_error_text(e) + ")");
   }
   return p;
 }
@@ -147,7 +148,7 @@ ImportedModel import_hf(const std::string& path, const ImportOptions& options) {
                             "' is not supported (the exact erf 'gelu' is)");
     }
   } catch (const json::exception& e) {
-    throw CheckpointError(config_path + ": a value of the wrong type (" + e.what() + ")");
+    throw CheckpointError(config_path + ": a value of the wrong type (" + json_error_text(e) + ")");
   }
 
   // Weights are under "vit." / "deit." in the *ForImageClassification classes, bare in ViTModel.
@@ -207,7 +208,7 @@ ImportedModel import_hf(const std::string& path, const ImportOptions& options) {
   // Heads sit outside the prefix: classifier (ViT), cls_classifier + distillation_classifier (DeiT).
   const std::string head_name = c.distillation_token ? "cls_classifier" : "classifier";
   if (file.contains(head_name + ".weight")) {
-    c.num_classes = file.entry(head_name + ".weight").shape.at(0);
+    c.num_classes = detail::checked_shape(file, head_name + ".weight", 2, "(classes, dim)")[0];
     for (const char* kind : {".weight", ".bias"}) {
       t.emplace_back(std::string("head") + kind, take(head_name + kind));
       if (c.distillation_token) {

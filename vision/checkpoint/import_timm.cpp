@@ -8,6 +8,7 @@
 #include "vision/checkpoint/imagenet_labels.h"
 #include "vision/checkpoint/import_util.h"
 #include "vision/errors.h"
+#include "vision/json_error.h"
 
 namespace attnkit::vision {
 namespace {
@@ -67,7 +68,7 @@ PreprocessConfig preprocess_from_pretrained_cfg(const json& cfg, const std::stri
       if (std.size() == 3) p.std = {std[0], std[1], std[2]};
     }
   } catch (const json::exception& e) {
-    throw CheckpointError(source + ": pretrained_cfg has a value of the wrong type (" + e.what() + ")");
+    throw CheckpointError(source + ": pretrained_cfg has a value of the wrong type (" + json_error_text(e) + ")");
   } catch (const std::invalid_argument& e) {
     throw CheckpointError(source + ": " + e.what());
   }
@@ -111,7 +112,7 @@ ImportedModel import_timm(const std::string& path, const ImportOptions& options)
   c.depth = 0;
   while (file.contains("blocks." + std::to_string(c.depth) + ".norm1.weight")) ++c.depth;
   if (c.depth == 0) throw CheckpointError(weights_path + ": no transformer blocks (blocks.0.*)");
-  c.mlp_hidden_dim = detail::float_tensor(file, "blocks.0.mlp.fc1.weight").size(0);
+  c.mlp_hidden_dim = detail::checked_shape(file, "blocks.0.mlp.fc1.weight", 2, "(hidden, dim)")[0];
   c.qkv_bias = file.contains("blocks.0.attn.qkv.bias");
   c.qk_norm = file.contains("blocks.0.attn.q_norm.weight");
   c.layer_scale = file.contains("blocks.0.ls1.gamma");
@@ -119,14 +120,18 @@ ImportedModel import_timm(const std::string& path, const ImportOptions& options)
   c.fc_norm = file.contains("fc_norm.weight");
   c.class_token = file.contains("cls_token");
   c.distillation_token = file.contains("dist_token");
-  c.register_tokens = file.contains("reg_token") ? file.entry("reg_token").shape.at(1) : 0;
+  c.register_tokens = file.contains("reg_token")
+                          ? detail::checked_shape(file, "reg_token", 3, "(1, registers, dim)")[1]
+                          : 0;
   c.norm_eps = 1e-6;  // timm's ViTs use LayerNorm(eps=1e-6)
-  c.num_classes = file.contains("head.weight") ? file.entry("head.weight").shape.at(0) : 0;
+  c.num_classes = file.contains("head.weight")
+                      ? detail::checked_shape(file, "head.weight", 2, "(classes, dim)")[0]
+                      : 0;
 
   std::string pool = model_args.value("global_pool", config.value("global_pool", std::string()));
   if (file.contains("attn_pool.latent")) {
     c.pooling = Pooling::kMap;
-    if (file.entry("attn_pool.latent").shape.at(1) != 1) {
+    if (detail::checked_shape(file, "attn_pool.latent", 3, "(1, queries, dim)")[1] != 1) {
       throw CheckpointError(weights_path + ": attention pooling with more than one latent query "
                             "is not supported");
     }
@@ -152,7 +157,7 @@ ImportedModel import_timm(const std::string& path, const ImportOptions& options)
 
   // Image size: from pretrained_cfg, else the square grid the position embeddings hold.
   out.info.preprocess = preprocess_from_pretrained_cfg(pretrained, config_path);
-  const int64_t pos_tokens = file.entry("pos_embed").shape.at(1);
+  const int64_t pos_tokens = detail::checked_shape(file, "pos_embed", 3, "(1, tokens, dim)")[1];
   if (pretrained.contains("input_size")) {
     c.image_height = out.info.preprocess.height;
     c.image_width = out.info.preprocess.width;

@@ -61,11 +61,13 @@ ImportedModel import_torchvision(const std::string& path, const ImportOptions& o
   const std::string mlp0 = file.contains("encoder.layers.encoder_layer_0.mlp.0.weight")
                                ? "encoder.layers.encoder_layer_0.mlp.0.weight"
                                : "encoder.layers.encoder_layer_0.mlp.linear_1.weight";
-  c.mlp_hidden_dim = detail::float_tensor(file, mlp0).size(0);
+  c.mlp_hidden_dim = detail::checked_shape(file, mlp0, 2, "(hidden, dim)")[0];
   c.norm_eps = 1e-6;  // torchvision: partial(nn.LayerNorm, eps=1e-6)
   c.class_token = true;
   c.pooling = Pooling::kToken;
-  c.num_classes = file.contains("heads.head.weight") ? file.entry("heads.head.weight").shape.at(0) : 0;
+  c.num_classes = file.contains("heads.head.weight")
+                      ? detail::checked_shape(file, "heads.head.weight", 2, "(classes, dim)")[0]
+                      : 0;
   if (file.contains("heads.pre_logits.weight")) {
     throw CheckpointError(path + ": heads with a representation layer (pre_logits) are not "
                           "supported");
@@ -75,7 +77,8 @@ ImportedModel import_torchvision(const std::string& path, const ImportOptions& o
     throw CheckpointError(path + ": cannot tell the number of heads for width " +
                           std::to_string(c.dim) + "; pass --heads");
   }
-  const int64_t pos_tokens = file.entry("encoder.pos_embedding").shape.at(1);
+  const int64_t pos_tokens =
+      detail::checked_shape(file, "encoder.pos_embedding", 3, "(1, tokens, dim)")[1];
   const int64_t side = detail::square_side(pos_tokens - 1);
   if (side == 0) {
     throw CheckpointError(path + ": encoder.pos_embedding has " + std::to_string(pos_tokens) +

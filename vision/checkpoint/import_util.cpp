@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "vision/errors.h"
+#include "vision/json_error.h"
 
 namespace attnkit::vision {
 
@@ -54,10 +55,21 @@ CheckpointFormat detect_checkpoint_format(const std::string& path) {
 
 ImportedModel import_checkpoint(const std::string& path, CheckpointFormat format,
                                 const ImportOptions& options) {
-  switch (format) {
-    case CheckpointFormat::kTimm: return import_timm(path, options);
-    case CheckpointFormat::kHuggingFace: return import_hf(path, options);
-    case CheckpointFormat::kTorchvision: return import_torchvision(path, options);
+  // The importers check what they read; a config value of an unexpected JSON type that slips
+  // past them still comes out as this file's error, not as nlohmann's.
+  try {
+    switch (format) {
+      case CheckpointFormat::kTimm: return import_timm(path, options);
+      case CheckpointFormat::kHuggingFace: return import_hf(path, options);
+      case CheckpointFormat::kTorchvision: return import_torchvision(path, options);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw CheckpointError(path + ": a config value has the wrong type (" + json_error_text(e) +
+                          ")");
+  } catch (const c10::Error& e) {
+    // Shapes are checked before they are read, but q/k/v of mismatched ranks fail to fuse.
+    throw CheckpointError(path + ": tensors of inconsistent shapes (" +
+                          std::string(e.what_without_backtrace()) + ")");
   }
   throw CheckpointError(path + ": unknown checkpoint format");
 }
@@ -72,7 +84,7 @@ nlohmann::json read_json_file(const std::string& path) {
   try {
     return nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {
-    throw CheckpointError(path + ": not valid JSON (" + e.what() + ")");
+    throw CheckpointError(path + ": not valid JSON (" + json_error_text(e) + ")");
   }
 }
 
@@ -88,6 +100,20 @@ std::string file_in_directory(const std::string& dir, const std::string& name) {
 torch::Tensor float_tensor(const SafetensorsFile& file, const std::string& name) {
   if (!file.contains(name)) throw CheckpointError(file.path() + ": no tensor '" + name + "'");
   return file.tensor(name, torch::kFloat);
+}
+
+std::vector<int64_t> checked_shape(const SafetensorsFile& file, const std::string& name,
+                                   size_t rank, const std::string& layout) {
+  if (!file.contains(name)) throw CheckpointError(file.path() + ": no tensor '" + name + "'");
+  const auto& shape = file.entry(name).shape;
+  if (shape.size() != rank) {
+    std::string sizes;
+    for (size_t i = 0; i < shape.size(); ++i) sizes += (i ? ", " : "") + std::to_string(shape[i]);
+    throw CheckpointError(file.path() + ": tensor '" + name + "' has shape [" + sizes +
+                          "] (rank " + std::to_string(shape.size()) + "), expected rank " +
+                          std::to_string(rank) + ": " + layout);
+  }
+  return shape;
 }
 
 int64_t standard_num_heads(int64_t dim) {

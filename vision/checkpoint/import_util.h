@@ -20,6 +20,12 @@ std::string file_in_directory(const std::string& dir, const std::string& name);
 /// The tensor as float32 (F16/BF16/F64 converted); CheckpointError if absent.
 torch::Tensor float_tensor(const SafetensorsFile& file, const std::string& name);
 
+/// The shape of tensor `name` once it is known to have `layout`'s rank (`layout` spells the
+/// dimensions, e.g. "(1, tokens, dim)"); CheckpointError naming the file, the tensor, its shape
+/// and the layout otherwise, or when the tensor is absent.
+std::vector<int64_t> checked_shape(const SafetensorsFile& file, const std::string& name,
+                                   size_t rank, const std::string& layout);
+
 /// Heads for a standard ViT width, or 0 when the width is not a standard one.
 int64_t standard_num_heads(int64_t dim);
 

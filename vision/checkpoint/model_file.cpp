@@ -74,11 +74,20 @@ void load_tensors_strict(torch::nn::Module& module, const NamedTensors& tensors,
                             ", model expects a floating type");
     }
   }
+  // A NaN or Inf weight makes every output NaN ("probability": null next to a label), so it
+  // is refused at load, one pass over the floating tensors.
+  std::vector<std::string> non_finite;
+  for (const auto& [name, tensor] : tensors) {
+    if (tensor.is_floating_point() && !torch::isfinite(tensor).all().item<bool>()) {
+      non_finite.push_back("'" + name + "'");
+    }
+  }
   std::vector<std::string> missing;
   for (const auto& [name, tensor] : targets) {
     if (!seen.count(name)) missing.push_back(name);
   }
-  if (!missing.empty() || !unexpected.empty() || !mismatched.empty() || !wrong_dtype.empty()) {
+  if (!missing.empty() || !unexpected.empty() || !mismatched.empty() || !wrong_dtype.empty() ||
+      !non_finite.empty()) {
     std::vector<std::string> parts;
     if (!missing.empty()) {
       parts.push_back(std::to_string(missing.size()) + " missing tensor(s) (" +
@@ -95,6 +104,10 @@ void load_tensors_strict(torch::nn::Module& module, const NamedTensors& tensors,
     if (!wrong_dtype.empty()) {
       parts.push_back(std::to_string(wrong_dtype.size()) + " with a wrong dtype: " +
                       name_list(wrong_dtype, 4));
+    }
+    if (!non_finite.empty()) {
+      parts.push_back(std::to_string(non_finite.size()) + " with NaN or Inf values (" +
+                      name_list(non_finite) + ")");
     }
     std::string message = file + ": tensors do not fit the model: ";
     for (size_t i = 0; i < parts.size(); ++i) message += (i ? "; " : "") + parts[i];

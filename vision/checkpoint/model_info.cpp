@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vision/errors.h"
+#include "vision/json_error.h"
 
 namespace attnkit::vision {
 namespace {
@@ -52,7 +53,7 @@ ModelInfo model_info_from_metadata(const std::map<std::string, std::string>& met
       info.labels = nlohmann::json::parse(it->second).get<std::vector<std::string>>();
     } catch (const nlohmann::json::exception& e) {
       throw CheckpointError(path + ": metadata '" + kLabelsKey +
-                            "' is not a JSON list of strings (" + e.what() + ")");
+                            "' is not a JSON list of strings (" + json_error_text(e) + ")");
     }
   }
   if (auto it = metadata.find(kPreprocessKey); it != metadata.end()) {

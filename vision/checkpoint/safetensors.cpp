@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vision/errors.h"
+#include "vision/json_error.h"
 
 // The format stores little-endian integers and tensor bytes; views of the mapping are only
 // correct when the host agrees.
@@ -173,13 +174,7 @@ Json parse_header_json(const char* begin, const char* end, const std::string& fi
     return Json::parse(begin, end, on_event, /*allow_exceptions=*/true,
                        /*ignore_comments=*/false);
   } catch (const Json::exception& e) {
-    // Drop nlohmann's "[json.exception.parse_error.101] " tag; the rest says where and why.
-    std::string why = e.what();
-    if (const size_t tag_end = why.find("] ");
-        why.rfind("[json.exception", 0) == 0 && tag_end != std::string::npos) {
-      why.erase(0, tag_end + 2);
-    }
-    fail(file, "header is not valid JSON (" + why + ")");
+    fail(file, "header is not valid JSON (" + json_error_text(e) + ")");
   }
 }
 
@@ -260,6 +255,56 @@ class Fd {
   int fd_;
 };
 
+bool bytes_contain(const uint8_t* bytes, size_t size, std::string_view needle) {
+  return std::string_view(reinterpret_cast<const char*>(bytes), size).find(needle) !=
+         std::string_view::npos;
+}
+
+// A file whose first 8 bytes cannot be a header length is often another kind of model file.
+// Naming it (and how to convert it) helps more than "header length 578712552184433488 exceeds
+// the limit". Nothing here is unpickled or unzipped: the first bytes and the zip's names say it.
+std::string foreign_format(const uint8_t* bytes, size_t size) {
+  const auto starts = [&](std::string_view magic) {
+    return size >= magic.size() && std::memcmp(bytes, magic.data(), magic.size()) == 0;
+  };
+  const std::string convert =
+      "; attnkit never unpickles. Convert it once with Python: python3 -c \"import torch, "
+      "safetensors.torch as st; st.save_file(torch.load('IN', map_location='cpu'), "
+      "'OUT.safetensors')\" (see the README)";
+  if (starts("PK\x03\x04")) {
+    // A zip's file names sit in its local headers (start) and central directory (end).
+    const size_t window = std::min<size_t>(size, 1 << 16);
+    const auto names_contain = [&](std::string_view name) {
+      return bytes_contain(bytes, window, name) ||
+             bytes_contain(bytes + size - window, window, name);
+    };
+    if (names_contain("constants.pkl") || names_contain("/code/")) {
+      return "a TorchScript archive (torch.jit.save), not a safetensors file; attnkit never "
+             "runs TorchScript or unpickles. Save its weights once with Python: python3 -c "
+             "\"import torch, safetensors.torch as st; st.save_file(torch.jit.load('IN')."
+             "state_dict(), 'OUT.safetensors')\"";
+    }
+    if (names_contain("data.pkl")) {
+      return "a PyTorch checkpoint saved by torch.save (a zip of pickles), not a safetensors "
+             "file" + convert;
+    }
+    return "a zip archive, not a safetensors file";
+  }
+  // Pickle protocol 2-5 starts with PROTO (0x80) and the protocol number; torch.save's legacy
+  // format is a pickle too.
+  if (size >= 2 && bytes[0] == 0x80 && bytes[1] >= 2 && bytes[1] <= 5) {
+    return "a Python pickle (a legacy torch.save checkpoint or a .pkl file), not a safetensors "
+           "file" + convert;
+  }
+  if (starts("GGUF")) return "a GGUF file (llama.cpp), not a safetensors file";
+  if (starts("\x89HDF\r\n\x1a\n")) return "an HDF5 file (e.g. Keras .h5), not a safetensors file";
+  if (starts("\x93NUMPY")) return "a NumPy .npy array, not a safetensors file";
+  if (starts("\x89PNG\r\n\x1a\n") || starts("\xff\xd8\xff")) {
+    return "an image, not a model file (images are inputs; the model goes to --model)";
+  }
+  return "";
+}
+
 void write_all(int fd, const void* data, size_t size, const std::string& path) {
   const char* p = static_cast<const char*>(data);
   while (size > 0) {
@@ -285,6 +330,9 @@ std::vector<SafetensorsEntry> parse_safetensors(const uint8_t* bytes, size_t siz
   }
   uint64_t header_len = 0;
   std::memcpy(&header_len, bytes, 8);
+  if (header_len > kMaxHeaderBytes || header_len > size - 8) {
+    if (const std::string what = foreign_format(bytes, size); !what.empty()) fail(file, what);
+  }
   if (header_len > kMaxHeaderBytes) {
     fail(file, "header length " + std::to_string(header_len) + " exceeds the " +
                    std::to_string(kMaxHeaderBytes) + "-byte limit");
@@ -295,9 +343,15 @@ std::vector<SafetensorsEntry> parse_safetensors(const uint8_t* bytes, size_t siz
   }
   const uint8_t* header = bytes + 8;
   if (!is_valid_utf8(header, header_len)) fail(file, "header is not valid UTF-8");
-  // The reference reader insists on '{' first; JSON alone would also allow leading spaces.
-  if (header_len == 0 || header[0] != '{') {
-    fail(file, "header is not a JSON object (it must start with '{')");
+  // The reference reader accepts JSON whitespace around the header (safetensors #686, so that
+  // writers can align the data section); anything else before the object is refused.
+  size_t first = 0;
+  while (first < header_len && (header[first] == ' ' || header[first] == '\t' ||
+                                header[first] == '\n' || header[first] == '\r')) {
+    ++first;
+  }
+  if (first == header_len || header[first] != '{') {
+    fail(file, "header is not a JSON object (it must start with '{' after any whitespace)");
   }
   const char* text = reinterpret_cast<const char*>(header);
   // nlohmann stops at a NUL byte as if the input ended there, which would hide whatever
@@ -499,7 +553,7 @@ void save_safetensors(const std::string& path,
     text = header.dump();
   } catch (const nlohmann::ordered_json::exception& e) {
     fail(path,
-         std::string("cannot encode the header (names and metadata must be UTF-8): ") + e.what());
+         std::string("cannot encode the header (names and metadata must be UTF-8): ") + json_error_text(e));
   }
   // Padding keeps the data section 8-byte aligned in the file, as the reference writer does.
   text.append((8 - text.size() % 8) % 8, ' ');

@@ -44,13 +44,13 @@ LabeledImages load_image_folder(const std::string& root, const PreprocessConfig&
         images.push_back(resize_crop_image(load_image_rgb(file), config));
         labels.push_back(label);
       } catch (const ImageError& e) {
-        out.skipped.push_back(e.what());
+        out.skipped.push_back({file, e.what()});
       }
     }
   }
   if (images.empty()) {
     throw DataError(root + ": no readable images in root/<class>/ folders" +
-                    (out.skipped.empty() ? "" : " (first problem: " + out.skipped.front() + ")"));
+                    (out.skipped.empty() ? "" : " (first problem: " + out.skipped.front().error + ")"));
   }
   out.images = torch::stack(images);
   out.labels = torch::tensor(labels, torch::kLong);

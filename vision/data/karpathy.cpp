@@ -2,19 +2,16 @@
 #include "vision/data/karpathy.h"
 
 #include <cctype>
-#include <cstdint>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <limits>
 #include <sstream>
-#include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
 #include "vision/errors.h"
 #include "vision/image/image_io.h"
+#include "vision/json_error.h"
 #include "vision/json_number.h"
 
 namespace attnkit::vision {
@@ -38,6 +35,57 @@ std::vector<std::string> tokenize(const std::string& raw) {
   return tokens;
 }
 
+// Readers that name the field they read, so an error says "images[3].sentences[0].tokens:
+// expected a list of strings, got number" instead of nlohmann's bare type error.
+[[noreturn]] void bad_field(const std::string& file, const std::string& where,
+                            const std::string& expected, const json& got) {
+  throw DataError(file + ": " + where + ": expected " + expected + ", got " + got.type_name());
+}
+
+const json& member(const json& object, const char* key, const std::string& file,
+                   const std::string& where) {
+  const auto it = object.find(key);
+  if (it == object.end()) throw DataError(file + ": " + where + ": no \"" + key + "\" field");
+  return *it;
+}
+
+std::string string_value(const json& value, const std::string& file, const std::string& where) {
+  if (!value.is_string()) bad_field(file, where, "a string", value);
+  return value.get<std::string>();
+}
+
+std::vector<std::string> string_list(const json& value, const std::string& file,
+                                     const std::string& where) {
+  if (!value.is_array()) bad_field(file, where, "a list of strings", value);
+  std::vector<std::string> out;
+  for (size_t i = 0; i < value.size(); ++i) {
+    out.push_back(string_value(value[i], file, where + "[" + std::to_string(i) + "]"));
+  }
+  return out;
+}
+
+const json& list_value(const json& value, const std::string& file, const std::string& where) {
+  if (!value.is_array()) bad_field(file, where, "a list", value);
+  return value;
+}
+
+cv::Rect box_value(const json& value, const std::string& file, const std::string& where) {
+  constexpr int64_t kLimit = 1 << 30;  // far beyond any image, and no int overflow in x + w
+  const auto fits = [&](const json& v) {
+    // Unsigned first: get<int64_t>() of 2^64 - 1 is -1, which would pass.
+    if (v.is_number_unsigned()) return v.get<uint64_t>() < static_cast<uint64_t>(kLimit);
+    return v.is_number_integer() && v.get<int64_t>() > -kLimit && v.get<int64_t>() < kLimit;
+  };
+  if (!value.is_array() || value.size() != 4 || !fits(value[0]) || !fits(value[1]) ||
+      !fits(value[2]) || !fits(value[3]) || value[2].get<int64_t>() <= 0 ||
+      value[3].get<int64_t>() <= 0) {
+    throw DataError(file + ": " + where + ": an object box must be [x, y, width, height] "
+                    "(integers, width and height positive), got " + json_brief(value));
+  }
+  return cv::Rect(value[0].get<int>(), value[1].get<int>(), value[2].get<int>(),
+                  value[3].get<int>());
+}
+
 }  // namespace
 
 std::vector<CaptionRecord> load_karpathy_json(const std::string& json_path,
@@ -56,7 +104,7 @@ std::vector<CaptionRecord> parse_karpathy_json(const std::string& text,
   try {
     doc = json::parse(text);
   } catch (const json::exception& e) {
-    throw DataError(json_path + ": not valid JSON (" + e.what() + ")");
+    throw DataError(json_path + ": not valid JSON (" + json_error_text(e) + ")");
   }
   if (!doc.is_object() || !doc.contains("images") || !doc["images"].is_array()) {
     throw DataError(json_path + ": expected a Karpathy split file with an \"images\" list");
@@ -65,49 +113,46 @@ std::vector<CaptionRecord> parse_karpathy_json(const std::string& text,
   const auto& images = doc["images"];
   for (size_t i = 0; i < images.size(); ++i) {
     const auto& entry = images[i];
-    const std::string where = json_path + ": images[" + std::to_string(i) + "]";
-    try {
-      CaptionRecord r;
-      r.filename = entry.at("filename").get<std::string>();
-      r.filepath = entry.value("filepath", "");
-      r.split = entry.at("split").get<std::string>();
-      if (r.split != "train" && r.split != "val" && r.split != "test" && r.split != "restval") {
-        throw DataError(where + ": split '" + r.split + "' is not train, val, test or restval");
-      }
-      r.image_path = (std::filesystem::path(image_root) / r.filepath / r.filename).string();
-      for (const auto& sentence : entry.at("sentences")) {
-        auto tokens = sentence.contains("tokens")
-                          ? sentence.at("tokens").get<std::vector<std::string>>()
-                          : tokenize(sentence.at("raw").get<std::string>());
-        if (!tokens.empty()) r.captions.push_back(std::move(tokens));
-      }
-      if (r.captions.empty()) throw DataError(where + ": no sentences with words");
-      if (entry.contains("objects")) {
-        for (const auto& object : entry["objects"]) {
-          const auto& box = object.at("box");
-          if (!box.is_array() || box.size() != 4) {
-            throw DataError(where + ": an object box must be [x, y, width, height]");
-          }
-          int64_t v[4];
-          for (size_t k = 0; k < 4; ++k) v[k] = json_int64(box[k], where + ": box");
-          // The far corner is computed in int (cv::Rect::br) by every user of the box.
-          constexpr int64_t kMax = std::numeric_limits<int>::max();
-          if (v[2] <= 0 || v[3] <= 0 || std::abs(v[0]) > kMax || std::abs(v[1]) > kMax ||
-              v[0] + v[2] > kMax || v[1] + v[3] > kMax) {
-            throw DataError(where + ": an object box must be [x, y, width, height] with a " +
-                            "positive size, in int range");
-          }
-          r.objects.push_back({object.at("word").get<std::string>(),
-                               cv::Rect(static_cast<int>(v[0]), static_cast<int>(v[1]),
-                                        static_cast<int>(v[2]), static_cast<int>(v[3]))});
-        }
-      }
-      records.push_back(std::move(r));
-    } catch (const json::exception& e) {
-      throw DataError(where + ": " + e.what());
-    } catch (const std::invalid_argument& e) {  // from json_int64
-      throw DataError(e.what());
+    const std::string where = "images[" + std::to_string(i) + "]";
+    if (!entry.is_object()) bad_field(json_path, where, "an object", entry);
+    CaptionRecord r;
+    r.filename = string_value(member(entry, "filename", json_path, where), json_path,
+                              where + ".filename");
+    if (entry.contains("filepath")) {
+      r.filepath = string_value(entry["filepath"], json_path, where + ".filepath");
     }
+    r.split = string_value(member(entry, "split", json_path, where), json_path, where + ".split");
+    if (r.split != "train" && r.split != "val" && r.split != "test" && r.split != "restval") {
+      throw DataError(json_path + ": " + where + ".split: '" + r.split +
+                      "' is not train, val, test or restval");
+    }
+    r.image_path = (std::filesystem::path(image_root) / r.filepath / r.filename).string();
+    const auto& sentences =
+        list_value(member(entry, "sentences", json_path, where), json_path, where + ".sentences");
+    for (size_t k = 0; k < sentences.size(); ++k) {
+      const std::string at = where + ".sentences[" + std::to_string(k) + "]";
+      const auto& sentence = sentences[k];
+      if (!sentence.is_object()) bad_field(json_path, at, "an object", sentence);
+      auto tokens = sentence.contains("tokens")
+                        ? string_list(sentence["tokens"], json_path, at + ".tokens")
+                        : tokenize(string_value(member(sentence, "raw", json_path, at),
+                                                json_path, at + ".raw"));
+      if (!tokens.empty()) r.captions.push_back(std::move(tokens));
+    }
+    if (r.captions.empty()) {
+      throw DataError(json_path + ": " + where + ".sentences: no sentence with words");
+    }
+    if (entry.contains("objects")) {
+      const auto& objects = list_value(entry["objects"], json_path, where + ".objects");
+      for (size_t k = 0; k < objects.size(); ++k) {
+        const std::string at = where + ".objects[" + std::to_string(k) + "]";
+        if (!objects[k].is_object()) bad_field(json_path, at, "an object", objects[k]);
+        r.objects.push_back(
+            {string_value(member(objects[k], "word", json_path, at), json_path, at + ".word"),
+             box_value(member(objects[k], "box", json_path, at), json_path, at + ".box")});
+      }
+    }
+    records.push_back(std::move(r));
   }
   return records;
 }

@@ -6,6 +6,8 @@
 
 #include <torch/types.h>
 
+#include "vision/data/skipped_file.h"
+
 namespace attnkit::vision {
 
 /// Images kept as 8-bit pixels (a quarter of float32's memory) with their class indices.
@@ -13,8 +15,8 @@ struct LabeledImages {
   torch::Tensor images;              ///< (N, C, H, W) uint8
   torch::Tensor labels;              ///< (N) int64 in [0, classes.size())
   std::vector<std::string> classes;  ///< class names, index order
-  /// Files that could not be read (path: reason); the rest of the dataset is still usable.
-  std::vector<std::string> skipped;
+  /// Files that could not be read; the rest of the dataset is still usable.
+  std::vector<SkippedFile> skipped;
 
   int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
   /// The rows `indices` (K) as a new dataset with the same classes.

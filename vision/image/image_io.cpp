@@ -13,6 +13,8 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <mutex>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -22,6 +24,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "vision/errors.h"
+#include "vision/image/image_header.h"
 
 namespace attnkit::vision {
 namespace {
@@ -120,6 +123,56 @@ bool jpeg_reaches_eoi(const std::vector<unsigned char>& b) {
   throw ImageError(name + ": " + problem);
 }
 
+std::atomic<int64_t> g_max_pixels{kDefaultMaxImagePixels};
+
+std::string megapixels(int64_t pixels) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.1f", static_cast<double>(pixels) / 1e6);
+  return text;
+}
+
+void check_pixel_count(int64_t width, int64_t height, int64_t max_pixels,
+                       const std::string& name) {
+  if (width == 0 || height == 0) fail(name, "image has zero width or height");
+  // Sizes come from untrusted headers (up to 2^32 each): compare without overflowing.
+  if (width > max_pixels || height > max_pixels / width) {
+    fail(name, "image is too large: " + std::to_string(width) + "x" + std::to_string(height) +
+                   " (" + megapixels(width * height) + " megapixels), the limit is " +
+                   megapixels(max_pixels) + " (--max-pixels)");
+  }
+}
+
+// libpng and libjpeg print their own complaints ("libpng error: IDAT: CRC error", "Corrupt
+// JPEG data: ...") straight to stderr from inside OpenCV's decoders, before attnkit's message
+// says the same thing in its words. fd 2 points at /dev/null while a decoder runs; the mutex
+// keeps two decoding threads from restoring each other's descriptor.
+class QuietStderr {
+ public:
+  QuietStderr() : lock_(mutex()) {
+    std::fflush(stderr);
+    saved_ = ::dup(STDERR_FILENO);
+    const int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (saved_ >= 0 && null >= 0) ::dup2(null, STDERR_FILENO);
+    if (null >= 0) ::close(null);
+  }
+  ~QuietStderr() {
+    if (saved_ < 0) return;
+    std::fflush(stderr);
+    ::dup2(saved_, STDERR_FILENO);
+    ::close(saved_);
+  }
+  QuietStderr(const QuietStderr&) = delete;
+  QuietStderr& operator=(const QuietStderr&) = delete;
+
+ private:
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  std::lock_guard<std::mutex> lock_;
+  int saved_ = -1;
+};
+
 std::string describe_undecodable(const std::vector<unsigned char>& bytes,
                                  const std::string& name) {
   const Format content = sniff_format(bytes);
@@ -177,6 +230,13 @@ std::string write_temporary(const fs::path& target, const std::vector<unsigned c
 
 }  // namespace
 
+int64_t max_image_pixels() { return g_max_pixels.load(); }
+
+void set_max_image_pixels(int64_t pixels) {
+  if (pixels <= 0) throw std::invalid_argument("the pixel limit must be positive");
+  g_max_pixels.store(pixels);
+}
+
 std::string lower_extension(const std::string& path) {
   std::string ext = fs::path(path).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(),
@@ -198,19 +258,17 @@ void write_file_atomically(const std::string& path, const std::vector<unsigned c
   }
 }
 
-cv::Mat decode_image_rgb(const std::vector<unsigned char>& bytes, const std::string& name) {
+cv::Mat decode_image_rgb(const std::vector<unsigned char>& bytes, const std::string& name,
+                         int64_t max_pixels) {
+  if (max_pixels <= 0) max_pixels = max_image_pixels();
   if (bytes.empty()) fail(name, "empty file");
   const Format content = sniff_format(bytes);
   // OpenCV 4.6 has no GIF decoder; say so instead of calling the file corrupt.
   if (content == Format::kGif) fail(name, "GIF is not supported (convert it to PNG or JPEG)");
-  // PNG IHDR (bytes 16-23) holds width and height; libpng rejects 0 with a vaguer message.
-  if (content == Format::kPng && bytes.size() >= 24 && starts_with(bytes, 12, "IHDR", 4)) {
-    const auto read_be32 = [&](size_t at) {
-      return (static_cast<uint32_t>(bytes[at]) << 24) |
-             (static_cast<uint32_t>(bytes[at + 1]) << 16) |
-             (static_cast<uint32_t>(bytes[at + 2]) << 8) | static_cast<uint32_t>(bytes[at + 3]);
-    };
-    if (read_be32(16) == 0 || read_be32(20) == 0) fail(name, "image has zero width or height");
+  // The declared size decides before the decoder allocates: a small file can declare a huge
+  // image, and libpng would otherwise report a 100000x100000 header as corrupt data.
+  if (const auto size = read_image_dimensions(bytes.data(), bytes.size())) {
+    check_pixel_count(size->width, size->height, max_pixels, name);
   }
 
   // IMREAD_COLOR gives 8-bit BGR: grey is replicated, alpha dropped (like PIL convert("RGB")),
@@ -223,6 +281,7 @@ cv::Mat decode_image_rgb(const std::vector<unsigned char>& bytes, const std::str
                        const_cast<unsigned char*>(bytes.data()));
   cv::Mat bgr;
   try {
+    QuietStderr quiet;
     bgr = cv::imdecode(buffer, cv::IMREAD_COLOR);
   } catch (const cv::Exception&) {
     bgr.release();  // some decoders throw on corrupt input instead of returning nothing
@@ -231,13 +290,14 @@ cv::Mat decode_image_rgb(const std::vector<unsigned char>& bytes, const std::str
   if (content == Format::kJpeg && !jpeg_reaches_eoi(bytes)) {
     fail(name, "not a decodable image (truncated JPEG data)");
   }
-  if (bgr.rows == 0 || bgr.cols == 0) fail(name, "image has zero width or height");
+  // Formats whose header is not read above are held to the same limit once decoded.
+  check_pixel_count(bgr.cols, bgr.rows, max_pixels, name);
   cv::Mat rgb;
   cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
   return rgb;
 }
 
-cv::Mat load_image_rgb(const std::string& path) {
+cv::Mat load_image_rgb(const std::string& path, int64_t max_pixels) {
   const std::string name = path.empty() ? "<empty path>" : path;
   std::error_code error;
   const fs::file_status status = fs::status(path, error);
@@ -256,7 +316,7 @@ cv::Mat load_image_rgb(const std::string& path) {
     in.read(reinterpret_cast<char*>(bytes.data()), size);
     if (in.gcount() != size) fail(name, "read error");
   }
-  return decode_image_rgb(bytes, name);
+  return decode_image_rgb(bytes, name, max_pixels);
 }
 
 void save_image_rgb(const std::string& path, const cv::Mat& rgb) {

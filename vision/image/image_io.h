@@ -1,6 +1,7 @@
 // vision/image/image_io.h: validated image loading and atomic image writing (OpenCV).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -8,15 +9,28 @@
 
 namespace attnkit::vision {
 
+/// The pixel limit images are held to unless the caller or `set_max_image_pixels` says
+/// otherwise: 100 megapixels, about 300 MB of RGB (a 27000x27000 PNG of 708 KB would need
+/// 2.2 GB just to decode).
+constexpr int64_t kDefaultMaxImagePixels = 100'000'000;
+
+/// The process-wide pixel limit (`--max-pixels`); kDefaultMaxImagePixels until set.
+int64_t max_image_pixels();
+/// Sets the process-wide pixel limit; `pixels` must be positive.
+void set_max_image_pixels(int64_t pixels);
+
 /// Loads `path` as 8-bit RGB (3 channels, HxWx3, CV_8UC3), applying EXIF orientation. Grey
 /// images are expanded to RGB and alpha is dropped (as PIL's convert("RGB") does). Throws
 /// ImageError naming the file and the problem: missing, a directory, unreadable, empty, not an
 /// image format OpenCV decodes ("not a decodable image (PNG signature broken)",
-/// "... (truncated JPEG data)", ...).
-cv::Mat load_image_rgb(const std::string& path);
+/// "... (truncated JPEG data)", ...), or larger than `max_pixels` (0 = max_image_pixels()),
+/// which is checked against the size the header declares before anything is decoded.
+/// The decoders' own stderr chatter ("libpng error: ...") is kept off the terminal.
+cv::Mat load_image_rgb(const std::string& path, int64_t max_pixels = 0);
 
 /// Decodes an in-memory encoded image the same way; `name` is used in error messages.
-cv::Mat decode_image_rgb(const std::vector<unsigned char>& bytes, const std::string& name);
+cv::Mat decode_image_rgb(const std::vector<unsigned char>& bytes, const std::string& name,
+                         int64_t max_pixels = 0);
 
 /// Writes an RGB (or grey) 8-bit image; the format follows the extension (.png, .jpg/.jpeg,
 /// .webp, .bmp). Written to a temporary name in the same directory and renamed, so a failure

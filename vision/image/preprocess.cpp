@@ -14,6 +14,7 @@
 #include <torch/torch.h>
 
 #include "vision/errors.h"
+#include "vision/json_error.h"
 
 namespace attnkit::vision {
 namespace {
@@ -423,7 +424,7 @@ PreprocessConfig PreprocessConfig::from_json(const std::string& json) {
   try {
     j = nlohmann::json::parse(json);
   } catch (const nlohmann::json::parse_error& e) {
-    bad_config(std::string("not valid JSON (") + e.what() + ")");
+    bad_config(std::string("not valid JSON (") + json_error_text(e) + ")");
   }
   if (!j.is_object()) bad_config("expected a JSON object");
 

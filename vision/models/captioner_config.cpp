@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "vision/json_error.h"
 #include "vision/json_number.h"
 
 namespace attnkit::vision {
@@ -49,7 +50,7 @@ CaptionerConfig CaptionerConfig::from_json(const std::string& text) {
     }
     c.mode = mode == "hard" ? attention::AttentionMode::kHard : attention::AttentionMode::kSoft;
   } catch (const nlohmann::json::exception& e) {
-    throw std::invalid_argument(std::string("captioner config: ") + e.what());
+    throw std::invalid_argument(std::string("captioner config: ") + json_error_text(e));
   }
   c.encoder.num_classes = 0;
   c.validate();

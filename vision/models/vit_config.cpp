@@ -1,5 +1,6 @@
 // vision/models/vit_config.cpp: ViTConfig validation, JSON and the standard timm variants.
 #include "vision/models/vit_config.h"
+#include "vision/json_error.h"
 
 #include <regex>
 #include <stdexcept>
@@ -123,7 +124,7 @@ ViTConfig ViTConfig::from_json(const std::string& text) {
   try {
     j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
-    throw std::invalid_argument(std::string("ViT config is not valid JSON: ") + e.what());
+    throw std::invalid_argument(std::string("ViT config is not valid JSON: ") + json_error_text(e));
   }
   return from_json_value(j);
 }
@@ -185,7 +186,7 @@ ViTConfig ViTConfig::from_json_value(const nlohmann::json& j) {
     if (j.contains("pooling")) c.pooling = pooling_from_string(j.at("pooling").get<std::string>());
   } catch (const nlohmann::json::exception& e) {
     throw std::invalid_argument(std::string("ViT config has a value of the wrong type: ") +
-                                e.what());
+                                json_error_text(e));
   }
   c.validate();
   return c;

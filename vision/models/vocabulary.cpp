@@ -1,5 +1,6 @@
 // vision/models/vocabulary.cpp: building, encoding and storing the word list.
 #include "vision/models/vocabulary.h"
+#include "vision/json_error.h"
 
 #include <algorithm>
 #include <map>
@@ -84,7 +85,7 @@ Vocabulary Vocabulary::from_json(const std::string& json) {
     return from_words(nlohmann::json::parse(json).get<std::vector<std::string>>());
   } catch (const nlohmann::json::exception& e) {
     throw std::invalid_argument(std::string("vocabulary is not a JSON list of words: ") +
-                                e.what());
+                                json_error_text(e));
   }
 }
 

@@ -12,7 +12,8 @@ namespace attnkit::vision {
 
 CaptionData load_caption_data(const std::vector<CaptionRecord>& records,
                               const std::vector<std::string>& splits,
-                              const PreprocessConfig& preprocess, const Vocabulary& vocabulary) {
+                              const PreprocessConfig& preprocess, const Vocabulary& vocabulary,
+                              const std::string& source) {
   auto wanted = [&](const std::string& split) {
     for (const auto& s : splits) {
       if (s == split || (s == "train" && split == "restval")) return true;
@@ -28,7 +29,7 @@ CaptionData load_caption_data(const std::vector<CaptionRecord>& records,
       images.push_back(preprocess_image(rgb, preprocess));
       data.image_sizes.emplace_back(rgb.cols, rgb.rows);
     } catch (const ImageError& e) {
-      data.skipped.push_back(e.what());
+      data.skipped.push_back({record.image_path, e.what()});
       continue;
     }
     data.records.push_back(record);
@@ -39,8 +40,10 @@ CaptionData load_caption_data(const std::vector<CaptionRecord>& records,
   if (images.empty()) {
     std::string which;
     for (const auto& s : splits) which += (which.empty() ? "" : "/") + s;
-    throw DataError("no readable images in the " + which + " split" +
-                    (data.skipped.empty() ? "" : " (first problem: " + data.skipped.front() + ")"));
+    throw DataError(source + ": " +
+                    (data.skipped.empty() ? "no images in the " + which + " split"
+                                          : "no readable images in the " + which + " split") +
+                    (data.skipped.empty() ? "" : " (first problem: " + data.skipped.front().error + ")"));
   }
   data.images = torch::stack(images);
   return data;

@@ -8,6 +8,7 @@
 #include <torch/types.h>
 
 #include "vision/data/karpathy.h"
+#include "vision/data/skipped_file.h"
 #include "vision/image/preprocess.h"
 #include "vision/models/vocabulary.h"
 
@@ -18,16 +19,18 @@ struct CaptionData {
   std::vector<CaptionRecord> records;            ///< N: references, objects, paths
   std::vector<std::vector<std::vector<int64_t>>> encoded;  ///< per image, per reference
   std::vector<std::pair<int, int>> image_sizes;  ///< original (width, height) per image
-  std::vector<std::string> skipped;              ///< "path: reason" for images that failed
+  std::vector<SkippedFile> skipped;              ///< images that could not be read
 
   int64_t size() const { return static_cast<int64_t>(records.size()); }
 };
 
 /// Loads the records whose split is in `splits` ("train" also takes "restval"), preprocessing
-/// each image. Unreadable images go to `skipped`. Throws DataError when none is left.
+/// each image. Unreadable images go to `skipped`. Throws DataError naming `source` (the
+/// records' file) when none is left.
 CaptionData load_caption_data(const std::vector<CaptionRecord>& records,
                               const std::vector<std::string>& splits,
-                              const PreprocessConfig& preprocess, const Vocabulary& vocabulary);
+                              const PreprocessConfig& preprocess, const Vocabulary& vocabulary,
+                              const std::string& source);
 
 /// (image index, reference index) pairs: one training example per reference caption.
 std::vector<std::pair<int64_t, int64_t>> caption_pairs(const CaptionData& data);

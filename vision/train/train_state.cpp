@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vision/errors.h"
+#include "vision/json_error.h"
 
 namespace attnkit::vision {
 
@@ -55,7 +56,7 @@ TrainState TrainState::from_json(const std::string& text) {
     s.baseline = j.value("baseline", 0.0);
     s.baseline_set = j.value("baseline_set", false);
   } catch (const nlohmann::json::exception& e) {
-    throw CheckpointError(std::string("training state is not valid: ") + e.what());
+    throw CheckpointError(std::string("training state is not valid: ") + json_error_text(e));
   }
   return s;
 }
