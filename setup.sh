@@ -3,7 +3,9 @@
 #
 #   ./setup.sh          install + build, then classify, caption and overlay the bundled samples
 #                       with the default models
-#   ./setup.sh test     install + build + run the whole test suite (ctest)
+#   ./setup.sh test     install + build + run the whole test suite (ctest), then the unit and CLI
+#                       tests again under ASan + UBSan (./build-sanitize) and each libFuzzer
+#                       harness for 60 s (./build-fuzz); any failing stage fails the run
 #   ./setup.sh build    install + build only
 #
 # Idempotent: packages already installed and an up-to-date build are skipped. Run as root or with
@@ -16,6 +18,7 @@ MODE=${1:-demo}
 
 PACKAGES=(
   cmake ninja-build g++ ccache
+  clang-14 libclang-rt-14-dev                 # libFuzzer harnesses (tests/fuzz)
   libtorch-dev libopenblas0-openmp            # LibTorch 1.13 (CPU) + a fast BLAS (the default is ~40x slower)
   libopencv-dev libboost-program-options-dev nlohmann-json3-dev zlib1g-dev libgtest-dev
   python3-torch python3-torchvision python3-pil python3-nltk python3-numpy   # test oracles
@@ -53,6 +56,9 @@ case "$MODE" in
     # One thread per test process: ctest runs tests side by side, and OpenMP threads that share
     # cores spin against each other (a forward pass then runs ~15x slower).
     OMP_NUM_THREADS=1 ctest --output-on-failure -j "$(nproc)"
+    cd "$ROOT"
+    ATTNKIT_SANITIZE_BUILD_DIR="$BUILD-sanitize" tests/run_sanitized_tests.sh
+    ATTNKIT_FUZZ_BUILD_DIR="$BUILD-fuzz" tests/fuzz/run_fuzzers.sh 60
     ;;
   demo)
     # The main jobs on the shipped default models (weights/) and the bundled samples.

@@ -173,6 +173,13 @@ TEST(Captioner, ConfigRoundTripsThroughJson) {
   EXPECT_EQ(back.vocab_size, config.vocab_size);
   EXPECT_EQ(back.encoder.dim, config.encoder.dim);
   EXPECT_THROW(CaptionerConfig::from_json("{\"vocab_size\": 3}"), std::invalid_argument);
+  EXPECT_THROW(CaptionerConfig::from_json(R"({"encoder": {}, "vocab_size": 1e300})"),
+               std::invalid_argument);
+  // A hostile encoder config nested a million levels deep is refused, not printed back
+  // recursively (dumping it overflowed the stack).
+  const std::string deep = std::string(1000000, '[') + std::string(1000000, ']');
+  EXPECT_THROW(CaptionerConfig::from_json(R"({"vocab_size": 9, "encoder": {"dim": )" + deep + "}}"),
+               std::invalid_argument);
 }
 
 }  // namespace

@@ -234,6 +234,24 @@ TEST_F(ImageIoTest, DecodeUsesNameInErrors) {
   EXPECT_THROW(decode_image_rgb({}, "x"), ImageError);
 }
 
+TEST_F(ImageIoTest, HugeDeclaredSizesAreRefusedWithoutOverflow) {
+  // Found by fuzzing: a TIFF declaring 2684373512 x 4294967224, a product beyond int64.
+  const std::vector<unsigned char> tiff = {
+      'I', 'I', 42, 0, 8, 0, 0, 0, 2, 0,                    // header, first IFD: 2 entries
+      0, 1, 4, 0, 1, 0, 0, 0, 0x08, 0x4a, 0x00, 0xa0,       // ImageWidth, LONG
+      1, 1, 4, 0, 1, 0, 0, 0, 0xb8, 0xff, 0xff, 0xff,       // ImageLength, LONG
+      0, 0, 0, 0};
+  try {
+    decode_image_rgb(tiff, "huge.tiff");
+    FAIL() << "no error";
+  } catch (const ImageError& e) {
+    EXPECT_NE(std::string(e.what()).find("huge.tiff: image is too large: 2684373512x4294967224 "
+                                         "(11529296251013.8 megapixels)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST_F(ImageIoTest, SavePngRoundTripsExactly) {
   const cv::Mat rgb = test_card_bgr(17, 9);  // any 3-channel content will do
   const cv::Mat before = rgb.clone();

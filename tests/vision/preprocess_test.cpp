@@ -378,6 +378,9 @@ TEST(PreprocessConfig, RejectsBadValuesClearly) {
   };
   for (const auto& [json, message] : cases) EXPECT_EQ(config_error(json), message) << json;
   EXPECT_EQ(config_error("{").rfind("preprocess config: not valid JSON (", 0), 0u);
+  // Found by fuzzing: a number beyond double is nlohmann's out_of_range, not a parse_error.
+  EXPECT_EQ(config_error(R"({"height": 1e400})").rfind("preprocess config: not valid JSON (", 0),
+            0u);
 }
 
 // ---------------------------------------------------------------------------------------------

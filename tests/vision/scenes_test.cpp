@@ -91,6 +91,12 @@ TEST(Scenes, CaptionsStateTheLayout) {
                                                 "a dress to the right of a bag"}));
 }
 
+// A one-image Karpathy file whose only object has the box `box`.
+std::string object_box(const std::string& box) {
+  return R"({"images":[{"filename":"x","split":"test","sentences":[{"tokens":["a"]}],)"
+         R"("objects":[{"word":"a","box":)" + box + "}]}]}";
+}
+
 TEST(Karpathy, RoundTripsAndReadsRawOnlySentences) {
   TempDir dir;
   std::vector<CaptionRecord> records(2);
@@ -120,7 +126,9 @@ TEST(Karpathy, RoundTripsAndReadsRawOnlySentences) {
   for (const std::string bad : {"{\"images\": 3}", "[1]", "{\"images\":[{\"filename\":\"x\"}]}",
                                 "{\"images\":[{\"filename\":\"x\",\"split\":\"dev\","
                                 "\"sentences\":[{\"tokens\":[\"a\"]}]}]}",
-                                "not json"}) {
+                                "not json", object_box("[0, 0, 1e300, 4]"),
+                                object_box("[0, 0, 4294967297, 4]"),
+                                object_box("[2147483000, 0, 1000, 4]"), object_box("[0, 0, 4]")}) {
     std::ofstream(dir.file("bad.json")) << bad;
     try {
       load_karpathy_json(dir.file("bad.json"), ".");

@@ -207,6 +207,17 @@ TEST(ViTConfig, JsonRoundTripNamesAndValidation) {
   }
   EXPECT_THROW(ViTConfig::from_json("{\"dim\": \"wide\"}"), std::invalid_argument);
   EXPECT_THROW(ViTConfig::from_json("[1, 2]"), std::invalid_argument);
+  // Numbers an integer field cannot hold are refused by name (casting them was undefined).
+  for (const std::string bad : {R"({"patch_size": 1e300})", R"({"image_size": [224, 1e300]})",
+                                R"({"dim": 18446744073709551615})", R"({"stem_channels": [8.5]})",
+                                R"({"dim": 16.0})", R"({"norm_eps": 1e400})"}) {
+    try {
+      ViTConfig::from_json(bad);
+      ADD_FAILURE() << bad;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("ViT config: "), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(ModelFile, StrictLoadingReportsEveryProblemAtOnce) {

@@ -10,9 +10,6 @@
 
 namespace attnkit::vision {
 
-/// Metadata key of the vocabulary (a JSON list of words, index order).
-constexpr const char* kVocabularyKey = "attnkit.vocab";
-
 struct LoadedCaptioner {
   Captioner model{nullptr};
   CaptionerConfig config;

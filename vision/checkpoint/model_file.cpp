@@ -4,21 +4,13 @@
 #include <set>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "vision/checkpoint/safetensors.h"
 #include "vision/errors.h"
-#include "vision/json_error.h"
 
 namespace attnkit::vision {
 namespace {
-
-constexpr const char* kArchKey = "attnkit.arch";
-constexpr const char* kConfigKey = "attnkit.config";
-constexpr const char* kLabelsKey = "attnkit.labels";
-constexpr const char* kPreprocessKey = "attnkit.preprocess";
-constexpr const char* kSourceKey = "attnkit.source";
 
 std::string shape_string(c10::IntArrayRef sizes) {
   std::ostringstream out;
@@ -35,42 +27,6 @@ std::string name_list(const std::vector<std::string>& names, size_t limit = 8) {
   }
   if (names.size() > limit) out += ", and " + std::to_string(names.size() - limit) + " more";
   return out;
-}
-
-ModelInfo info_from_metadata(const std::map<std::string, std::string>& metadata,
-                             const std::string& path) {
-  ModelInfo info;
-  auto arch = metadata.find(kArchKey);
-  if (arch == metadata.end()) {
-    throw CheckpointError(path + ": not an attnkit model (no '" + kArchKey +
-                          "' in the safetensors metadata; import public checkpoints with "
-                          "'attn import')");
-  }
-  info.arch = arch->second;
-  if (auto it = metadata.find(kConfigKey); it != metadata.end()) info.config_json = it->second;
-  if (auto it = metadata.find(kSourceKey); it != metadata.end()) info.source = it->second;
-  if (auto it = metadata.find(kLabelsKey); it != metadata.end()) {
-    try {
-      info.labels = nlohmann::json::parse(it->second).get<std::vector<std::string>>();
-    } catch (const nlohmann::json::exception& e) {
-      throw CheckpointError(path + ": metadata '" + kLabelsKey +
-                            "' is not a JSON list of strings (" + json_error_text(e) + ")");
-    }
-  }
-  if (auto it = metadata.find(kPreprocessKey); it != metadata.end()) {
-    try {
-      info.preprocess = PreprocessConfig::from_json(it->second);
-    } catch (const CheckpointError& e) {
-      throw CheckpointError(path + ": metadata '" + kPreprocessKey + "': " + e.what());
-    }
-  }
-  for (const auto& [key, value] : metadata) {
-    if (key.rfind("attnkit.", 0) == 0 && key != kArchKey && key != kConfigKey &&
-        key != kLabelsKey && key != kPreprocessKey && key != kSourceKey) {
-      info.extra[key] = value;
-    }
-  }
-  return info;
 }
 
 }  // namespace
@@ -168,48 +124,23 @@ void load_tensors_strict(torch::nn::Module& module, const NamedTensors& tensors,
 
 void save_model(const std::string& path, const torch::nn::Module& module, const ModelInfo& info,
                 const NamedTensors& extra_tensors) {
-  std::map<std::string, std::string> metadata = info.extra;
-  metadata[kArchKey] = info.arch;
-  metadata[kConfigKey] = info.config_json;
-  metadata[kLabelsKey] = nlohmann::json(info.labels).dump();
-  metadata[kPreprocessKey] = info.preprocess.to_json();
-  metadata[kSourceKey] = info.source;
   NamedTensors tensors;
   for (auto& [name, tensor] : module_tensors(module)) {
     tensors.emplace_back(name, tensor.detach());
   }
   tensors.insert(tensors.end(), extra_tensors.begin(), extra_tensors.end());
-  save_safetensors(path, tensors, metadata);
+  save_safetensors(path, tensors, model_info_to_metadata(info));
 }
 
 ModelInfo read_model_info(const std::string& path) {
-  return info_from_metadata(SafetensorsFile::open(path).metadata(), path);
+  return model_info_from_metadata(SafetensorsFile::open(path).metadata(), path);
 }
 
 LoadedViT load_vit(const std::string& path) {
   auto file = SafetensorsFile::open(path);
   LoadedViT loaded;
-  loaded.info = info_from_metadata(file.metadata(), path);
-  if (loaded.info.arch != "vit") {
-    throw CheckpointError(path + ": is a '" + loaded.info.arch + "' model, expected a 'vit'");
-  }
-  try {
-    loaded.config = ViTConfig::from_json(loaded.info.config_json);
-  } catch (const std::invalid_argument& e) {
-    throw CheckpointError(path + ": " + e.what());
-  }
-  if (!loaded.info.labels.empty() &&
-      static_cast<int64_t>(loaded.info.labels.size()) != loaded.config.num_classes) {
-    throw CheckpointError(path + ": has " + std::to_string(loaded.info.labels.size()) +
-                          " labels for " + std::to_string(loaded.config.num_classes) +
-                          " classes");
-  }
-  if (loaded.info.preprocess.channels != loaded.config.in_channels) {
-    throw CheckpointError(path + ": preprocessing gives " +
-                          std::to_string(loaded.info.preprocess.channels) +
-                          " channels, the model takes " +
-                          std::to_string(loaded.config.in_channels));
-  }
+  loaded.info = model_info_from_metadata(file.metadata(), path);
+  loaded.config = vit_config_from_info(loaded.info, path);
   loaded.model = VisionTransformer(loaded.config);
   load_tensors_strict(*loaded.model, model_tensors_from_file(path), path);
   loaded.model->eval();

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -11,6 +12,7 @@
 #include "vision/errors.h"
 #include "vision/image/image_io.h"
 #include "vision/json_error.h"
+#include "vision/json_number.h"
 
 namespace attnkit::vision {
 namespace {
@@ -70,13 +72,15 @@ const json& list_value(const json& value, const std::string& file, const std::st
 cv::Rect box_value(const json& value, const std::string& file, const std::string& where) {
   constexpr int64_t kLimit = 1 << 30;  // far beyond any image, and no int overflow in x + w
   const auto fits = [&](const json& v) {
+    // Unsigned first: get<int64_t>() of 2^64 - 1 is -1, which would pass.
+    if (v.is_number_unsigned()) return v.get<uint64_t>() < static_cast<uint64_t>(kLimit);
     return v.is_number_integer() && v.get<int64_t>() > -kLimit && v.get<int64_t>() < kLimit;
   };
   if (!value.is_array() || value.size() != 4 || !fits(value[0]) || !fits(value[1]) ||
       !fits(value[2]) || !fits(value[3]) || value[2].get<int64_t>() <= 0 ||
       value[3].get<int64_t>() <= 0) {
     throw DataError(file + ": " + where + ": an object box must be [x, y, width, height] "
-                    "(integers, width and height positive), got " + value.dump());
+                    "(integers, width and height positive), got " + json_brief(value));
   }
   return cv::Rect(value[0].get<int>(), value[1].get<int>(), value[2].get<int>(),
                   value[3].get<int>());
@@ -88,9 +92,17 @@ std::vector<CaptionRecord> load_karpathy_json(const std::string& json_path,
                                               const std::string& image_root) {
   std::ifstream in(json_path);
   if (!in) throw DataError(json_path + ": cannot open");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw DataError(json_path + ": read error");
+  return parse_karpathy_json(text, json_path, image_root);
+}
+
+std::vector<CaptionRecord> parse_karpathy_json(const std::string& text,
+                                               const std::string& json_path,
+                                               const std::string& image_root) {
   json doc;
   try {
-    doc = json::parse(in);
+    doc = json::parse(text);
   } catch (const json::exception& e) {
     throw DataError(json_path + ": not valid JSON (" + json_error_text(e) + ")");
   }

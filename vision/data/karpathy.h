@@ -30,6 +30,11 @@ struct CaptionRecord {
 std::vector<CaptionRecord> load_karpathy_json(const std::string& json_path,
                                               const std::string& image_root);
 
+/// The same on the file's contents `text`; `json_path` is used in messages.
+std::vector<CaptionRecord> parse_karpathy_json(const std::string& text,
+                                               const std::string& json_path,
+                                               const std::string& image_root);
+
 /// Writes records in the same format (atomically), with "raw" sentences and objects when present.
 void save_karpathy_json(const std::string& json_path, const std::vector<CaptionRecord>& records,
                         const std::string& dataset_name);

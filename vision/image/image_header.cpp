@@ -48,10 +48,17 @@ Result png_dimensions(const Bytes& b) {
 Result jpeg_dimensions(const Bytes& b) {
   size_t i = 2;
   while (b.has(i, 4)) {
-    if (b.at(i) != 0xFF) return std::nullopt;
+    if (b.at(i) != 0xFF) {  // libjpeg skips stray bytes to the next marker (with a warning)
+      ++i;
+      continue;
+    }
     const unsigned char marker = b.at(i + 1);
     if (marker == 0xFF) {  // fill byte
       ++i;
+      continue;
+    }
+    if (marker == 0x00) {  // FF 00 is no marker: libjpeg skips it as stray bytes too
+      i += 2;
       continue;
     }
     if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) {  // no length field

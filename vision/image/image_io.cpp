@@ -125,9 +125,9 @@ bool jpeg_reaches_eoi(const std::vector<unsigned char>& b) {
 
 std::atomic<int64_t> g_max_pixels{kDefaultMaxImagePixels};
 
-std::string megapixels(int64_t pixels) {
+std::string megapixels(double pixels) {
   char text[32];
-  std::snprintf(text, sizeof(text), "%.1f", static_cast<double>(pixels) / 1e6);
+  std::snprintf(text, sizeof(text), "%.1f", pixels / 1e6);
   return text;
 }
 
@@ -137,8 +137,8 @@ void check_pixel_count(int64_t width, int64_t height, int64_t max_pixels,
   // Sizes come from untrusted headers (up to 2^32 each): compare without overflowing.
   if (width > max_pixels || height > max_pixels / width) {
     fail(name, "image is too large: " + std::to_string(width) + "x" + std::to_string(height) +
-                   " (" + megapixels(width * height) + " megapixels), the limit is " +
-                   megapixels(max_pixels) + " (--max-pixels)");
+                   " (" + megapixels(static_cast<double>(width) * static_cast<double>(height)) +
+                   " megapixels), the limit is " + megapixels(max_pixels) + " (--max-pixels)");
   }
 }
 

@@ -423,7 +423,7 @@ PreprocessConfig PreprocessConfig::from_json(const std::string& json) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(json);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for 1e400
     bad_config(std::string("not valid JSON (") + json_error_text(e) + ")");
   }
   if (!j.is_object()) bad_config("expected a JSON object");

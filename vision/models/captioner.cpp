@@ -1,57 +1,10 @@
 // vision/models/captioner.cpp: the SAT decoder: attention with the previous state as query, the
 // gated context (eq. 6 and section 4.2.1's beta), the LSTM, and the deep output layer (eq. 7).
 #include "vision/models/captioner.h"
-#include "vision/json_error.h"
 
-#include <stdexcept>
-
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 namespace attnkit::vision {
-
-void CaptionerConfig::validate() const {
-  encoder.validate();
-  if (vocab_size < 5) throw std::invalid_argument("captioner: vocab_size must be at least 5");
-  if (embed_dim <= 0 || hidden_dim <= 0 || attention_dim <= 0) {
-    throw std::invalid_argument("captioner: embed_dim, hidden_dim and attention_dim must be > 0");
-  }
-  if (dropout < 0 || dropout >= 1) throw std::invalid_argument("captioner: dropout in [0, 1)");
-}
-
-std::string CaptionerConfig::to_json() const {
-  return nlohmann::json{{"encoder", nlohmann::json::parse(encoder.to_json())},
-                        {"vocab_size", vocab_size},
-                        {"embed_dim", embed_dim},
-                        {"hidden_dim", hidden_dim},
-                        {"attention_dim", attention_dim},
-                        {"mode", mode == attention::AttentionMode::kHard ? "hard" : "soft"},
-                        {"dropout", dropout}}
-      .dump();
-}
-
-CaptionerConfig CaptionerConfig::from_json(const std::string& text) {
-  CaptionerConfig c;
-  try {
-    const auto j = nlohmann::json::parse(text);
-    c.encoder = ViTConfig::from_json(j.at("encoder").dump());
-    c.vocab_size = j.at("vocab_size").get<int64_t>();
-    c.embed_dim = j.value("embed_dim", c.embed_dim);
-    c.hidden_dim = j.value("hidden_dim", c.hidden_dim);
-    c.attention_dim = j.value("attention_dim", c.attention_dim);
-    c.dropout = j.value("dropout", c.dropout);
-    const auto mode = j.value("mode", std::string("soft"));
-    if (mode != "soft" && mode != "hard") {
-      throw std::invalid_argument("captioner: mode must be soft or hard, got '" + mode + "'");
-    }
-    c.mode = mode == "hard" ? attention::AttentionMode::kHard : attention::AttentionMode::kSoft;
-  } catch (const nlohmann::json::exception& e) {
-    throw std::invalid_argument(std::string("captioner config: ") + json_error_text(e));
-  }
-  c.encoder.num_classes = 0;
-  c.validate();
-  return c;
-}
 
 CaptionerImpl::CaptionerImpl(CaptionerConfig config) : config_(std::move(config)) {
   config_.encoder.num_classes = 0;

@@ -4,8 +4,11 @@
 
 #include <regex>
 #include <stdexcept>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
+
+#include "vision/json_number.h"
 
 namespace attnkit::vision {
 
@@ -123,20 +126,40 @@ ViTConfig ViTConfig::from_json(const std::string& text) {
   } catch (const nlohmann::json::exception& e) {
     throw std::invalid_argument(std::string("ViT config is not valid JSON: ") + json_error_text(e));
   }
+  return from_json_value(j);
+}
+
+ViTConfig ViTConfig::from_json_value(const nlohmann::json& j) {
   if (!j.is_object()) throw std::invalid_argument("ViT config must be a JSON object");
   ViTConfig c;
   try {
     if (j.contains("image_size")) {
       const auto& size = j.at("image_size");
       if (size.is_array() && size.size() == 2) {
-        c.image_height = size[0].get<int64_t>();
-        c.image_width = size[1].get<int64_t>();
+        c.image_height = json_int64(size[0], "ViT config: image_size[0]");
+        c.image_width = json_int64(size[1], "ViT config: image_size[1]");
       } else {
-        c.image_height = c.image_width = size.get<int64_t>();
+        c.image_height = c.image_width = json_int64(size, "ViT config: image_size");
       }
     }
+    // Numbers go through json_int64 / json_double: nlohmann's own get<int64_t>() of 1e300 is
+    // undefined behaviour.
     auto read = [&](const char* key, auto& field) {
-      if (j.contains(key)) field = j.at(key).get<std::decay_t<decltype(field)>>();
+      if (!j.contains(key)) return;
+      using Field = std::decay_t<decltype(field)>;
+      const auto& value = j.at(key);
+      const std::string what = std::string("ViT config: ") + key;
+      if constexpr (std::is_same_v<Field, int64_t>) {
+        field = json_int64(value, what);
+      } else if constexpr (std::is_same_v<Field, double>) {
+        field = json_double(value, what);
+      } else if constexpr (std::is_same_v<Field, std::vector<int64_t>>) {
+        if (!value.is_array()) throw std::invalid_argument(what + " must be a list of integers");
+        field.clear();
+        for (const auto& item : value) field.push_back(json_int64(item, what));
+      } else {
+        field = value.get<Field>();
+      }
     };
     read("patch_size", c.patch_size);
     read("in_channels", c.in_channels);

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace attnkit::vision {
 
 /// How the token sequence becomes one vector for the head.
@@ -66,6 +68,8 @@ struct ViTConfig {
   std::string to_json() const;
   /// Missing keys keep their defaults; throws std::invalid_argument on bad JSON or values.
   static ViTConfig from_json(const std::string& json);
+  /// The same on parsed JSON (a captioner's config holds its encoder's).
+  static ViTConfig from_json_value(const nlohmann::json& json);
 
   /// A standard architecture by timm name: "vit_{tiny,small,base,large,huge}_patch{P}_{SIZE}",
   /// e.g. "vit_small_patch16_224". Throws std::invalid_argument for other names.

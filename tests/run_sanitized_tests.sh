@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# tests/run_sanitized_tests.sh: builds attnkit with AddressSanitizer + UBSan (-DATTNKIT_SANITIZE=ON,
+# g++, so the precompiled header still works) and runs the unit and CLI tests in it once. Exits
+# non-zero on a failing test or any sanitizer report (UB aborts: -fno-sanitize-recover).
+#
+# Environment: ATTNKIT_SANITIZE_BUILD_DIR (default ./build-sanitize).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BUILD=${ATTNKIT_SANITIZE_BUILD_DIR:-$ROOT/build-sanitize}
+
+if [ ! -f "$BUILD/build.ninja" ]; then
+  # -g1: line numbers in the reports at little compile-time cost.
+  cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS=-g1 \
+    -DATTNKIT_SANITIZE=ON >/dev/null
+fi
+cmake --build "$BUILD" -j "$(nproc)"
+
+# Left out: the tests whose point is numeric agreement with the Python references (torchvision,
+# PIL, NLTK: numbers, not memory; the ordinary run has them), and the shipped weights' and
+# recipes' runs, which spend minutes inside LibTorch, where nothing is instrumented. -FS: the
+# oracle fixtures are not added back; the importer tests that need their checkpoints make them.
+EXCLUDE='^oracle\.|ViTOracle\.|AttentionMapsOracle\.|OracleTest\.|Bleu\.AgreesWithNltk|ShippedWeights\.|ShippedRecipe'
+
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+cd "$BUILD"
+OMP_NUM_THREADS=1 ctest --output-on-failure -j "$(nproc)" -E "$EXCLUDE" -FS vit_oracle
