@@ -69,7 +69,12 @@ int run_inspect(int argc, char** argv) {
         parameters += numel;
         dtypes[entry.dtype] += 1;
       }
-      json config = json::parse(info.config_json.empty() ? "{}" : info.config_json, nullptr, false);
+      // Printed as it is stored, but a model file is untrusted input: dump() recurses, and a
+      // config nested a million levels deep would overflow the stack. No real config nests
+      // deeper than 4, so past 64 the value is dropped (parse callbacks that return false).
+      json config = json::parse(
+          info.config_json.empty() ? "{}" : info.config_json,
+          [](int depth, json::parse_event_t, json&) { return depth <= 64; }, false);
       if (as_json) {
         json out = {{"path", path},
                     {"arch", info.arch},
