@@ -18,6 +18,7 @@
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "apps/overlay_render.h"
+#include "vision/atomic_file.h"
 #include "vision/errors.h"
 #include "vision/image/image_io.h"
 
@@ -264,10 +265,9 @@ int run_overlay(int argc, char** argv) {
     if (!capture.isOpened()) throw vision::ImageError(input + ": cannot open as a video");
     const double fps = capture.get(cv::CAP_PROP_FPS) > 0 ? capture.get(cv::CAP_PROP_FPS) : 25.0;
     const auto frame_count = static_cast<int64_t>(capture.get(cv::CAP_PROP_FRAME_COUNT));
-    const std::string ext = fs::path(path).extension().string();
-    const std::string temp =
-        (fs::path(path).parent_path() / ("." + fs::path(path).stem().string() + ".partial" + ext))
-            .string();
+    // The writer picks the container by the name, so the temporary keeps the extension. Declared
+    // before the writer: on an error the writer closes first, then the temporary goes.
+    vision::AtomicFile file(path, /*keep_extension=*/true);
     cv::VideoWriter writer;
     ProgressBar frames_bar("frames", std::max<int64_t>(frame_count, 1));
     int64_t frames = 0;
@@ -287,7 +287,7 @@ int run_overlay(int argc, char** argv) {
         if (batch.empty()) break;
         for (const auto& r : renderer->render(batch, /*single_map=*/true)) {
           if (!writer.isOpened()) {
-            writer.open(temp, fourcc_for(path), fps, r.rgb.size());
+            writer.open(file.temp_path(), fourcc_for(path), fps, r.rgb.size());
             if (!writer.isOpened()) {
               throw vision::ImageError(path + ": cannot write this video format");
             }
@@ -309,13 +309,18 @@ int run_overlay(int argc, char** argv) {
                                      std::to_string(frame_count) + " frames, " +
                                      std::to_string(frames) + " could be decoded");
       }
-      if (std::rename(temp.c_str(), path.c_str()) != 0) {
-        throw vision::ImageError(path + ": cannot write");
+      // VideoWriter reports no write errors (a full disk included): read the result back.
+      cv::VideoCapture written(file.temp_path());
+      const auto written_frames = static_cast<int64_t>(written.get(cv::CAP_PROP_FRAME_COUNT));
+      if (!written.isOpened() || written_frames != frames) {
+        throw vision::WriteError(path + ": cannot write: the video reads back with " +
+                                 std::to_string(written.isOpened() ? written_frames : 0) +
+                                 " of " + std::to_string(frames) + " frames (disk full?)");
       }
+      file.commit();
     } catch (...) {
       frames_bar.finish();
       writer.release();
-      std::remove(temp.c_str());
       throw;
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
