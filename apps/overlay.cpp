@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <vector>
 
 #include <boost/program_options.hpp>
 #include <opencv2/imgproc.hpp>
@@ -269,6 +270,15 @@ int run_overlay(int argc, char** argv) {
     // before the writer: on an error the writer closes first, then the temporary goes.
     vision::AtomicFile file(path, /*keep_extension=*/true);
     cv::VideoWriter writer;
+    // OpenCV tells neither why a writer did not open nor that a write failed. Writing to the
+    // temporary ourselves surfaces a full or read-only disk as a WriteError with its errno;
+    // otherwise the problem is the video's.
+    auto fail_video = [&](const std::string& problem) {
+      writer.release();
+      const std::vector<char> probe(64 * 1024);
+      file.write(probe.data(), probe.size());
+      throw vision::ImageError(path + ": " + problem);
+    };
     ProgressBar frames_bar("frames", std::max<int64_t>(frame_count, 1));
     int64_t frames = 0;
     const auto start = Clock::now();
@@ -288,9 +298,7 @@ int run_overlay(int argc, char** argv) {
         for (const auto& r : renderer->render(batch, /*single_map=*/true)) {
           if (!writer.isOpened()) {
             writer.open(file.temp_path(), fourcc_for(path), fps, r.rgb.size());
-            if (!writer.isOpened()) {
-              throw vision::ImageError(path + ": cannot write this video format");
-            }
+            if (!writer.isOpened()) fail_video("cannot write this video format");
           }
           cv::Mat out_bgr;
           cv::cvtColor(r.rgb, out_bgr, cv::COLOR_RGB2BGR);
@@ -309,13 +317,14 @@ int run_overlay(int argc, char** argv) {
                                      std::to_string(frame_count) + " frames, " +
                                      std::to_string(frames) + " could be decoded");
       }
-      // VideoWriter reports no write errors (a full disk included): read the result back.
+      // Read back before it replaces anything, since the writer reported nothing.
       cv::VideoCapture written(file.temp_path());
-      const auto written_frames = static_cast<int64_t>(written.get(cv::CAP_PROP_FRAME_COUNT));
-      if (!written.isOpened() || written_frames != frames) {
-        throw vision::WriteError(path + ": cannot write: the video reads back with " +
-                                 std::to_string(written.isOpened() ? written_frames : 0) +
-                                 " of " + std::to_string(frames) + " frames (disk full?)");
+      const auto written_frames =
+          written.isOpened() ? static_cast<int64_t>(written.get(cv::CAP_PROP_FRAME_COUNT)) : 0;
+      written.release();
+      if (written_frames != frames) {
+        fail_video("cannot write: the video reads back with " + std::to_string(written_frames) +
+                   " of " + std::to_string(frames) + " frames");
       }
       file.commit();
     } catch (...) {

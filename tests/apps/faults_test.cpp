@@ -17,6 +17,8 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/videoio.hpp>
 
 #include "tests/apps/cli_support.h"
 #include "tests/vision/test_support.h"
@@ -257,13 +259,24 @@ TEST(Faults, FullDiskKeepsThePreviousOutputAndNoTemporary) {
   const std::string sample =
       std::string(ATTNKIT_SOURCE_DIR) + "/samples/fashion/test0009-sneaker.png";
 
-  // An overlay, then the disk fills up, then the same overlay again.
+  // An overlay of an image and one of a video, then the disk fills up, then the same again.
   const auto overlay = disk.file("sneaker.png");
   ASSERT_EQ(run_attn("overlay " + sample + " --upscale 64 -o " + overlay).exit_code, 0);
   const std::string overlay_before = read_file(overlay);
+  attnkit::testing::TempDir dir;
+  const auto clip = dir.file("clip.avi");
+  {
+    cv::VideoWriter writer(clip, cv::VideoWriter::fourcc('M', 'J', 'P', 'G'), 10.0,
+                           cv::Size(28, 28));
+    ASSERT_TRUE(writer.isOpened());
+    const cv::Mat frame = cv::imread(sample);
+    for (int i = 0; i < 5; ++i) writer.write(frame);
+  }
+  const auto video = disk.file("clip.mp4");
+  ASSERT_EQ(run_attn("overlay " + clip + " -t 1 -o " + video).exit_code, 0);
+  const std::string video_before = read_file(video);
 
   // A training run's checkpoints, then a resume that cannot write its next ones.
-  attnkit::testing::TempDir dir;
   const std::string train = "train classifier --config " + tiny_classifier_config(dir) +
                             " --limit 400 --val-count 100 --batch-size 30 --threads 1 --out " +
                             disk.file("run");
@@ -277,6 +290,12 @@ TEST(Faults, FullDiskKeepsThePreviousOutputAndNoTemporary) {
   EXPECT_NE(again.err.find(overlay + ": cannot write: no space left on device"), std::string::npos)
       << again.err;
   EXPECT_EQ(read_file(overlay), overlay_before);
+  const auto video_again = run_attn("overlay " + clip + " -t 1 -o " + video);
+  EXPECT_NE(video_again.exit_code, 0);
+  EXPECT_NE(video_again.err.find(video + ": cannot write: no space left on device"),
+            std::string::npos)
+      << video_again.err;
+  EXPECT_EQ(read_file(video), video_before);
 
   const auto resumed = run_attn(train + " --epochs 2 --resume " + last);
   EXPECT_EQ(resumed.exit_code, 1) << resumed.err;
@@ -284,7 +303,8 @@ TEST(Faults, FullDiskKeepsThePreviousOutputAndNoTemporary) {
       << resumed.err;
   EXPECT_EQ(read_file(last), last_before);
 
-  EXPECT_EQ(listing(disk.path()), (std::vector<std::string>{"filler", "run", "sneaker.png"}));
+  EXPECT_EQ(listing(disk.path()),
+            (std::vector<std::string>{"clip.mp4", "filler", "run", "sneaker.png"}));
   EXPECT_EQ(listing(disk.file("run")),
             (std::vector<std::string>{"best.safetensors", "last.safetensors", "log.jsonl"}));
 }
