@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <vector>
 
 #include <boost/program_options.hpp>
 #include <opencv2/imgproc.hpp>
@@ -18,6 +19,7 @@
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "apps/overlay_render.h"
+#include "vision/atomic_file.h"
 #include "vision/errors.h"
 #include "vision/image/image_io.h"
 
@@ -290,11 +292,19 @@ int run_overlay(int argc, char** argv) {
     if (!capture.isOpened()) throw vision::ImageError(input + ": cannot open as a video");
     const double fps = capture.get(cv::CAP_PROP_FPS) > 0 ? capture.get(cv::CAP_PROP_FPS) : 25.0;
     const auto frame_count = static_cast<int64_t>(capture.get(cv::CAP_PROP_FRAME_COUNT));
-    const std::string ext = fs::path(path).extension().string();
-    const std::string temp =
-        (fs::path(path).parent_path() / ("." + fs::path(path).stem().string() + ".partial" + ext))
-            .string();
+    // The writer picks the container by the name, so the temporary keeps the extension. Declared
+    // before the writer: on an error the writer closes first, then the temporary goes.
+    vision::AtomicFile file(path, /*keep_extension=*/true);
     cv::VideoWriter writer;
+    // OpenCV tells neither why a writer did not open nor that a write failed. Writing to the
+    // temporary ourselves surfaces a full or read-only disk as a WriteError with its errno;
+    // otherwise the problem is the video's.
+    auto fail_video = [&](const std::string& problem) {
+      writer.release();
+      const std::vector<char> probe(64 * 1024);
+      file.write(probe.data(), probe.size());
+      throw vision::ImageError(path + ": " + problem);
+    };
     ProgressBar frames_bar("frames", std::max<int64_t>(frame_count, 1));
     int64_t frames = 0;
     const auto start = Clock::now();
@@ -313,10 +323,8 @@ int run_overlay(int argc, char** argv) {
         if (batch.empty()) break;
         for (const auto& r : renderer->render(batch, /*single_map=*/true)) {
           if (!writer.isOpened()) {
-            writer.open(temp, fourcc_for(path), fps, r.rgb.size());
-            if (!writer.isOpened()) {
-              throw vision::ImageError(path + ": cannot write this video format");
-            }
+            writer.open(file.temp_path(), fourcc_for(path), fps, r.rgb.size());
+            if (!writer.isOpened()) fail_video("cannot write this video format");
           }
           cv::Mat out_bgr;
           cv::cvtColor(r.rgb, out_bgr, cv::COLOR_RGB2BGR);
@@ -335,13 +343,19 @@ int run_overlay(int argc, char** argv) {
                                      std::to_string(frame_count) + " frames, " +
                                      std::to_string(frames) + " could be decoded");
       }
-      if (std::rename(temp.c_str(), path.c_str()) != 0) {
-        throw vision::ImageError(path + ": cannot write");
+      // Read back before it replaces anything, since the writer reported nothing.
+      cv::VideoCapture written(file.temp_path());
+      const auto written_frames =
+          written.isOpened() ? static_cast<int64_t>(written.get(cv::CAP_PROP_FRAME_COUNT)) : 0;
+      written.release();
+      if (written_frames != frames) {
+        fail_video("cannot write: the video reads back with " + std::to_string(written_frames) +
+                   " of " + std::to_string(frames) + " frames");
       }
+      file.commit();
     } catch (...) {
       frames_bar.finish();
       writer.release();
-      std::remove(temp.c_str());
       throw;
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();

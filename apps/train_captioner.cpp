@@ -97,7 +97,9 @@ int run_train_captioner(int argc, char** argv) {
           "stochastic attention penalty; hard attention by REINFORCE with a moving-average\n"
           "baseline and an entropy bonus (the expected context for half the images). Each\n"
           "epoch decodes the val split greedily and reports BLEU-1..4, CIDEr-D and the\n"
-          "pointing game; best.safetensors keeps the best BLEU-4.\n\n"
+          "pointing game; best.safetensors keeps the best BLEU-4. A NaN or Inf loss stops\n"
+          "training with exit 1 and keeps the last checkpoint; so does a checkpoint that cannot\n"
+          "be written (the previous one stays intact).\n\n"
           "Example:\n"
           "  attn data scenes --out data/scenes --count 20000\n"
           "  attn train captioner --data data/scenes/scenes.json \\\n"
@@ -245,7 +247,14 @@ int run_train_captioner(int argc, char** argv) {
     std::cerr << "  " << fixed(r.elapsed_seconds / 60, 1) << " min" << (r.improved ? "  *" : "")
               << std::endl;
   };
-  const auto state = trainer.run(callbacks);
+  vision::TrainState state;
+  try {
+    state = trainer.run(callbacks);
+  } catch (const vision::Error& e) {  // diverged, or a checkpoint or the log cannot be written
+    if (bar) bar->finish();
+    print_error("train", e.what());
+    return kExitSomeFailed;
+  }
   if (bar) bar->finish();
   std::cout << "best: " << trainer.best_path() << "\nlast: " << trainer.last_path()
             << "\nlog:  " << trainer.log_path() << "\ntraining time: "

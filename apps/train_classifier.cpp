@@ -139,7 +139,9 @@ int run_train_classifier(int argc, char** argv) {
           "Trains a Vision Transformer classifier with AdamW, warm-up + cosine learning rate,\n"
           "label smoothing, random crop / flip / erasing (optionally Mixup / CutMix) and\n"
           "bf16 autocast. Every epoch writes last.safetensors (resumable with --resume) and,\n"
-          "when validation top-1 improves, best.safetensors: a model file for 'attn classify'.\n\n"
+          "when validation top-1 improves, best.safetensors: a model file for 'attn classify'.\n"
+          "A NaN or Inf loss stops training with exit 1 and keeps the last checkpoint; so does\n"
+          "a checkpoint that cannot be written (the previous one stays intact).\n\n"
           "Examples:\n"
           "  attn train classifier --out runs/fashion --epochs 40\n"
           "  attn train classifier --out runs/fashion --resume runs/fashion/last.safetensors\n"
@@ -271,7 +273,14 @@ int run_train_classifier(int argc, char** argv) {
               << format_fixed(r.elapsed_seconds / 60, 1) << " min" << (r.improved ? "  *" : "")
               << std::endl;
   };
-  const auto state = trainer.run(callbacks);
+  vision::TrainState state;
+  try {
+    state = trainer.run(callbacks);
+  } catch (const vision::Error& e) {  // diverged, or a checkpoint or the log cannot be written
+    if (bar) bar->finish();
+    print_error("train", e.what());
+    return kExitSomeFailed;
+  }
   if (bar) bar->finish();
   std::cout << "best: " << trainer.best_path();
   if (state.best_epoch > 0 && validation.size() > 0) {

@@ -31,4 +31,18 @@ class DataError : public Error {
   using Error::Error;
 };
 
+/// An output file could not be written (vision/atomic_file.h): "out.png: cannot write: no space
+/// left on device". The file it would have replaced is intact.
+class WriteError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// Training cannot go on: the loss or the weights became NaN or Inf. The message names the epoch
+/// and step; the last checkpoint written before them is kept.
+class TrainingDiverged : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace attnkit::vision

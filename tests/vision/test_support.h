@@ -2,7 +2,13 @@
 // running the Python oracles).
 #pragma once
 
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -33,6 +39,55 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+/// A tmpfs of `size` ("64k", as mount(8) reads it) on a fresh directory, unmounted with the object:
+/// a disk that fills up. Mounting needs root (CAP_SYS_ADMIN); where it fails, mounted() is false
+/// and error() says why, for GTEST_SKIP.
+class ScopedTmpfs {
+ public:
+  explicit ScopedTmpfs(const std::string& size) : path_(dir_.file("tmpfs")) {
+    std::filesystem::create_directory(path_);
+    const std::string options = "size=" + size;
+    if (::mount("tmpfs", path_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, options.c_str()) == 0) {
+      mounted_ = true;
+    } else {
+      error_ = "cannot mount a " + size + " tmpfs (" + std::strerror(errno) + "; needs root)";
+    }
+  }
+  ~ScopedTmpfs() {
+    if (mounted_) ::umount2(path_.c_str(), MNT_DETACH);
+  }
+  ScopedTmpfs(const ScopedTmpfs&) = delete;
+  ScopedTmpfs& operator=(const ScopedTmpfs&) = delete;
+
+  bool mounted() const { return mounted_; }
+  const std::string& error() const { return error_; }
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+  /// Takes every free byte with a file named `name`, so the next write fails with ENOSPC.
+  void fill(const std::string& name = "filler") const {
+    std::ofstream out(file(name), std::ios::binary);
+    const std::string block(4096, '\0');
+    while (out.write(block.data(), block.size())) {
+    }
+  }
+
+ private:
+  TempDir dir_;
+  std::string path_;
+  std::string error_;
+  bool mounted_ = false;
+};
+
+/// The pid of a process that has exited and been reaped: one that certainly runs no more.
+inline pid_t ended_process_id() {
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  return child;
+}
 
 /// A two-block ViT (patch 8, width 24, 3 heads) small enough for unit tests.
 inline vision::ViTConfig tiny_vit_config(int64_t height, int64_t width, int64_t num_classes) {

@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "vision/atomic_file.h"
 #include "vision/errors.h"
 #include "vision/json_error.h"
 
@@ -228,12 +229,6 @@ bool byte_count(const SafetensorsEntry& entry, uint64_t* bytes) {
   return true;
 }
 
-// Temporary names must differ between threads of one process as well as between processes.
-std::string temp_path_for(const std::string& path) {
-  static std::atomic<uint64_t> counter{0};
-  return path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-}
-
 // Owns a file descriptor so every early exit closes it.
 class Fd {
  public:
@@ -303,20 +298,6 @@ std::string foreign_format(const uint8_t* bytes, size_t size) {
     return "an image, not a model file (images are inputs; the model goes to --model)";
   }
   return "";
-}
-
-void write_all(int fd, const void* data, size_t size, const std::string& path) {
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    const ssize_t written = ::write(fd, p, size);
-    if (written < 0) {
-      const int error = errno;
-      if (error == EINTR) continue;
-      fail(path, "write failed: " + errno_text(error));
-    }
-    p += written;
-    size -= static_cast<size_t>(written);
-  }
 }
 
 }  // namespace
@@ -559,36 +540,17 @@ void save_safetensors(const std::string& path,
   text.append((8 - text.size() % 8) % 8, ' ');
   const uint64_t header_len = text.size();
 
-  const std::string temp = temp_path_for(path);
-  Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666));
-  if (fd.get() < 0) {
-    const int error = errno;
-    fail(path, "cannot create temporary file " + temp + ": " + errno_text(error));
-  }
-  // From here on the temporary file is ours, and every failure removes it.
+  // Streamed tensor by tensor into the temporary: no second copy of the whole file in memory.
   try {
-    write_all(fd.get(), &header_len, 8, path);
-    write_all(fd.get(), text.data(), text.size(), path);
+    AtomicFile file(path);
+    file.write(&header_len, 8);
+    file.write(text.data(), text.size());
     for (const torch::Tensor& t : contiguous) {
-      const size_t bytes = static_cast<size_t>(t.numel()) * t.element_size();
-      if (bytes > 0) write_all(fd.get(), t.data_ptr(), bytes, path);
+      file.write(t.data_ptr(), static_cast<size_t>(t.numel()) * t.element_size());
     }
-    // Without fsync a crash right after the rename could leave an empty file under `path`.
-    if (::fsync(fd.get()) != 0) {
-      const int error = errno;
-      fail(path, "fsync failed: " + errno_text(error));
-    }
-    if (fd.close() != 0) {
-      const int error = errno;
-      fail(path, "close failed: " + errno_text(error));
-    }
-    if (std::rename(temp.c_str(), path.c_str()) != 0) {
-      const int error = errno;
-      fail(path, "cannot rename " + temp + " into place: " + errno_text(error));
-    }
-  } catch (...) {
-    ::unlink(temp.c_str());
-    throw;
+    file.commit();
+  } catch (const WriteError& e) {
+    throw CheckpointError(e.what());
   }
 }
 

@@ -63,9 +63,9 @@ class SafetensorsFile {
 };
 
 /// Writes tensors (any of the dtypes above, contiguous or not) and string metadata to `path`
-/// as the reference writer does (header padded with spaces to a multiple of 8 bytes). The file
-/// is written under a temporary name in the same directory and renamed, so a failure never
-/// leaves a half-written file. Throws CheckpointError on I/O failure or duplicate names.
+/// as the reference writer does (header padded with spaces to a multiple of 8 bytes), streamed
+/// through an AtomicFile (vision/atomic_file.h): a failure, a full disk or a crash never leaves a
+/// half-written file. Throws CheckpointError on I/O failure or duplicate names.
 void save_safetensors(const std::string& path,
                       const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});

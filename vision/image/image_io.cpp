@@ -23,6 +23,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "vision/atomic_file.h"
 #include "vision/errors.h"
 #include "vision/image/image_header.h"
 
@@ -191,43 +192,6 @@ const std::vector<std::string>& readable_extensions() {
   return extensions;
 }
 
-// Writes `bytes` to a new file next to `target`. Created with mode 0666 (less the umask) like
-// any ordinary output file, and O_EXCL so two writers never share a temporary.
-std::string write_temporary(const fs::path& target, const std::vector<unsigned char>& bytes) {
-  static std::atomic<unsigned> counter{0};
-  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    const std::string temp =
-        (dir / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
-                std::to_string(counter++)))
-            .string();
-    const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0) {
-      if (errno == EEXIST) continue;
-      fail(target.string(), std::string("cannot write (") + std::strerror(errno) + ")");
-    }
-    size_t done = 0;
-    while (done < bytes.size()) {
-      const ssize_t wrote = ::write(fd, bytes.data() + done, bytes.size() - done);
-      if (wrote < 0 && errno == EINTR) continue;
-      if (wrote <= 0) {
-        const int error = wrote < 0 ? errno : EIO;
-        ::close(fd);
-        ::unlink(temp.c_str());
-        fail(target.string(), std::string("cannot write (") + std::strerror(error) + ")");
-      }
-      done += static_cast<size_t>(wrote);
-    }
-    if (::close(fd) != 0) {
-      const int error = errno;
-      ::unlink(temp.c_str());
-      fail(target.string(), std::string("cannot write (") + std::strerror(error) + ")");
-    }
-    return temp;
-  }
-  fail(target.string(), "cannot write (no free temporary name)");
-}
-
 }  // namespace
 
 int64_t max_image_pixels() { return g_max_pixels.load(); }
@@ -250,11 +214,10 @@ bool has_writable_image_extension(const std::string& path) {
 }
 
 void write_file_atomically(const std::string& path, const std::vector<unsigned char>& bytes) {
-  const std::string temp = write_temporary(fs::path(path), bytes);
-  if (std::rename(temp.c_str(), path.c_str()) != 0) {
-    const int error = errno;
-    ::unlink(temp.c_str());
-    fail(path, std::string("cannot write (") + std::strerror(error) + ")");
+  try {
+    write_atomically(path, bytes.data(), bytes.size());
+  } catch (const WriteError& e) {
+    throw ImageError(e.what());
   }
 }
 

@@ -43,8 +43,8 @@ bool has_writable_image_extension(const std::string& path);
 /// The file name's extension in lower case, with its dot (".png"); "" when it has none.
 std::string lower_extension(const std::string& path);
 
-/// Writes `bytes` to a temporary name beside `path` and renames it into place, so readers never
-/// see a half-written file. Throws ImageError naming `path` when the write fails.
+/// Writes `bytes` through an AtomicFile (vision/atomic_file.h: temporary, fsync, rename), so
+/// readers never see a half-written file. Throws ImageError naming `path` when the write fails.
 void write_file_atomically(const std::string& path, const std::vector<unsigned char>& bytes);
 
 /// True when the file name has an extension OpenCV can read as a still image

@@ -197,6 +197,7 @@ CaptionerTrainer::CaptionerTrainer(Captioner model, ModelInfo info, Vocabulary v
   impl_->options = options;
   impl_->out_dir = std::move(out_dir);
   std::filesystem::create_directories(impl_->out_dir);
+  remove_stale_run_temporaries(impl_->out_dir);
   std::vector<torch::Tensor> parameters;
   for (const auto& item : impl_->model->named_parameters(true)) {
     const bool encoder = item.key().rfind("encoder.", 0) == 0;
@@ -224,6 +225,7 @@ std::string CaptionerTrainer::log_path() const {
 
 void CaptionerTrainer::resume(const std::string& checkpoint) {
   state_ = resume_training_checkpoint(checkpoint, *impl_->model, *impl_->optimizer);
+  trim_training_log(log_path(), state_.epoch);
 }
 
 TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
@@ -307,6 +309,8 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
         state_.baseline = o.baseline_decay * state_.baseline +
                           (1.0 - o.baseline_decay) * log_likelihood.mean().item<double>();
       }
+      const double loss_value = loss.item<double>();
+      check_finite_loss(loss_value, state_, last_path());
       lr = warmup_cosine_lr(state_.step, warmup_steps, total_steps, o.lr, o.min_lr);
       for (auto& group : impl_->optimizer->param_groups()) group.options().set_lr(lr);
       impl_->optimizer->zero_grad();
@@ -320,9 +324,6 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
       }
       impl_->optimizer->step();
       ++state_.step;
-      const double loss_value = loss.item<double>();
-      TORCH_CHECK(std::isfinite(loss_value), "training diverged: loss is ", loss_value,
-                  " at step ", state_.step, " (lower --lr?)");
       state_.epoch_loss_sum += loss_value;
       ++state_.epoch_loss_count;
       state_.elapsed_seconds += std::chrono::duration<double>(Clock::now() - step_start).count();
@@ -331,6 +332,7 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
                           loss_value, lr);
       }
     }
+    check_finite_parameters(*model, state_, last_path());
     if (state_.batch < batches_per_epoch) {  // max_steps reached inside the epoch
       save_checkpoint();
       break;
@@ -357,8 +359,6 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
     state_.elapsed_seconds += std::chrono::duration<double>(Clock::now() - eval_start).count();
     report.elapsed_seconds = state_.elapsed_seconds;
     state_.end_epoch(report.improved, report.val_bleu.bleu[3], o.patience);
-    if (report.improved) save_model(best_path(), *model, impl_->info);
-    save_checkpoint();
     const nlohmann::json line{{"epoch", report.epoch},
                               {"step", report.step},
                               {"lr", report.lr},
@@ -370,7 +370,11 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
                               {"epoch_seconds", report.epoch_seconds},
                               {"elapsed_seconds", report.elapsed_seconds},
                               {"improved", report.improved}};
+    // Log, best, then last: a run killed between them redoes this epoch from the previous
+    // checkpoint, and the resume drops the log line it wrote (trim_training_log).
     append_training_log(log_path(), line.dump());
+    if (report.improved) save_model(best_path(), *model, impl_->info);
+    save_checkpoint();
     if (callbacks.on_epoch) callbacks.on_epoch(report);
   }
   model->eval();

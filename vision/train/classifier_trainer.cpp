@@ -80,6 +80,7 @@ ClassifierTrainer::ClassifierTrainer(VisionTransformer model, ModelInfo info, La
   impl_->options = options;
   impl_->out_dir = std::move(out_dir);
   std::filesystem::create_directories(impl_->out_dir);
+  remove_stale_run_temporaries(impl_->out_dir);
 
   std::vector<torch::Tensor> decay, no_decay;
   for (const auto& item : impl_->model->named_parameters(/*recurse=*/true)) {
@@ -109,6 +110,7 @@ std::string ClassifierTrainer::log_path() const {
 
 void ClassifierTrainer::resume(const std::string& checkpoint) {
   state_ = resume_training_checkpoint(checkpoint, *impl_->model, *impl_->optimizer);
+  trim_training_log(log_path(), state_.epoch);
 }
 
 TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
@@ -158,15 +160,14 @@ TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
         CpuAutocast autocast(options.bf16);
         loss = soft_cross_entropy(model->forward(images), targets);
       }
+      const double loss_value = loss.item<double>();
+      check_finite_loss(loss_value, state_, last_path());
       loss.backward();
       if (options.grad_clip > 0) {
         torch::nn::utils::clip_grad_norm_(model->parameters(), options.grad_clip);
       }
       impl_->optimizer->step();
       ++state_.step;
-      const double loss_value = loss.item<double>();
-      TORCH_CHECK(std::isfinite(loss_value), "training diverged: loss is ", loss_value,
-                  " at step ", state_.step, " (lower --lr?)");
       state_.epoch_loss_sum += loss_value;
       ++state_.epoch_loss_count;
       state_.elapsed_seconds +=
@@ -176,12 +177,14 @@ TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
                           loss_value, lr);
       }
       if (options.save_every > 0 && state_.step % options.save_every == 0) {
+        check_finite_parameters(*model, state_, last_path());
         state_.batch += 1;  // the checkpoint resumes after this batch
         save_checkpoint(last_path());
         state_.batch -= 1;
       }
     }
     const bool epoch_done = state_.batch >= batches_per_epoch;
+    check_finite_parameters(*model, state_, last_path());
     if (!epoch_done) {  // max_steps reached inside the epoch
       save_checkpoint(last_path());
       break;
@@ -210,8 +213,6 @@ TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
     state_.elapsed_seconds += std::chrono::duration<double>(Clock::now() - eval_start).count();
     report.elapsed_seconds = state_.elapsed_seconds;
     state_.end_epoch(report.improved, report.val_top1, options.patience);
-    if (report.improved) save_model(best_path(), *model, impl_->info);
-    save_checkpoint(last_path());
     const nlohmann::json line{{"epoch", report.epoch},
                               {"step", report.step},
                               {"lr", report.lr},
@@ -223,7 +224,11 @@ TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
                               {"images_per_second", report.images_per_second},
                               {"elapsed_seconds", report.elapsed_seconds},
                               {"improved", report.improved}};
+    // Log, best, then last: a run killed between them redoes this epoch from the previous
+    // checkpoint, and the resume drops the log line it wrote (trim_training_log).
     append_training_log(log_path(), line.dump());
+    if (report.improved) save_model(best_path(), *model, impl_->info);
+    save_checkpoint(last_path());
     if (callbacks.on_epoch) callbacks.on_epoch(report);
   }
   model->eval();

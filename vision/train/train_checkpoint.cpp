@@ -2,13 +2,16 @@
 // stored as one uint8 tensor so a checkpoint stays a single safetensors file.
 #include "vision/train/train_checkpoint.h"
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "vision/atomic_file.h"
 #include "vision/checkpoint/safetensors.h"
 #include "vision/errors.h"
 
@@ -73,9 +76,64 @@ std::string run_file(const std::string& out_dir, const std::string& name) {
 }
 
 void append_training_log(const std::string& path, const std::string& json_line) {
-  std::ofstream log(path, std::ios::app);
-  log << json_line << "\n";
-  if (!log) throw Error(path + ": cannot append to the training log");
+  append_to_file(path, json_line + "\n");
+}
+
+void trim_training_log(const std::string& path, int64_t completed_epochs) {
+  std::ifstream in(path);
+  if (!in) return;  // no log yet
+  std::string kept, line;
+  bool dropped = false;
+  while (std::getline(in, line)) {
+    // A line that does not parse is the tail of an append cut short: drop it as well.
+    const auto entry = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    const bool keep = entry.is_object() && entry.contains("epoch") &&
+                      entry["epoch"].is_number_integer() &&
+                      entry["epoch"].get<int64_t>() <= completed_epochs;
+    if (keep) {
+      kept += line + "\n";
+    } else {
+      dropped = true;
+    }
+  }
+  if (dropped) write_atomically(path, kept.data(), kept.size());
+}
+
+namespace {
+
+[[noreturn]] void diverged(const TrainState& state, int64_t step, const std::string& problem,
+                           const std::string& last_path) {
+  const std::string kept = std::filesystem::exists(last_path)
+                               ? last_path + " is kept as the last good checkpoint"
+                               : "no checkpoint was written";
+  throw TrainingDiverged("training diverged at epoch " + std::to_string(state.epoch + 1) +
+                         ", step " + std::to_string(step) + ": " + problem + "; " + kept +
+                         " (lower --lr?)");
+}
+
+}  // namespace
+
+void check_finite_loss(double loss, const TrainState& state, const std::string& last_path) {
+  if (std::isfinite(loss)) return;
+  std::ostringstream problem;
+  problem << "the loss is " << loss;
+  diverged(state, state.step + 1, problem.str(), last_path);
+}
+
+void check_finite_parameters(const torch::nn::Module& module, const TrainState& state,
+                             const std::string& last_path) {
+  torch::NoGradGuard no_grad;
+  for (const auto& p : module.named_parameters(/*recurse=*/true)) {
+    if (!torch::isfinite(p.value()).all().item<bool>()) {
+      diverged(state, state.step, "parameter '" + p.key() + "' holds NaN or Inf", last_path);
+    }
+  }
+}
+
+void remove_stale_run_temporaries(const std::string& out_dir) {
+  for (const char* name : {"last.safetensors", "best.safetensors", "log.jsonl"}) {
+    remove_stale_temporaries(run_file(out_dir, name));
+  }
 }
 
 }  // namespace attnkit::vision

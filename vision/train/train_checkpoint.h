@@ -35,7 +35,25 @@ TrainState resume_training_checkpoint(const std::string& path, torch::nn::Module
 /// "best.safetensors" (the best validation epoch), "log.jsonl" (one line per epoch).
 std::string run_file(const std::string& out_dir, const std::string& name);
 
-/// Appends one JSON line to a training log; throws Error naming the file when it cannot.
+/// Appends one JSON line to a training log; throws WriteError naming the file when it cannot.
 void append_training_log(const std::string& path, const std::string& json_line);
+
+/// On resume: drops the log lines of epochs after `completed_epochs` (a run killed after logging
+/// an epoch but before its checkpoint logs that epoch again), and a torn last line.
+void trim_training_log(const std::string& path, int64_t completed_epochs);
+
+/// Throws TrainingDiverged unless `loss` is finite, before the step it came from is taken:
+/// "training diverged at epoch 2, step 37: the loss is nan; <last_path> is kept as the last good
+/// checkpoint (lower --lr?)". Epoch and step are 1-based.
+void check_finite_loss(double loss, const TrainState& state, const std::string& last_path);
+
+/// Throws TrainingDiverged, naming the first parameter, when any parameter holds NaN or Inf:
+/// called before every checkpoint, so no checkpoint ever holds such weights.
+void check_finite_parameters(const torch::nn::Module& module, const TrainState& state,
+                             const std::string& last_path);
+
+/// Removes the temporaries of last.safetensors, best.safetensors and log.jsonl in `out_dir` that
+/// a killed run left behind (vision/atomic_file.h: never those of a running process).
+void remove_stale_run_temporaries(const std::string& out_dir);
 
 }  // namespace attnkit::vision
