@@ -132,16 +132,16 @@ int dispatch_subtask(int argc, char** argv, const std::string& command,
   throw UsageError("unknown task '" + name + "' (expected: " + names + ")");
 }
 
-int set_threads(int requested) {
-  int threads = requested;
-  if (threads <= 0) {
-    // OpenMP's own variable wins over "all cores": parallel test runs and shared machines set it.
-    if (const char* omp = std::getenv("OMP_NUM_THREADS"); omp && std::atoi(omp) > 0) {
-      threads = std::atoi(omp);
-    } else {
-      threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    }
+int default_threads() {
+  // OpenMP's own variable wins over "all cores": parallel test runs and shared machines set it.
+  if (const char* omp = std::getenv("OMP_NUM_THREADS"); omp && std::atoi(omp) > 0) {
+    return std::atoi(omp);
   }
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+int set_threads(int requested) {
+  const int threads = requested > 0 ? requested : default_threads();
   at::set_num_threads(threads);
   return threads;
 }

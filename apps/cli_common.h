@@ -66,6 +66,9 @@ struct Subtask {
 int dispatch_subtask(int argc, char** argv, const std::string& command,
                      const std::vector<Subtask>& tasks);
 
+/// The threads a command uses without --threads: $OMP_NUM_THREADS if set, else every core.
+int default_threads();
+
 /// Sets LibTorch's intra-op threads; 0 = $OMP_NUM_THREADS if set, else every core. Returns the
 /// count in use.
 int set_threads(int requested);
