@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "apps/caption_options.h"
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "apps/image_batches.h"
@@ -64,7 +65,7 @@ int run_caption(int argc, char** argv) {
       ("model,m", po::value(&model_path)->default_value(default_model_path("captioner")),
        "captioner model file")
       ("beam", po::value(&beam)->default_value(beam), "beam width (1 = greedy)")
-      ("max-len", po::value(&max_len)->default_value(max_len), "most words per caption")
+      ("max-len", po::value(&max_len)->default_value(max_len), max_len_help().c_str())
       ("batch-size,b", po::value(&batch_size)->default_value(batch_size), "images per pass")
       ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)
       ("json", po::bool_switch(&as_json),
@@ -85,7 +86,7 @@ int run_caption(int argc, char** argv) {
   }
   if (inputs.empty()) throw UsageError("no inputs given (images, directories or -)");
   if (beam < 1) throw UsageError("--beam must be at least 1, got " + std::to_string(beam));
-  if (max_len < 1) throw UsageError("--max-len must be at least 1, got " + std::to_string(max_len));
+  check_max_len(max_len);
   if (batch_size < 1) throw UsageError("--batch-size must be at least 1");
   if (as_json && as_jsonl) throw UsageError("--json and --jsonl exclude each other");
   set_threads(threads);
@@ -101,6 +102,9 @@ int run_caption(int argc, char** argv) {
   } catch (const vision::Error& e) {
     print_error("caption", e.what());
     return kExitBadModel;
+  }
+  if (const auto error = beam_width_error(beam, loaded.vocabulary.size()); !error.empty()) {
+    throw UsageError(error);
   }
 
   const auto items = expand_inputs(inputs);

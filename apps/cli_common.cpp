@@ -153,25 +153,27 @@ void add_max_pixels_option(po::options_description& options) {
       "a small file can declare a huge image)");
 }
 
+int default_threads() {
+  // OpenMP's own variable wins over "all cores": parallel test runs and shared machines set it.
+  if (const char* omp = std::getenv("OMP_NUM_THREADS"); omp && std::atoi(omp) > 0) {
+    return std::atoi(omp);
+  }
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
 int set_threads(int requested) {
   if (requested < 0) {
     throw UsageError("--threads must be 0 (all cores) or a positive count, got " +
                      std::to_string(requested));
   }
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  int threads = requested;
-  std::string source = "--threads";
-  if (threads == 0) {
-    // OpenMP's own variable wins over "all cores": parallel test runs and shared machines set it.
-    const char* omp = std::getenv("OMP_NUM_THREADS");
-    threads = omp && std::atoi(omp) > 0 ? std::atoi(omp) : cores;
-    source = "OMP_NUM_THREADS";
-  }
+  int threads = requested > 0 ? requested : default_threads();
   // More threads than cores only adds spinning OpenMP workers (100,000 of them never finish
   // starting), so the count is capped at the core count.
   if (threads > cores) {
-    std::cerr << "attn: warning: " << source << " " << threads << " is more than the " << cores
-              << " cores here; using " << cores << "\n";
+    std::cerr << "attn: warning: " << (requested > 0 ? "--threads" : "OMP_NUM_THREADS") << " "
+              << threads << " is more than the " << cores << " cores here; using " << cores
+              << "\n";
     threads = cores;
   }
   at::set_num_threads(threads);

@@ -78,9 +78,11 @@ constexpr const char* kThreadsHelp =
 /// before decoding (vision::set_max_image_pixels; default 100 megapixels).
 void add_max_pixels_option(boost::program_options::options_description& options);
 
-/// Sets LibTorch's intra-op threads; 0 = $OMP_NUM_THREADS if set, else every core. A count
-/// above the core count is capped there with a warning; a negative one throws UsageError.
-/// Returns the count in use.
+/// The threads a command uses without --threads: $OMP_NUM_THREADS if set, else every core.
+int default_threads();
+
+/// Sets LibTorch's intra-op threads; 0 = default_threads(). A count above the core count is
+/// capped there with a warning; a negative one throws UsageError. Returns the count in use.
 int set_threads(int requested);
 
 /// The shipped default model for a task ("classifier", "captioner"): $ATTNKIT_WEIGHTS/<file>, else

@@ -8,6 +8,7 @@ int run_caption(int argc, char** argv);
 int run_overlay(int argc, char** argv);
 int run_classify(int argc, char** argv);
 int run_import(int argc, char** argv);
+int run_info(int argc, char** argv);
 int run_inspect(int argc, char** argv);
 int run_train(int argc, char** argv);
 int run_train_classifier(int argc, char** argv);

@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "apps/classifier_data.h"
+#include "apps/caption_options.h"
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "apps/json_output.h"
@@ -213,7 +214,7 @@ int run_eval_captioner(int argc, char** argv) {
       ("images", po::value(&images), "image root (default: the JSON's directory)")
       ("split", po::value(&split)->default_value(split), "test | val | train")
       ("beam", po::value(&beam)->default_value(beam), "beam width (1 = greedy)")
-      ("max-len", po::value(&max_len)->default_value(max_len), "most words per caption")
+      ("max-len", po::value(&max_len)->default_value(max_len), max_len_help().c_str())
       ("batch-size,b", po::value(&batch_size)->default_value(batch_size), "images per pass")
       ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)
       ("json", po::bool_switch(&as_json), "print the metrics as JSON");
@@ -230,9 +231,8 @@ int run_eval_captioner(int argc, char** argv) {
     return kExitOk;
   }
   if (data.empty()) throw UsageError("--data is required (a Karpathy split JSON)");
-  if (beam < 1 || max_len < 1 || batch_size < 1) {
-    throw UsageError("--beam, --max-len and --batch-size must be at least 1");
-  }
+  if (beam < 1 || batch_size < 1) throw UsageError("--beam and --batch-size must be at least 1");
+  check_max_len(max_len);
   set_threads(threads);
   if (images.empty()) images = std::filesystem::path(data).parent_path().string();
   vision::LoadedCaptioner loaded;
@@ -241,6 +241,9 @@ int run_eval_captioner(int argc, char** argv) {
   } catch (const vision::Error& e) {
     print_error("eval", e.what());
     return kExitBadModel;
+  }
+  if (const auto error = beam_width_error(beam, loaded.vocabulary.size()); !error.empty()) {
+    throw UsageError(error);
   }
   vision::CaptionData dataset;
   try {

@@ -34,6 +34,7 @@ const Command kCommands[] = {
     {"eval", attnkit::apps::run_eval, "measure a model on a dataset (accuracy, confusion)"},
     {"data", attnkit::apps::run_data, "generate the captioned Fashion-MNIST scenes"},
     {"bench", attnkit::apps::run_bench, "time ViT inference"},
+    {"info", attnkit::apps::run_info, "the CPU, its features, threads, BLAS and chosen defaults"},
 };
 
 void print_usage(std::ostream& out) {
@@ -122,6 +123,11 @@ int main(int argc, char** argv) {
     return finish_stdout("", attnkit::apps::kExitOk);
   }
   if (name == "--version") {
+    if (argc > 2 && (std::strcmp(argv[2], "--verbose") == 0 || std::strcmp(argv[2], "-v") == 0)) {
+      char info[] = "info";
+      char* info_argv[] = {info, nullptr};
+      return attnkit::apps::run_info(1, info_argv);
+    }
     std::cout << "attn " << ATTNKIT_VERSION << "\n";
     return finish_stdout("", attnkit::apps::kExitOk);
   }

@@ -16,6 +16,7 @@
 #include <torch/torch.h>
 
 #include "apps/classifier_data.h"
+#include "apps/caption_options.h"
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "apps/overlay_render.h"
@@ -121,7 +122,8 @@ int run_overlay(int argc, char** argv) {
        "draw images smaller than this many pixels (longer side) enlarged to it, e.g. 224 for "
        "28x28 Fashion-MNIST items (0 = the original size)")
       ("beam", po::value(&s.beam)->default_value(s.beam), "caption: beam width")
-      ("max-len", po::value(&s.max_len)->default_value(s.max_len), "caption: most words")
+      ("max-len", po::value(&s.max_len)->default_value(s.max_len),
+       ("caption: " + max_len_help()).c_str())
       ("out,o", po::value(&out)->default_value(out),
        "output: a file (.png, .jpg, .webp; .mp4 or .avi for a video) for one input, else a "
        "directory that gets <name>.<method>.png per image and <name>.<method>.mp4 per video")
@@ -160,7 +162,8 @@ int run_overlay(int argc, char** argv) {
     throw UsageError("--discard must be in [0, 1)");
   }
   if (s.upscale < 0) throw UsageError("--upscale must be >= 0");
-  if (s.beam < 1 || s.max_len < 1) throw UsageError("--beam and --max-len must be >= 1");
+  if (s.beam < 1) throw UsageError("--beam must be >= 1");
+  check_max_len(s.max_len);
   static const std::set<std::string> kMethods = {"cls", "rollout", "grad-rollout", "pool",
                                                  "caption"};
   if (kMethods.count(s.method) == 0) {

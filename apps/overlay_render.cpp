@@ -11,6 +11,7 @@
 #include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
 
+#include "apps/caption_options.h"
 #include "vision/checkpoint/captioner_file.h"
 #include "vision/checkpoint/model_file.h"
 #include "vision/errors.h"
@@ -208,6 +209,8 @@ OverlayRenderer::OverlayRenderer(const std::string& model_path, OverlaySettings 
   if (impl_->captioner) {
     impl_->caption_model = vision::load_captioner(model_path);
     impl_->caption_model.model->eval();
+    const auto error = beam_width_error(s.beam, impl_->caption_model.vocabulary.size());
+    if (!error.empty()) throw std::invalid_argument(error);
     impl_->preprocess = impl_->caption_model.info.preprocess;
     return;
   }

@@ -11,6 +11,7 @@
 
 #include "apps/cli_common.h"
 #include "apps/commands.h"
+#include "apps/train_precision.h"
 #include "vision/checkpoint/captioner_file.h"
 #include "vision/checkpoint/model_file.h"
 #include "vision/data/karpathy.h"
@@ -39,7 +40,8 @@ int run_train_captioner(int argc, char** argv) {
   std::string data, images, out_dir, encoder_path, mode = "soft", resume;
   int64_t image_size = 64, min_count = 1, limit = 0, encoder_depth = -1, captions_per_image = 0;
   int threads = 0;
-  bool fine_tune = false;
+  bool fine_tune = false, no_bf16 = false;
+  std::string precision = "auto";
   vision::CaptionerConfig config;
   vision::CaptionerTrainOptions o;
   po::options_description options("Options");
@@ -87,6 +89,8 @@ int run_train_captioner(int argc, char** argv) {
        "name next; validation still scores against all references")
       ("limit", po::value(&limit)->default_value(0), "use only the first N training images")
       ("max-steps", po::value(&o.max_steps)->default_value(0), "stop after N steps (0 = all)")
+      ("precision", po::value(&precision)->default_value(precision), kPrecisionHelp)
+      ("no-bf16", po::bool_switch(&no_bf16), "the same as --precision fp32")
       ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)
       ("resume", po::value(&resume), "continue from a last.safetensors checkpoint");
   add_max_pixels_option(options);
@@ -114,6 +118,7 @@ int run_train_captioner(int argc, char** argv) {
   if (!(o.attention_supervision >= 0)) throw UsageError("--attention-supervision must be >= 0");
   if (captions_per_image < 0) throw UsageError("--captions-per-image must be >= 0 (0 = all)");
   o.freeze_encoder = !fine_tune;
+  o.bf16 = announce_training_precision(precision, no_bf16).bf16;
   set_threads(threads);
   torch::manual_seed(o.seed);
   if (images.empty()) images = std::filesystem::path(data).parent_path().string();

@@ -12,6 +12,7 @@
 #include "apps/classifier_data.h"
 #include "apps/cli_common.h"
 #include "apps/commands.h"
+#include "apps/train_precision.h"
 #include "vision/checkpoint/model_file.h"
 #include "vision/data/fashion_mnist.h"
 #include "vision/errors.h"
@@ -78,6 +79,7 @@ int run_train_classifier(int argc, char** argv) {
   int64_t image_size = 0, val_count = -1, limit = 0;
   int threads = 0;
   bool no_flip = false, no_bf16 = false;
+  std::string precision = "auto";
   vision::ClassifierTrainOptions o;
   po::options_description options("Options");
   options.add_options()
@@ -123,7 +125,8 @@ int run_train_classifier(int argc, char** argv) {
       ("patience", po::value(&o.patience)->default_value(o.patience),
        "early stopping: epochs without a better validation top-1 (0 = off)")
       ("seed", po::value(&o.seed)->default_value(o.seed), "seed for init, split and batches")
-      ("no-bf16", po::bool_switch(&no_bf16), "train in float32 (bf16 autocast is the default)")
+      ("precision", po::value(&precision)->default_value(precision), kPrecisionHelp)
+      ("no-bf16", po::bool_switch(&no_bf16), "the same as --precision fp32")
       ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)
       ("limit", po::value(&limit)->default_value(0),
        "use only the first N training examples (smoke tests)")
@@ -138,10 +141,11 @@ int run_train_classifier(int argc, char** argv) {
           argc, argv, options, "", "attn train classifier [options]",
           "Trains a Vision Transformer classifier with AdamW, warm-up + cosine learning rate,\n"
           "label smoothing, random crop / flip / erasing (optionally Mixup / CutMix) and\n"
-          "bf16 autocast. Every epoch writes last.safetensors (resumable with --resume) and,\n"
-          "when validation top-1 improves, best.safetensors: a model file for 'attn classify'.\n"
-          "A NaN or Inf loss stops training with exit 1 and keeps the last checkpoint; so does\n"
-          "a checkpoint that cannot be written (the previous one stays intact).\n\n"
+          "bf16 autocast where the CPU computes bf16 natively. Every epoch writes\n"
+          "last.safetensors (resumable with --resume) and, when validation top-1 improves,\n"
+          "best.safetensors: a model file for 'attn classify'. A NaN or Inf loss stops training\n"
+          "with exit 1 and keeps the last checkpoint; so does a checkpoint that cannot be\n"
+          "written (the previous one stays intact).\n\n"
           "Examples:\n"
           "  attn train classifier --out runs/fashion --epochs 40\n"
           "  attn train classifier --out runs/fashion --resume runs/fashion/last.safetensors\n"
@@ -151,7 +155,7 @@ int run_train_classifier(int argc, char** argv) {
     return kExitOk;
   }
   o.augment.horizontal_flip = !no_flip;
-  o.bf16 = !no_bf16;
+  o.bf16 = announce_training_precision(precision, no_bf16).bf16;
   set_threads(threads);
   torch::manual_seed(o.seed);
 
@@ -230,7 +234,7 @@ int run_train_classifier(int argc, char** argv) {
   for (const auto& p : model->parameters()) parameters += p.numel();
   std::cerr << "attn train: " << train.size() << " training and " << validation.size()
             << " validation images, " << config.num_classes << " classes; " << parameters
-            << " parameters; " << (o.bf16 ? "bf16 autocast" : "float32") << "\n";
+            << " parameters\n";
 
   vision::ClassifierTrainer trainer(model, info, train, validation, o, out_dir);
   if (!resume.empty()) {

@@ -80,5 +80,42 @@ TEST_F(CaptionCli, ExitCodesForBadInputsAndModels) {
   EXPECT_NE(junk.err.find("junk.safetensors"), std::string::npos) << junk.err;
 }
 
+// --beam beyond the vocabulary and --max-len beyond its documented maximum are usage errors
+// that name the limit, in every command that decodes captions.
+TEST_F(CaptionCli, BeamAndMaxLenLimits) {
+  attnkit::testing::TempDir tmp;
+  const std::string image = kSamples + "/rocket.jpg";
+  const std::string m = " --model " + model() + " ";
+  auto wide = run_attn("caption" + m + "--beam 9 " + image);
+  EXPECT_EQ(wide.exit_code, 2);
+  EXPECT_NE(wide.err.find("--beam 9 is larger than the model's vocabulary (8 words)"),
+            std::string::npos) << wide.err;
+  EXPECT_EQ(run_attn("caption" + m + "--beam 8 " + image).exit_code, 0);
+  auto long_caption = run_attn("caption" + m + "--max-len 1001 " + image);
+  EXPECT_EQ(long_caption.exit_code, 2);
+  EXPECT_NE(long_caption.err.find("--max-len must be between 1 and 1000, got 1001"),
+            std::string::npos) << long_caption.err;
+  auto overlay = run_attn("overlay --method caption" + m + "--beam 9 " + image + " -o " +
+                          tmp.file("o.png"));
+  EXPECT_EQ(overlay.exit_code, 2);
+  EXPECT_NE(overlay.err.find("(8 words)"), std::string::npos) << overlay.err;
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("o.png")));
+  auto overlay_long = run_attn("overlay --method caption" + m + "--max-len 5000 " + image +
+                               " -o " + tmp.file("o.png"));
+  EXPECT_EQ(overlay_long.exit_code, 2);
+  EXPECT_NE(overlay_long.err.find("--max-len"), std::string::npos) << overlay_long.err;
+  auto eval_wide = run_attn("eval captioner" + m + "--beam 9 --data " + tmp.file("none.json"));
+  EXPECT_EQ(eval_wide.exit_code, 2);
+  EXPECT_NE(eval_wide.err.find("(8 words)"), std::string::npos) << eval_wide.err;
+  auto eval_long = run_attn("eval captioner" + m + "--max-len 1001 --data " + tmp.file("x.json"));
+  EXPECT_EQ(eval_long.exit_code, 2);
+  EXPECT_NE(eval_long.err.find("1000"), std::string::npos) << eval_long.err;
+  for (const char* command : {"caption", "overlay", "eval captioner"}) {
+    const auto help = run_attn(std::string(command) + " --help");
+    EXPECT_NE(help.out.find("most words per caption (1 to 1000)"), std::string::npos)
+        << command << "\n" << help.out;
+  }
+}
+
 }  // namespace
 }  // namespace attnkit::apps

@@ -37,4 +37,17 @@ inline RunResult run_attn(const std::string& args, const std::string& stdin_text
   return r;
 }
 
+/// Sets $ATTNKIT_CPU_FEATURES for the scope, so the `attn` runs inside it choose their defaults
+/// as on a CPU with these flags (e.g. "avx2,fma": an AVX2-only CPU).
+class PretendCpu {
+ public:
+  explicit PretendCpu(const char* flags) { setenv("ATTNKIT_CPU_FEATURES", flags, 1); }
+  ~PretendCpu() { unsetenv("ATTNKIT_CPU_FEATURES"); }
+  PretendCpu(const PretendCpu&) = delete;
+  PretendCpu& operator=(const PretendCpu&) = delete;
+};
+
+/// An AVX2-only CPU's flags (AMD Zen 3): no native bf16.
+inline const char* const kAvx2OnlyCpu = "avx2,fma";
+
 }  // namespace attnkit::apps

@@ -74,6 +74,41 @@ TEST_F(TrainEval, SmokeTrainingLearnsAndResumes) {
   EXPECT_EQ(log[2]["step"], 90);
 }
 
+// `attn train` says its precision on its first line and in log.jsonl; --precision and --no-bf16
+// override it; bf16 where it is not native warns.
+TEST(TrainPrecisionCli, FirstLineLogFieldAndOverrides) {
+  if (!fs::exists(std::string(vision::kFashionMnistDir) + "/train-images-idx3-ubyte.gz")) {
+    GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  }
+  attnkit::testing::TempDir tmp;
+  const std::string small = "train classifier --limit 120 --val-count 40 --epochs 1 -b 40 ";
+  PretendCpu cpu(kAvx2OnlyCpu);
+  const auto r = run_attn(small + "--out " + tmp.file("auto"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.rfind("attn train: precision: fp32 (auto: this CPU has no native bf16: AVX2 "
+                        "only)\n", 0), 0u) << r.err;
+  const auto log = read_jsonl(tmp.file("auto/log.jsonl"));
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0]["precision"], "fp32");
+  EXPECT_TRUE(log[0].contains("val_top1"));  // the existing fields stay
+
+  const auto no_bf16 = run_attn(small + "--no-bf16 --max-steps 1 --out " + tmp.file("no"));
+  ASSERT_EQ(no_bf16.exit_code, 0) << no_bf16.err;
+  EXPECT_EQ(no_bf16.err.rfind("attn train: precision: fp32 (--no-bf16)\n", 0), 0u) << no_bf16.err;
+  const auto forced = run_attn(small + "--precision bf16 --max-steps 1 --out " + tmp.file("bf"));
+  ASSERT_EQ(forced.exit_code, 0) << forced.err;
+  EXPECT_EQ(forced.err.rfind("attn train: precision: bf16 (requested)\n", 0), 0u) << forced.err;
+  EXPECT_NE(forced.err.find("warning: bf16 requested, but this CPU has no native bf16"),
+            std::string::npos) << forced.err;
+
+  const auto bad = run_attn(small + "--precision fp16 --out " + tmp.file("x"));
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--precision must be auto, fp32 or bf16"), std::string::npos) << bad.err;
+  EXPECT_EQ(run_attn(small + "--precision bf16 --no-bf16 --out " + tmp.file("x")).exit_code, 2);
+  const auto captioner = run_attn("train captioner --help");
+  EXPECT_NE(captioner.out.find("--precision"), std::string::npos);
+}
+
 TEST_F(TrainEval, EvalReportsAccuracyConfusionAndPlot) {
   ASSERT_EQ(first_.exit_code, 0) << first_.err;
   const auto plot = dir_->file("confusion.png");

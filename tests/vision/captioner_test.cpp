@@ -1,6 +1,6 @@
 // tests/vision/captioner_test.cpp: the SAT captioner's shapes and modes, its use of the shared
-// SpatialAttention, and decoding: beam 1 equals greedy, captions are never empty and stop at
-// max_len.
+// SpatialAttention, and decoding: beam 1 equals greedy, a batch equals its images decoded one by
+// one, captions are never empty and stop at max_len.
 #include <type_traits>
 
 #include <gtest/gtest.h>
@@ -129,6 +129,63 @@ TEST(CaptionDecoding, NeverEmptyAndStopsAtMaxLen) {
     EXPECT_FALSE(c.ended);
     for (const auto& w : c.words) {
       EXPECT_GE(w.index, 4);  // no special tokens
+    }
+  }
+}
+
+// Each image's caption is its own: decoding a batch gives what decoding each image alone gives,
+// including images that finish early while others go on to max_len.
+TEST(CaptionDecoding, BatchEqualsImageByImage) {
+  const auto vocabulary = test_vocabulary();
+  for (uint64_t seed = 0; seed < 3; ++seed) {
+    torch::manual_seed(seed);
+    Captioner model(test_config(attention::AttentionMode::kSoft));
+    auto encoded = model->encode(torch::randn({5, 3, 32, 40}));
+    for (int64_t beam : {1, 2, 3, 5}) {
+      const auto batch = beam_search(model, encoded, vocabulary, beam, 7);
+      ASSERT_EQ(batch.size(), 5u);
+      for (int64_t i = 0; i < 5; ++i) {
+        EncodedImages one{encoded.features.narrow(0, i, 1), encoded.grid_height,
+                          encoded.grid_width};
+        const auto alone = beam_search(model, one, vocabulary, beam, 7);
+        ASSERT_EQ(alone.size(), 1u);
+        const auto& a = alone[0];
+        const auto& b = batch[static_cast<size_t>(i)];
+        const std::string where =
+            "seed " + std::to_string(seed) + " beam " + std::to_string(beam) + " image " +
+            std::to_string(i);
+        EXPECT_EQ(a.text(), b.text()) << where;
+        EXPECT_EQ(a.ended, b.ended) << where;
+        EXPECT_NEAR(a.log_prob, b.log_prob, 1e-5) << where;
+        ASSERT_EQ(a.words.size(), b.words.size()) << where;
+        for (size_t w = 0; w < a.words.size(); ++w) {
+          EXPECT_NEAR(a.words[w].probability, b.words[w].probability, 1e-6) << where;
+          EXPECT_TRUE(torch::allclose(a.words[w].attention, b.words[w].attention, 1e-5, 1e-6))
+              << where;
+        }
+      }
+    }
+  }
+}
+
+// A model whose <end> never wins decodes to max_len with every word's own attention map.
+TEST(CaptionDecoding, LongCaptionsKeepEveryWordsAttention) {
+  const auto vocabulary = test_vocabulary();
+  torch::manual_seed(4);
+  Captioner model(test_config(attention::AttentionMode::kSoft));
+  auto encoded = model->encode(torch::randn({2, 3, 32, 32}));
+  {
+    torch::NoGradGuard no_grad;
+    model->out_word->bias[Vocabulary::kEnd] = -100.0;
+  }
+  const auto greedy = greedy_decode(model, encoded, vocabulary, 300);
+  const auto beam = beam_search(model, encoded, vocabulary, 1, 300);
+  for (size_t i = 0; i < 2; ++i) {
+    ASSERT_EQ(beam[i].words.size(), 300u);
+    EXPECT_EQ(beam[i].text(), greedy[i].text());
+    for (size_t w = 0; w < 300; w += 37) {
+      EXPECT_TRUE(torch::allclose(beam[i].words[w].attention, greedy[i].words[w].attention))
+          << "word " << w;
     }
   }
 }

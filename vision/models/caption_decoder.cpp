@@ -2,6 +2,7 @@
 #include "vision/models/caption_decoder.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 #include <torch/torch.h>
@@ -11,14 +12,15 @@ namespace {
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
-/// Log-probabilities (N, V) with the words that may not be chosen at `step` set to -inf.
-torch::Tensor selectable(const torch::Tensor& log_probs, int64_t step) {
-  auto masked = log_probs.clone();
+/// (V) added to log-probabilities: -inf for the words that may not be chosen at a step (<pad>,
+/// <start>, <unk>, and <end> at the first step), 0 for the others.
+torch::Tensor selectable_mask(int64_t vocab, bool first_step, torch::ScalarType dtype) {
+  auto mask = torch::zeros({vocab}, dtype);
   for (int64_t special : {Vocabulary::kPad, Vocabulary::kStart, Vocabulary::kUnk}) {
-    masked.select(1, special).fill_(kNegInf);
+    mask[special] = kNegInf;
   }
-  if (step == 0) masked.select(1, Vocabulary::kEnd).fill_(kNegInf);
-  return masked;
+  if (first_step) mask[Vocabulary::kEnd] = kNegInf;
+  return mask;
 }
 
 /// Switches the model to eval mode for the scope and restores training mode after.
@@ -35,6 +37,42 @@ class EvalScope {
   Captioner& model_;
   bool was_training_;
 };
+
+/// One beam-search step's choices, kept so captions are read back once at the end instead of
+/// every hypothesis' history being copied at every step (which made decoding quadratic).
+struct StepRecord {
+  std::vector<int64_t> parent;       ///< (N) the row of the previous step each row extends
+  std::vector<int64_t> word;         ///< (N) the word it added
+  std::vector<double> probability;   ///< (N) p(word | parent)
+  torch::Tensor attention;           ///< (N, L) float, indexed by parent row: this step's weights
+};
+
+/// The caption of `row` after step `last` (the words of steps 0..last), following parents back.
+Caption backtrack(const std::vector<StepRecord>& steps, int64_t last, int64_t row,
+                  const Vocabulary& vocabulary, int64_t grid_height, int64_t grid_width) {
+  Caption c;
+  c.words.resize(static_cast<size_t>(last + 1));
+  for (int64_t t = last; t >= 0; --t) {
+    const auto& step = steps[static_cast<size_t>(t)];
+    const int64_t parent = step.parent[row];
+    const int64_t index = step.word[row];
+    c.words[static_cast<size_t>(t)] = {
+        index, vocabulary.word(index), step.probability[row],
+        step.attention[parent].reshape({grid_height, grid_width}).clone()};
+    row = parent;
+  }
+  return c;
+}
+
+/// The rows of `memory` repeated `k` times each (rows b*k .. b*k + k - 1 are image b's).
+attention::AttentionMemory repeat_rows(const attention::AttentionMemory& memory, int64_t k) {
+  attention::AttentionMemory out;
+  out.features = memory.features.repeat_interleave(k, 0);
+  out.keys = memory.keys.repeat_interleave(k, 0);
+  out.values = memory.values.repeat_interleave(k, 0);
+  if (memory.mask.defined()) out.mask = memory.mask.repeat_interleave(k, 0);
+  return out;
+}
 
 }  // namespace
 
@@ -56,27 +94,34 @@ std::vector<Caption> greedy_decode(Captioner& model, const EncodedImages& encode
   auto words = torch::full({batch}, Vocabulary::kStart, torch::kLong);
   std::vector<Caption> captions(static_cast<size_t>(batch));
   std::vector<bool> done(static_cast<size_t>(batch), false);
-  for (int64_t t = 0; t < max_len; ++t) {
+  int64_t remaining = batch;
+  torch::Tensor masks[2];
+  for (int64_t t = 0; t < max_len && remaining > 0; ++t) {
     auto s = model->step(memory, words, state);
     auto log_probs = torch::log_softmax(s.logits.to(torch::kFloat), 1);
-    words = selectable(log_probs, t).argmax(1);
-    auto chosen = log_probs.gather(1, words.unsqueeze(1)).squeeze(1);
+    auto& mask = masks[t == 0 ? 0 : 1];
+    if (!mask.defined()) mask = selectable_mask(log_probs.size(1), t == 0, torch::kFloat);
+    words = (log_probs + mask).argmax(1);
+    // One read of the step's choices for every image, not one per image.
+    const auto chosen = log_probs.gather(1, words.unsqueeze(1)).squeeze(1).to(torch::kDouble);
+    const auto word_of = words.accessor<int64_t, 1>();
+    const auto log_prob_of = chosen.accessor<double, 1>();
     auto weights = s.attention.weights.to(torch::kFloat);
     for (int64_t b = 0; b < batch; ++b) {
       if (done[b]) continue;
-      const int64_t index = words[b].item<int64_t>();
-      const double lp = chosen[b].item<double>();
+      const int64_t index = word_of[b];
+      const double lp = log_prob_of[b];
       captions[b].log_prob += lp;
       if (index == Vocabulary::kEnd) {
         captions[b].ended = true;
         done[b] = true;
+        --remaining;
         continue;
       }
       captions[b].words.push_back(
           {index, vocabulary.word(index), std::exp(lp),
            weights[b].reshape({encoded.grid_height, encoded.grid_width}).clone()});
     }
-    if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
     state = s.state;
   }
   return captions;
@@ -89,102 +134,104 @@ std::vector<Caption> beam_search(Captioner& model, const EncodedImages& encoded,
   EvalScope eval(model);
   torch::NoGradGuard no_grad;
   const int64_t batch = encoded.features.size(0);
-  const int64_t cells = encoded.features.size(1);
   const int64_t k = beam;
-  // Every image's features repeated for its k hypotheses: rows b*k .. b*k + k - 1.
-  auto features = encoded.features.repeat_interleave(k, 0);
-  auto memory = model->prepare(features);
-  auto state = model->initial_state(features);
-  auto words = torch::full({batch * k}, Vocabulary::kStart, torch::kLong);
+  const int64_t rows = batch * k;
+  // Every image's projected features and initial state, repeated for its k hypotheses.
+  auto memory = repeat_rows(model->prepare(encoded.features), k);
+  auto initial = model->initial_state(encoded.features);
+  DecoderState state{initial.h.repeat_interleave(k, 0), initial.c.repeat_interleave(k, 0)};
+  auto words = torch::full({rows}, Vocabulary::kStart, torch::kLong);
   // Only the first hypothesis of each image is live at the start, so the k are distinct.
-  auto scores = torch::full({batch, k}, kNegInf, torch::kDouble);
-  scores.select(1, 0).zero_();
-  torch::Tensor history_words = torch::empty({batch * k, 0}, torch::kLong);
-  torch::Tensor history_probs = torch::empty({batch * k, 0}, torch::kDouble);
-  torch::Tensor history_attention = torch::empty({batch * k, 0, cells}, torch::kFloat);
+  std::vector<double> scores(static_cast<size_t>(rows), kNegInf);
+  for (int64_t b = 0; b < batch; ++b) scores[b * k] = 0;
 
   struct Finished {
     double normalized;
     Caption caption;
   };
   std::vector<std::vector<Finished>> finished(static_cast<size_t>(batch));
-  auto make_caption = [&](int64_t row, int64_t length, double log_prob, bool ended) {
-    Caption c;
-    c.log_prob = log_prob;
-    c.ended = ended;
-    for (int64_t i = 0; i < length; ++i) {
-      const int64_t index = history_words[row][i].item<int64_t>();
-      c.words.push_back({index, vocabulary.word(index), history_probs[row][i].item<double>(),
-                         history_attention[row][i]
-                             .reshape({encoded.grid_height, encoded.grid_width})
-                             .clone()});
-    }
-    return c;
-  };
+  // An image is done once k of its hypotheses ended (the usual stopping rule; a live one could in
+  // principle still beat them after length normalisation); it then takes no further part, so
+  // its caption does not depend on the other images of the batch.
+  std::vector<bool> done(static_cast<size_t>(batch), false);
+  int64_t remaining = batch;
+  std::vector<StepRecord> steps;
+  torch::Tensor masks[2];
 
-  for (int64_t t = 0; t < max_len; ++t) {
+  for (int64_t t = 0; t < max_len && remaining > 0; ++t) {
     auto s = model->step(memory, words, state);
-    auto log_probs = torch::log_softmax(s.logits.to(torch::kFloat), 1).to(torch::kDouble);
+    auto log_probs =
+        torch::log_softmax(s.logits.to(torch::kFloat), 1).to(torch::kDouble).contiguous();
     const int64_t vocab = log_probs.size(1);
-    auto candidates = scores.view({batch * k, 1}) + selectable(log_probs, t);  // (B*k, V)
-    candidates = candidates.view({batch, k * vocab});
+    auto& mask = masks[t == 0 ? 0 : 1];
+    if (!mask.defined()) mask = selectable_mask(vocab, t == 0, torch::kDouble);
+    const auto score_column = torch::from_blob(scores.data(), {rows, 1}, torch::kDouble);
+    auto candidates = (score_column + (log_probs + mask)).view({batch, k * vocab});  // (B, k*V)
     // 2k candidates guarantee k that do not end, whatever the k best do.
     auto [top_scores, top_ids] = candidates.topk(std::min(2 * k, k * vocab), 1);
-    auto new_rows = torch::empty({batch, k}, torch::kLong);
-    auto new_words = torch::full({batch, k}, Vocabulary::kEnd, torch::kLong);
-    auto new_scores = torch::full({batch, k}, kNegInf, torch::kDouble);
+    top_scores = top_scores.contiguous();
+    top_ids = top_ids.contiguous();
+    const auto top_score = top_scores.accessor<double, 2>();
+    const auto top_id = top_ids.accessor<int64_t, 2>();
+    const double* log_prob = log_probs.data_ptr<double>();
+
+    StepRecord record;
+    record.parent.assign(static_cast<size_t>(rows), 0);
+    record.word.assign(static_cast<size_t>(rows), Vocabulary::kEnd);
+    record.probability.assign(static_cast<size_t>(rows), 0.0);
+    record.attention = s.attention.weights.to(torch::kFloat).contiguous();
+    std::vector<double> new_scores(static_cast<size_t>(rows), kNegInf);
     for (int64_t b = 0; b < batch; ++b) {
       int64_t kept = 0;
-      for (int64_t j = 0; j < top_ids.size(1) && kept < k; ++j) {
-        const double score = top_scores[b][j].item<double>();
+      for (int64_t j = 0; !done[b] && j < top_scores.size(1) && kept < k; ++j) {
+        const double score = top_score[b][j];
         if (score == kNegInf) break;
-        const int64_t id = top_ids[b][j].item<int64_t>();
+        const int64_t id = top_id[b][j];
         const int64_t row = b * k + id / vocab, word = id % vocab;
         if (word == Vocabulary::kEnd) {
           // An ended hypothesis is final; the first k to end per image are kept.
           if (static_cast<int64_t>(finished[b].size()) < k) {
-            finished[b].push_back({score / static_cast<double>(t + 1),
-                                   make_caption(row, t, score, true)});
+            auto caption = backtrack(steps, t - 1, row, vocabulary, encoded.grid_height,
+                                     encoded.grid_width);
+            caption.log_prob = score;
+            caption.ended = true;
+            finished[b].push_back({score / static_cast<double>(t + 1), std::move(caption)});
           }
           continue;
         }
-        new_rows[b][kept] = row;
-        new_words[b][kept] = word;
-        new_scores[b][kept] = score;
+        const int64_t slot = b * k + kept;
+        record.parent[slot] = row;
+        record.word[slot] = word;
+        record.probability[slot] = std::exp(log_prob[row * vocab + word]);
+        new_scores[slot] = score;
         ++kept;
       }
-      for (int64_t j = kept; j < k; ++j) new_rows[b][j] = b * k;  // dead filler rows
+      for (int64_t j = kept; j < k; ++j) record.parent[b * k + j] = b * k;  // dead filler rows
     }
-    const auto rows = new_rows.view({-1});
-    const auto chosen = new_words.view({-1});
-    auto chosen_log_probs = log_probs.index_select(0, rows).gather(1, chosen.unsqueeze(1));
-    history_words = torch::cat({history_words.index_select(0, rows), chosen.unsqueeze(1)}, 1);
-    history_probs = torch::cat(
-        {history_probs.index_select(0, rows), chosen_log_probs.exp()}, 1);
-    history_attention = torch::cat({history_attention.index_select(0, rows),
-                                    s.attention.weights.to(torch::kFloat)
-                                        .index_select(0, rows)
-                                        .unsqueeze(1)},
-                                   1);
-    state = {s.state.h.index_select(0, rows), s.state.c.index_select(0, rows)};
-    words = chosen;
-    scores = new_scores;
+    const auto parents = torch::tensor(record.parent, torch::kLong);
+    words = torch::tensor(record.word, torch::kLong);
+    state = {s.state.h.index_select(0, parents), s.state.c.index_select(0, parents)};
+    scores = std::move(new_scores);
+    steps.push_back(std::move(record));
 
-    bool all_done = true;
     for (int64_t b = 0; b < batch; ++b) {
-      // Done once k hypotheses ended (the usual stopping rule; a live one could in principle
-      // still beat them after length normalisation).
-      if (static_cast<int64_t>(finished[b].size()) < k) all_done = false;
+      if (!done[b] && static_cast<int64_t>(finished[b].size()) >= k) {
+        done[b] = true;
+        --remaining;
+      }
     }
-    if (all_done) break;
     if (t + 1 == max_len) {
       // Out of steps: the live hypotheses end here, unfinished.
       for (int64_t b = 0; b < batch; ++b) {
+        if (done[b]) continue;
         for (int64_t j = 0; j < k; ++j) {
-          const double score = scores[b][j].item<double>();
+          const double score = scores[b * k + j];
           if (score == kNegInf) continue;
-          finished[b].push_back({score / static_cast<double>(t + 1),
-                                 make_caption(b * k + j, t + 1, score, false)});
+          auto caption = backtrack(steps, t, b * k + j, vocabulary, encoded.grid_height,
+                                   encoded.grid_width);
+          caption.log_prob = score;
+          caption.ended = false;
+          finished[b].push_back({score / static_cast<double>(t + 1), std::move(caption)});
         }
       }
     }
@@ -198,7 +245,7 @@ std::vector<Caption> beam_search(Captioner& model, const EncodedImages& encoded,
     auto best = std::max_element(list.begin(), list.end(), [](const auto& a, const auto& c) {
       return a.normalized < c.normalized;
     });
-    out.push_back(best->caption);
+    out.push_back(std::move(best->caption));
   }
   return out;
 }

@@ -12,6 +12,7 @@
 #include "vision/checkpoint/captioner_file.h"
 #include "vision/errors.h"
 #include "vision/models/caption_decoder.h"
+#include "vision/train/cpu_autocast.h"
 #include "vision/train/lr_schedule.h"
 #include "vision/train/train_checkpoint.h"
 
@@ -278,7 +279,14 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
                            : encode_batch(model, train.images.index_select(0, rows), false).features;
       torch::Tensor expected;
       if (hard) expected = torch::rand({batch_size}, generator) < o.expected_probability;
-      const auto out = model->forward(features, padded, expected);
+      CaptionerOutput out;
+      {
+        CpuAutocast autocast(o.bf16);
+        out = model->forward(features, padded, expected);
+      }
+      // The losses read these in fp32 whatever the matmuls ran in.
+      out.logits = out.logits.to(torch::kFloat);
+      out.probabilities = out.probabilities.to(torch::kFloat);
       const auto [losses, mask] = word_losses(out, padded);
       const auto words = mask.sum();
       auto loss = (losses * mask).sum() / words;
@@ -369,7 +377,8 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
                               {"val_pointing", report.val_pointing.accuracy()},
                               {"epoch_seconds", report.epoch_seconds},
                               {"elapsed_seconds", report.elapsed_seconds},
-                              {"improved", report.improved}};
+                              {"improved", report.improved},
+                              {"precision", o.bf16 ? "bf16" : "fp32"}};
     // Log, best, then last: a run killed between them redoes this epoch from the previous
     // checkpoint, and the resume drops the log line it wrote (trim_training_log).
     append_training_log(log_path(), line.dump());

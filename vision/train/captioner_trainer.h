@@ -41,6 +41,7 @@ struct CaptionerTrainOptions {
   int64_t patience = 0;            ///< early stopping on validation BLEU-4 (0 = off)
   uint64_t seed = 0;
   int64_t max_steps = 0;           ///< stop after this many steps in all (0 = no limit)
+  bool bf16 = false;               ///< bf16 autocast for the decoder's matmuls; weights stay fp32
 };
 
 struct CaptionerEpochReport {

@@ -1,7 +1,6 @@
 // vision/train/classifier_trainer.cpp: the classifier training loop.
 #include "vision/train/classifier_trainer.h"
 
-#include <ATen/autocast_mode.h>
 #include <chrono>
 #include <filesystem>
 
@@ -10,6 +9,7 @@
 
 #include "vision/errors.h"
 #include "vision/train/classification_metrics.h"
+#include "vision/train/cpu_autocast.h"
 #include "vision/train/lr_schedule.h"
 #include "vision/train/train_checkpoint.h"
 
@@ -17,28 +17,6 @@ namespace attnkit::vision {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-/// bf16 autocast on the CPU for one scope; the cast cache is dropped on exit so the next step
-/// never sees stale copies of updated weights.
-class CpuAutocast {
- public:
-  explicit CpuAutocast(bool enabled) : enabled_(enabled) {
-    if (!enabled_) return;
-    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    at::autocast::set_cpu_enabled(true);
-    at::autocast::increment_nesting();
-  }
-  ~CpuAutocast() {
-    if (!enabled_) return;
-    at::autocast::set_cpu_enabled(false);
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-  }
-  CpuAutocast(const CpuAutocast&) = delete;
-  CpuAutocast& operator=(const CpuAutocast&) = delete;
-
- private:
-  bool enabled_;
-};
 
 /// timm's weight-decay rule: no decay on 1-d parameters (biases, norms, LayerScale) or on the
 /// learned tokens and position embeddings.
@@ -223,7 +201,8 @@ TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
                               {"epoch_seconds", report.epoch_seconds},
                               {"images_per_second", report.images_per_second},
                               {"elapsed_seconds", report.elapsed_seconds},
-                              {"improved", report.improved}};
+                              {"improved", report.improved},
+                              {"precision", options.bf16 ? "bf16" : "fp32"}};
     // Log, best, then last: a run killed between them redoes this epoch from the previous
     // checkpoint, and the resume drops the log line it wrote (trim_training_log).
     append_training_log(log_path(), line.dump());

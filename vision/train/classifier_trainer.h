@@ -7,6 +7,7 @@
 #include <string>
 
 #include "vision/checkpoint/model_file.h"
+#include "vision/cpu_features.h"
 #include "vision/data/labeled_images.h"
 #include "vision/models/vit.h"
 #include "vision/train/augment.h"
@@ -26,7 +27,9 @@ struct ClassifierTrainOptions {
   AugmentOptions augment;
   int64_t patience = 0;        ///< stop after this many epochs without a better val top-1 (0 = off)
   uint64_t seed = 0;
-  bool bf16 = true;            ///< bf16 autocast for the matmuls (oneDNN / AMX); weights stay fp32
+  /// bf16 autocast for the matmuls (oneDNN); weights stay fp32. On by default only where the
+  /// CPU computes bf16 natively: emulated bf16 is many times slower than fp32.
+  bool bf16 = cpu_features().native_bf16();
   int64_t eval_batch_size = 256;
   int64_t max_steps = 0;       ///< stop after this many optimizer steps in all (0 = no limit)
   int64_t save_every = 0;      ///< also checkpoint every N steps inside an epoch (0 = epoch ends)

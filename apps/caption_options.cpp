@@ -1,0 +1,28 @@
+// apps/caption_options.cpp: range checks of the decoding options.
+#include "apps/caption_options.h"
+
+#include "apps/cli_common.h"
+
+namespace attnkit::apps {
+
+std::string max_len_help() {
+  return "most words per caption (1 to " + std::to_string(kMaxCaptionWords) + ")";
+}
+
+void check_max_len(int64_t max_len) {
+  if (max_len < 1 || max_len > kMaxCaptionWords) {
+    throw UsageError("--max-len must be between 1 and " + std::to_string(kMaxCaptionWords) +
+                     ", got " + std::to_string(max_len));
+  }
+}
+
+std::string beam_width_error(int64_t beam, int64_t vocabulary_size) {
+  if (beam < 1) return "--beam must be at least 1, got " + std::to_string(beam);
+  if (beam > vocabulary_size) {
+    return "--beam " + std::to_string(beam) + " is larger than the model's vocabulary (" +
+           std::to_string(vocabulary_size) + " words)";
+  }
+  return "";
+}
+
+}  // namespace attnkit::apps

@@ -1,0 +1,129 @@
+// apps/info.cpp: `attn info`: the CPU, its features, threads, BLAS, library versions and the
+// precision defaults attnkit chooses from them, for bug reports and for timing comparisons.
+#include <climits>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include <ATen/Context.h>
+#include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
+#include <opencv2/core/version.hpp>
+#include <torch/version.h>
+
+#include "apps/cli_common.h"
+#include "apps/commands.h"
+#include "vision/cpu_features.h"
+#include "vision/train/training_precision.h"
+
+namespace attnkit::apps {
+namespace {
+
+namespace po = boost::program_options;
+using nlohmann::json;
+
+/// The BLAS library file this process has mapped (LibTorch links libblas.so.3, which Debian's
+/// alternatives point at OpenBLAS or the reference BLAS), else where the link resolves.
+std::string loaded_blas() {
+  std::ifstream maps("/proc/self/maps");
+  for (std::string line; std::getline(maps, line);) {
+    const auto slash = line.find('/');
+    if (slash == std::string::npos) continue;
+    const std::string path = line.substr(slash);
+    const auto name = path.substr(path.rfind('/') + 1);
+    if (name.rfind("libblas.so", 0) == 0 || name.rfind("libopenblas", 0) == 0) return path;
+  }
+  char resolved[PATH_MAX];
+  if (realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3", resolved)) return resolved;
+  return "";
+}
+
+std::string torch_version() {
+  return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+         std::to_string(TORCH_VERSION_PATCH);
+}
+
+json collect_info() {
+  const auto& cpu = vision::cpu_features();
+  json features = json::object();
+  for (const auto& [name, present] : cpu.list()) features[name] = present;
+  json engines = json::array();
+  for (const auto engine : at::globalContext().supportedQEngines()) {
+    if (engine != at::QEngine::NoQEngine) engines.push_back(c10::toString(engine));
+  }
+  const auto training = vision::choose_training_precision("auto", cpu);
+  const std::string blas = loaded_blas();
+  return {{"version", ATTNKIT_VERSION},
+          {"cpu", {{"model", cpu.model},
+                   {"features", features},
+                   {"features_from", cpu.source},
+                   {"vector_units", vision::describe_vector_units(cpu)}}},
+          {"cores", std::max(1u, std::thread::hardware_concurrency())},
+          {"threads", default_threads()},
+          {"blas", {{"library", blas}, {"openblas", blas.find("openblas") != std::string::npos}}},
+          {"libtorch", torch_version()},
+          {"opencv", CV_VERSION},
+          {"mkldnn", at::hasMKLDNN()},
+          {"quantized_engines", engines},
+          {"defaults", {{"training_precision", training.name()},
+                        {"training_precision_reason", training.reason},
+                        {"inference_precision", "fp32"}}}};
+}
+
+std::string yes_no(bool value) { return value ? "yes" : "no"; }
+
+void print_text(const json& info) {
+  std::cout << "attnkit " << info["version"].get<std::string>() << "\n"
+            << "cpu:       " << info["cpu"]["model"].get<std::string>() << " ("
+            << info["cpu"]["vector_units"].get<std::string>() << "; features from "
+            << info["cpu"]["features_from"].get<std::string>() << ")\n";
+  for (const auto& [name, present] : info["cpu"]["features"].items()) {
+    std::cout << "  " << pad_right(name, 12) << yes_no(present.get<bool>()) << "\n";
+  }
+  std::cout << "cores:     " << info["cores"] << " (attnkit uses " << info["threads"]
+            << " threads without --threads)\n"
+            << "blas:      " << info["blas"]["library"].get<std::string>() << "\n"
+            << "libtorch:  " << info["libtorch"].get<std::string>() << " (oneDNN/MKLDNN "
+            << (info["mkldnn"].get<bool>() ? "available" : "not available")
+            << "; quantized engines:";
+  for (const auto& engine : info["quantized_engines"]) std::cout << " " << engine.get<std::string>();
+  std::cout << ")\n"
+            << "opencv:    " << info["opencv"].get<std::string>() << "\n"
+            << "training:  " << info["defaults"]["training_precision"].get<std::string>() << " ("
+            << info["defaults"]["training_precision_reason"].get<std::string>() << ")\n"
+            << "inference: fp32\n";
+}
+
+}  // namespace
+
+int run_info(int argc, char** argv) {
+  bool as_json = false;
+  po::options_description options("Options");
+  options.add_options()
+      ("help,h", "show this help")
+      ("json", po::bool_switch(&as_json), "print JSON");
+  po::variables_map vm;
+  if (!parse_command_line(argc, argv, options, "", "attn info [--json]",
+                          "Prints attnkit's version, the CPU and the features that decide its\n"
+                          "defaults (AVX2, AVX-512, bf16, AMX, VNNI), the threads it uses, the\n"
+                          "BLAS and library versions, and the precision it chooses. Set\n"
+                          "ATTNKIT_CPU_FEATURES=avx2,fma to see the choice for another CPU.",
+                          vm)) {
+    return kExitOk;
+  }
+  const auto info = collect_info();
+  if (as_json) {
+    std::cout << info.dump(2) << std::endl;
+  } else {
+    print_text(info);
+  }
+  if (!info["blas"]["openblas"].get<bool>()) {
+    print_warning("info", "BLAS is not OpenBLAS (" + info["blas"]["library"].get<std::string>() +
+                              "): fp32 matmuls run many times slower; install "
+                              "libopenblas0-openmp");
+  }
+  return kExitOk;
+}
+
+}  // namespace attnkit::apps
