@@ -13,6 +13,7 @@
 #include <ATen/Parallel.h>
 #include <boost/program_options.hpp>
 
+#include "vision/errors.h"
 #include "vision/image/image_io.h"
 
 namespace attnkit::apps {
@@ -248,6 +249,19 @@ std::string pad_right(const std::string& text, size_t width) {
   for (unsigned char ch : text) columns += (ch & 0xC0) != 0x80;
   if (columns >= width) return text;
   return text + std::string(width - columns, ' ');
+}
+
+int run_training_loop(const std::function<void()>& train, std::unique_ptr<ProgressBar>& bar) {
+  std::string failure;
+  try {
+    train();
+  } catch (const vision::Error& e) {
+    failure = e.what();
+  }
+  if (bar) bar->finish();  // before the message, so the bar's line does not swallow it
+  if (failure.empty()) return kExitOk;
+  print_error("train", failure);
+  return kExitSomeFailed;
 }
 
 }  // namespace attnkit::apps

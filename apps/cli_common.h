@@ -4,7 +4,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -112,6 +114,12 @@ class ProgressBar {
   std::chrono::steady_clock::time_point start_;
   std::chrono::steady_clock::time_point last_draw_;
 };
+
+/// Runs a training loop (`train`, which calls a trainer's run()) and finishes `bar` (the one the
+/// loop's callbacks draw, if any then). When the loop
+/// stops on a vision::Error (a NaN or Inf loss, a checkpoint or log that cannot be written), prints
+/// it and returns kExitSomeFailed ("training failed"); kExitOk otherwise.
+int run_training_loop(const std::function<void()>& train, std::unique_ptr<ProgressBar>& bar);
 
 /// Escapes nothing, pads or cuts `text` to `width` columns (UTF-8 aware enough for labels).
 std::string pad_right(const std::string& text, size_t width);

@@ -253,14 +253,8 @@ int run_train_captioner(int argc, char** argv) {
               << std::endl;
   };
   vision::TrainState state;
-  try {
-    state = trainer.run(callbacks);
-  } catch (const vision::Error& e) {  // diverged, or a checkpoint or the log cannot be written
-    if (bar) bar->finish();
-    print_error("train", e.what());
-    return kExitSomeFailed;
-  }
-  if (bar) bar->finish();
+  const int trained = run_training_loop([&] { state = trainer.run(callbacks); }, bar);
+  if (trained != kExitOk) return trained;
   std::cout << "best: " << trainer.best_path() << "\nlast: " << trainer.last_path()
             << "\nlog:  " << trainer.log_path() << "\ntraining time: "
             << fixed(state.elapsed_seconds / 60, 1) << " min\n";

@@ -58,19 +58,17 @@ void expect_write_error(F action, const std::vector<std::string>& parts) {
   }
 }
 
-TEST(AtomicFile, WritesAndReplacesLeavingOnlyTheTarget) {
-  TempDir dir;
-  const auto path = dir.file("out.txt");
-  write_text(path, "first");
-  write_text(path, "second, longer");
-  EXPECT_EQ(read_file(path), "second, longer");
-  EXPECT_EQ(listing(dir.path()), std::vector<std::string>{"out.txt"});
-}
-
-TEST(AtomicFile, StreamsPiecesAndShowsNothingBeforeCommit) {
+TEST(AtomicFile, ReplacesTheTargetOnlyOnCommit) {
   TempDir dir;
   const auto path = dir.file("out.bin");
   write_text(path, "old");
+  {
+    AtomicFile abandoned(path, /*keep_extension=*/true);
+    EXPECT_EQ(fs::path(abandoned.temp_path()).extension(), ".bin");
+    abandoned.write("new", 3);
+  }  // destroyed without commit, as when an exception passes
+  EXPECT_EQ(read_file(path), "old");
+  EXPECT_EQ(listing(dir.path()), std::vector<std::string>{"out.bin"});
   {
     AtomicFile file(path);
     file.write("ab", 2);
@@ -82,19 +80,6 @@ TEST(AtomicFile, StreamsPiecesAndShowsNothingBeforeCommit) {
     file.commit();
   }
   EXPECT_EQ(read_file(path), "abcd");
-  EXPECT_EQ(listing(dir.path()), std::vector<std::string>{"out.bin"});
-}
-
-TEST(AtomicFile, AbandonedWriteLeavesTheOldFileAndNoTemporary) {
-  TempDir dir;
-  const auto path = dir.file("out.bin");
-  write_text(path, "old");
-  {
-    AtomicFile file(path, /*keep_extension=*/true);
-    EXPECT_EQ(fs::path(file.temp_path()).extension(), ".bin");
-    file.write("new", 3);
-  }  // an exception between write and commit ends the same way
-  EXPECT_EQ(read_file(path), "old");
   EXPECT_EQ(listing(dir.path()), std::vector<std::string>{"out.bin"});
 }
 
@@ -127,12 +112,12 @@ TEST(AtomicFile, RemovesOnlyStaleTemporariesOfItsTarget) {
   const std::string dead = std::to_string(attnkit::testing::ended_process_id());
   const std::string alive = std::to_string(::getpid());
   const std::vector<std::string> names = {
-      ".last.safetensors.tmp-" + dead + "-0",       // stale: removed
-      ".last.safetensors.tmp-" + dead + "-7.mp4",   // stale, kept extension: removed
-      ".last.safetensors.tmp-" + alive + "-0",      // this process may be writing it: kept
-      ".best.safetensors.tmp-" + dead + "-0",       // another target: kept
-      ".last.safetensors.tmp-notapid",              // not our pattern: kept
-      "last.safetensors.tmp-" + dead + "-0",        // not hidden, not ours: kept
+      ".last.safetensors.tmp-" + dead + "-0",      // stale: removed
+      ".last.safetensors.tmp-" + dead + "-7.mp4",  // stale, kept extension: removed
+      ".last.safetensors.tmp-" + alive + "-0",     // this process may be writing it: kept
+      ".best.safetensors.tmp-" + dead + "-0",      // another target: kept
+      ".last.safetensors.tmp-notapid",             // not our pattern: kept
+      "last.safetensors.tmp-" + dead + "-0",       // not hidden, not ours: kept
   };
   for (const auto& name : names) std::ofstream(dir.file(name)) << "x";
   EXPECT_EQ(remove_stale_temporaries(target), 2);

@@ -20,6 +20,16 @@ namespace {
 
 const std::string kOptimizerTensor = std::string(kTrainerTensorPrefix) + "optimizer";
 
+[[noreturn]] void diverged(const TrainState& state, int64_t step, const std::string& problem,
+                           const std::string& last_path) {
+  const std::string kept = std::filesystem::exists(last_path)
+                               ? last_path + " is kept as the last good checkpoint"
+                               : "no checkpoint was written";
+  throw TrainingDiverged("training diverged at epoch " + std::to_string(state.epoch + 1) +
+                         ", step " + std::to_string(step) + ": " + problem + "; " + kept +
+                         " (lower --lr?)");
+}
+
 }  // namespace
 
 void save_training_checkpoint(const std::string& path, const torch::nn::Module& module,
@@ -98,20 +108,6 @@ void trim_training_log(const std::string& path, int64_t completed_epochs) {
   }
   if (dropped) write_atomically(path, kept.data(), kept.size());
 }
-
-namespace {
-
-[[noreturn]] void diverged(const TrainState& state, int64_t step, const std::string& problem,
-                           const std::string& last_path) {
-  const std::string kept = std::filesystem::exists(last_path)
-                               ? last_path + " is kept as the last good checkpoint"
-                               : "no checkpoint was written";
-  throw TrainingDiverged("training diverged at epoch " + std::to_string(state.epoch + 1) +
-                         ", step " + std::to_string(step) + ": " + problem + "; " + kept +
-                         " (lower --lr?)");
-}
-
-}  // namespace
 
 void check_finite_loss(double loss, const TrainState& state, const std::string& last_path) {
   if (std::isfinite(loss)) return;
