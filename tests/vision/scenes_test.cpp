@@ -123,7 +123,7 @@ TEST(Karpathy, RoundTripsAndReadsRawOnlySentences) {
   const auto raw = load_karpathy_json(dir.file("raw.json"), ".");
   EXPECT_EQ(raw[0].captions[0], (std::vector<std::string>{"a", "dog", "running"}));
 
-  for (const std::string bad : {"{\"images\": 3}", "[1]", "{\"images\":[{\"filename\":\"x\"}]}",
+  for (const std::string& bad : std::vector<std::string>{"{\"images\": 3}", "[1]", "{\"images\":[{\"filename\":\"x\"}]}",
                                 "{\"images\":[{\"filename\":\"x\",\"split\":\"dev\","
                                 "\"sentences\":[{\"tokens\":[\"a\"]}]}]}",
                                 "not json", object_box("[0, 0, 1e300, 4]"),
