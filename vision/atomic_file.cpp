@@ -23,12 +23,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// strerror capitalises its first word; messages are lower-case after the colon.
-std::string errno_message(int error) {
-  std::string text = std::strerror(error);
-  if (!text.empty()) text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
-  return text;
-}
 
 [[noreturn]] void fail_write(const std::string& path, int error) {
   throw WriteError(path + ": cannot write: " + errno_message(error));
@@ -157,6 +151,13 @@ int remove_stale_temporaries(const std::string& target) {
     if (fs::remove(entry.path(), error)) ++removed;
   }
   return removed;
+}
+
+std::string errno_message(int error) {
+  // strerror capitalises its first word; messages are lower-case after the colon.
+  std::string text = std::strerror(error);
+  if (!text.empty()) text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
+  return text;
 }
 
 }  // namespace attnkit::vision

@@ -44,6 +44,9 @@ class AtomicFile {
   bool committed_ = false;
 };
 
+/// strerror(error) with its first letter in lower case, for "<file>: cannot write: <reason>".
+std::string errno_message(int error);
+
 /// Writes `size` bytes to `path` through an AtomicFile. Throws WriteError.
 void write_atomically(const std::string& path, const void* data, size_t size);
 

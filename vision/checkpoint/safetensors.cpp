@@ -77,12 +77,6 @@ const DtypeInfo* find_dtype(torch::ScalarType type) {
   throw CheckpointError(file + ": " + problem);
 }
 
-// strerror capitalises its first word; messages here are lower-case after the colon.
-std::string errno_text(int error) {
-  std::string text = std::strerror(error);
-  if (!text.empty()) text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
-  return text;
-}
 
 std::string shape_text(const std::vector<int64_t>& shape) {
   std::ostringstream out;
@@ -427,12 +421,12 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     const int error = errno;
     if (error == ENOENT) fail(path, "no such file");
     if (error == EACCES) fail(path, "permission denied");
-    fail(path, "cannot open: " + errno_text(error));
+    fail(path, "cannot open: " + errno_message(error));
   }
   struct stat info {};
   if (::fstat(fd.get(), &info) != 0) {
     const int error = errno;
-    fail(path, "cannot stat: " + errno_text(error));
+    fail(path, "cannot stat: " + errno_message(error));
   }
   if (S_ISDIR(info.st_mode)) fail(path, "is a directory");
   if (!S_ISREG(info.st_mode)) fail(path, "is not a regular file");
@@ -444,7 +438,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     void* address = ::mmap(nullptr, mapping->size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
     if (address == MAP_FAILED) {
       const int error = errno;
-      fail(path, "cannot memory-map: " + errno_text(error));
+      fail(path, "cannot memory-map: " + errno_message(error));
     }
     mapping->address = address;
   }
