@@ -4,7 +4,8 @@
 #   ./setup.sh          install + build, then classify, caption and overlay the bundled samples
 #                       with the default models
 #   ./setup.sh test     install + build + run the whole test suite (ctest), then replay the
-#                       libFuzzer corpora and fuzz each harness for 60 s (./build-fuzz); any
+#                       libFuzzer corpora and fuzz each harness for 60 s (./build-fuzz), then
+#                       the unit and CLI tests under ASan + UBSan (./build-sanitize); any
 #                       failing stage fails the run
 #   ./setup.sh build    install + build only
 #
@@ -57,9 +58,9 @@ case "$MODE" in
     # cores spin against each other (a forward pass then runs ~15x slower).
     OMP_NUM_THREADS=1 ctest --output-on-failure -j "$(nproc)"
     cd "$ROOT"
-    # The ASan + UBSan run of the unit and CLI tests (tests/run_sanitized_tests.sh) joins here
-    # once a run of it has been seen to pass; see the README's Tests section.
     ATTNKIT_FUZZ_BUILD_DIR="$BUILD-fuzz" tests/fuzz/run_fuzzers.sh 60
+    # The unit and CLI tests once more, built with AddressSanitizer + UBSan (./build-sanitize).
+    ATTNKIT_SANITIZE_BUILD_DIR="$BUILD-sanitize" tests/run_sanitized_tests.sh
     ;;
   demo)
     # The main jobs on the shipped default models (weights/) and the bundled samples.

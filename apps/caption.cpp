@@ -12,6 +12,7 @@
 #include "apps/caption_options.h"
 #include "apps/cli_common.h"
 #include "apps/commands.h"
+#include "apps/inference_precision_option.h"
 #include "apps/image_batches.h"
 #include "apps/json_output.h"
 #include "vision/checkpoint/captioner_file.h"
@@ -53,7 +54,7 @@ json caption_json(const std::string& path, const vision::Caption& caption, bool 
 
 int run_caption(int argc, char** argv) {
   std::vector<std::string> inputs;
-  std::string model_path;
+  std::string model_path, precision_name = "fp32";
   int64_t beam = 3, max_len = 20, batch_size = 8;
   int threads = 0;
   bool as_json = false, as_jsonl = false;
@@ -67,6 +68,8 @@ int run_caption(int argc, char** argv) {
       ("beam", po::value(&beam)->default_value(beam), "beam width (1 = greedy)")
       ("max-len", po::value(&max_len)->default_value(max_len), max_len_help().c_str())
       ("batch-size,b", po::value(&batch_size)->default_value(batch_size), "images per pass")
+      ("precision,p", po::value(&precision_name)->default_value(precision_name),
+       kInferencePrecisionHelp)
       ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)
       ("json", po::bool_switch(&as_json),
        "one JSON document: per image the caption, per word its probability and attention grid")
@@ -89,6 +92,7 @@ int run_caption(int argc, char** argv) {
   check_max_len(max_len);
   if (batch_size < 1) throw UsageError("--batch-size must be at least 1");
   if (as_json && as_jsonl) throw UsageError("--json and --jsonl exclude each other");
+  const auto precision = choose_precision_option("caption", precision_name);
   set_threads(threads);
 
   if (vm["model"].defaulted() && !std::filesystem::exists(model_path)) {
@@ -99,6 +103,7 @@ int run_caption(int argc, char** argv) {
   vision::LoadedCaptioner loaded;
   try {
     loaded = vision::load_captioner(model_path);
+    vision::apply_inference_precision(*loaded.model, precision);
   } catch (const vision::Error& e) {
     print_error("caption", e.what());
     return kExitBadModel;

@@ -12,6 +12,7 @@
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "apps/image_batches.h"
+#include "apps/inference_precision_option.h"
 #include "apps/json_output.h"
 #include "vision/checkpoint/model_file.h"
 #include "vision/errors.h"
@@ -34,6 +35,7 @@ struct ClassifyParams {
   bool json = false;
   bool jsonl = false;
   std::string tta = "none";
+  std::string precision = "fp32";
 };
 
 struct Prediction {
@@ -83,6 +85,8 @@ int run_classify(int argc, char** argv) {
        "classes to show per image (more than the model has: all, with a warning)")
       ("batch-size,b", po::value(&p.batch_size)->default_value(8), "images per forward pass")
       ("tta", po::value(&p.tta)->default_value(p.tta), kTtaHelp)
+      ("precision,p", po::value(&p.precision)->default_value(p.precision),
+       kInferencePrecisionHelp)
       ("threads,t", po::value(&p.threads)->default_value(0), kThreadsHelp)
       ("json", po::bool_switch(&p.json), "print one JSON document with every result")
       ("jsonl", po::bool_switch(&p.jsonl), "print one JSON object per image, as they finish");
@@ -96,6 +100,7 @@ int run_classify(int argc, char** argv) {
           "Examples:\n"
           "  attn classify samples/\n"
           "  attn classify --model vit-b16.safetensors --topk 3 --json cat.jpg dog.png\n"
+          "  attn classify --precision auto photos/     (bf16 or int8 where this CPU is fast)\n"
           "  find photos -name '*.jpg' | attn classify --jsonl -",
           vm)) {
     return kExitOk;
@@ -107,6 +112,7 @@ int run_classify(int argc, char** argv) {
   }
   if (p.json && p.jsonl) throw UsageError("--json and --jsonl exclude each other");
   const vision::TestTimeAugmentation tta = parse_tta_option(p.tta);
+  const auto precision = choose_precision_option("classify", p.precision);
   set_threads(p.threads);
 
   vision::LoadedViT loaded;
@@ -118,6 +124,7 @@ int run_classify(int argc, char** argv) {
   }
   try {
     loaded = vision::load_vit(p.model);
+    vision::apply_inference_precision(*loaded.model, precision);
   } catch (const vision::Error& e) {
     print_error("classify", e.what());
     return kExitBadModel;

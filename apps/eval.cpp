@@ -14,6 +14,7 @@
 #include "apps/caption_options.h"
 #include "apps/cli_common.h"
 #include "apps/commands.h"
+#include "apps/inference_precision_option.h"
 #include "apps/json_output.h"
 #include "vision/checkpoint/captioner_file.h"
 #include "vision/checkpoint/model_file.h"
@@ -67,6 +68,7 @@ void print_confusion(const vision::ClassificationMetrics& m,
 
 int run_eval_classifier(int argc, char** argv) {
   std::string model_path, data = "fashion-mnist", split = "test", fashion_dir, plot, tta_name;
+  std::string precision_name = "fp32";
   int threads = 0;
   int64_t batch_size = 256;
   bool as_json = false;
@@ -82,6 +84,8 @@ int run_eval_classifier(int argc, char** argv) {
        "where the Fashion-MNIST idx files are")
       ("batch-size,b", po::value(&batch_size)->default_value(batch_size), "images per pass")
       ("tta", po::value(&tta_name)->default_value("none"), kTtaHelp)
+      ("precision,p", po::value(&precision_name)->default_value(precision_name),
+       kInferencePrecisionHelp)
       ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)
       ("json", po::bool_switch(&as_json), "print the metrics as JSON")
       ("plot", po::value(&plot), "also draw the confusion matrix into this PNG / JPEG file");
@@ -101,10 +105,12 @@ int run_eval_classifier(int argc, char** argv) {
   }
   const vision::TestTimeAugmentation tta = parse_tta_option(tta_name);
   if (batch_size < 1) throw UsageError("--batch-size must be at least 1");
+  const auto precision = choose_precision_option("eval", precision_name);
   set_threads(threads);
   vision::LoadedViT loaded;
   try {
     loaded = vision::load_vit(model_path);
+    vision::apply_inference_precision(*loaded.model, precision);
   } catch (const vision::Error& e) {
     print_error("eval", e.what());
     return kExitBadModel;
@@ -174,6 +180,7 @@ int run_eval_classifier(int argc, char** argv) {
                                {"data", data},
                                {"split", data == "fashion-mnist" ? split : ""},
                                {"tta", vision::to_string(tta)},
+                               {"precision", precision.name()},
                                {"count", metrics.count},
                                {"top1", metrics.top1},
                                {"top5", metrics.top5},
@@ -201,7 +208,7 @@ int run_eval_classifier(int argc, char** argv) {
 }  // namespace
 
 int run_eval_captioner(int argc, char** argv) {
-  std::string model_path, data, images, split = "test";
+  std::string model_path, data, images, split = "test", precision_name = "fp32";
   int64_t beam = 3, max_len = 20, batch_size = 64;
   int threads = 0;
   bool as_json = false;
@@ -216,6 +223,8 @@ int run_eval_captioner(int argc, char** argv) {
       ("beam", po::value(&beam)->default_value(beam), "beam width (1 = greedy)")
       ("max-len", po::value(&max_len)->default_value(max_len), max_len_help().c_str())
       ("batch-size,b", po::value(&batch_size)->default_value(batch_size), "images per pass")
+      ("precision,p", po::value(&precision_name)->default_value(precision_name),
+       kInferencePrecisionHelp)
       ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)
       ("json", po::bool_switch(&as_json), "print the metrics as JSON");
   add_max_pixels_option(options);
@@ -233,11 +242,13 @@ int run_eval_captioner(int argc, char** argv) {
   if (data.empty()) throw UsageError("--data is required (a Karpathy split JSON)");
   if (beam < 1 || batch_size < 1) throw UsageError("--beam and --batch-size must be at least 1");
   check_max_len(max_len);
+  const auto precision = choose_precision_option("eval", precision_name);
   set_threads(threads);
   if (images.empty()) images = std::filesystem::path(data).parent_path().string();
   vision::LoadedCaptioner loaded;
   try {
     loaded = vision::load_captioner(model_path);
+    vision::apply_inference_precision(*loaded.model, precision);
   } catch (const vision::Error& e) {
     print_error("eval", e.what());
     return kExitBadModel;
@@ -271,6 +282,7 @@ int run_eval_captioner(int argc, char** argv) {
                                {"split", split},
                                {"count", dataset.size()},
                                {"beam", beam},
+                               {"precision", precision.name()},
                                {"bleu", result.bleu.bleu},
                                {"brevity_penalty", result.bleu.brevity_penalty},
                                {"cider_d", result.cider},

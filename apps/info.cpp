@@ -15,6 +15,7 @@
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "vision/cpu_features.h"
+#include "vision/models/inference_precision.h"
 #include "vision/train/training_precision.h"
 
 namespace attnkit::apps {
@@ -53,6 +54,9 @@ json collect_info() {
     if (engine != at::QEngine::NoQEngine) engines.push_back(c10::toString(engine));
   }
   const auto training = vision::choose_training_precision("auto", cpu);
+  const auto inference_auto = vision::choose_inference_precision("auto", cpu);
+  const bool onednn_fp32 =
+      attention::fp32_linear_kernel() == attention::Fp32LinearKernel::kOneDnn;
   const std::string blas = loaded_blas();
   return {{"version", ATTNKIT_VERSION},
           {"cpu", {{"model", cpu.model},
@@ -68,7 +72,10 @@ json collect_info() {
           {"quantized_engines", engines},
           {"defaults", {{"training_precision", training.name()},
                         {"training_precision_reason", training.reason},
-                        {"inference_precision", "fp32"}}}};
+                        {"inference_precision", "fp32"},
+                        {"inference_precision_auto", inference_auto.name()},
+                        {"inference_precision_auto_reason", inference_auto.reason},
+                        {"fp32_inference_kernel", onednn_fp32 ? "onednn" : "blas"}}}};
 }
 
 std::string yes_no(bool value) { return value ? "yes" : "no"; }
@@ -92,7 +99,11 @@ void print_text(const json& info) {
             << "opencv:    " << info["opencv"].get<std::string>() << "\n"
             << "training:  " << info["defaults"]["training_precision"].get<std::string>() << " ("
             << info["defaults"]["training_precision_reason"].get<std::string>() << ")\n"
-            << "inference: fp32\n";
+            << "inference: fp32 (matmuls: "
+            << info["defaults"]["fp32_inference_kernel"].get<std::string>()
+            << "); --precision auto = "
+            << info["defaults"]["inference_precision_auto"].get<std::string>() << " ("
+            << info["defaults"]["inference_precision_auto_reason"].get<std::string>() << ")\n";
 }
 
 }  // namespace

@@ -13,12 +13,14 @@
 #include <boost/program_options.hpp>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
+#include <opencv2/videoio/registry.hpp>
 #include <torch/torch.h>
 
 #include "apps/classifier_data.h"
 #include "apps/caption_options.h"
 #include "apps/cli_common.h"
 #include "apps/commands.h"
+#include "apps/inference_precision_option.h"
 #include "apps/overlay_render.h"
 #include "vision/atomic_file.h"
 #include "vision/errors.h"
@@ -56,6 +58,13 @@ int fourcc_for(const std::string& path) {
                                          : cv::VideoWriter::fourcc('m', 'p', '4', 'v');
 }
 
+/// FFmpeg wherever this OpenCV has it. With CAP_ANY, a file that FFmpeg cannot open goes on to
+/// every other backend: GStreamer (which prints its own errors) and gphoto2, which scans the USB
+/// bus for cameras (seconds, and memory it never frees).
+int video_backend() {
+  return cv::videoio_registry::hasBackend(cv::CAP_FFMPEG) ? cv::CAP_FFMPEG : cv::CAP_ANY;
+}
+
 struct OutputPlan {
   std::string target;     ///< --out
   bool single_file = false;
@@ -83,7 +92,8 @@ struct OutputPlan {
 int run_overlay(int argc, char** argv) {
   std::vector<std::string> inputs;
   std::string model_path, out = "overlays", head = "-1", layer = "-1", target = "",
-                          colormap = "jet", fusion = "mean", image_ext = ".png";
+                          colormap = "jet", fusion = "mean", image_ext = ".png",
+                          precision_name = "fp32";
   OverlaySettings s;
   int batch_size = 8, threads = 0;
   bool write_json = false, no_colorbar = false;
@@ -133,6 +143,10 @@ int run_overlay(int argc, char** argv) {
        "also write the raw grids, prediction or caption as <output>.json (images)")
       ("batch-size,b", po::value(&batch_size)->default_value(batch_size),
        "images or video frames per forward pass")
+      ("precision,p", po::value(&precision_name)->default_value(precision_name),
+       (std::string(kInferencePrecisionHelp) +
+        ".\ngrad-rollout needs gradients: its forward pass runs in fp32")
+           .c_str())
       ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp);
   add_max_pixels_option(options);
   po::variables_map vm;
@@ -201,6 +215,7 @@ int run_overlay(int argc, char** argv) {
     throw UsageError("--format must be png, jpg or webp");
   }
   image_ext = "." + image_ext;
+  s.precision = choose_precision_option("overlay", precision_name);
   set_threads(threads);
 
   OutputPlan plan;
@@ -291,7 +306,7 @@ int run_overlay(int argc, char** argv) {
   // Videos one at a time, frames batched.
   auto overlay_video = [&](const std::string& input, const std::string& path) {
     refuse_overwriting_source(input, path);
-    cv::VideoCapture capture(input);
+    cv::VideoCapture capture(input, video_backend());
     if (!capture.isOpened()) throw vision::ImageError(input + ": cannot open as a video");
     const double fps = capture.get(cv::CAP_PROP_FPS) > 0 ? capture.get(cv::CAP_PROP_FPS) : 25.0;
     const auto frame_count = static_cast<int64_t>(capture.get(cv::CAP_PROP_FRAME_COUNT));
@@ -326,7 +341,7 @@ int run_overlay(int argc, char** argv) {
         if (batch.empty()) break;
         for (const auto& r : renderer->render(batch, /*single_map=*/true)) {
           if (!writer.isOpened()) {
-            writer.open(file.temp_path(), fourcc_for(path), fps, r.rgb.size());
+            writer.open(file.temp_path(), video_backend(), fourcc_for(path), fps, r.rgb.size());
             if (!writer.isOpened()) fail_video("cannot write this video format");
           }
           cv::Mat out_bgr;
@@ -347,7 +362,7 @@ int run_overlay(int argc, char** argv) {
                                      std::to_string(frames) + " could be decoded");
       }
       // Read back before it replaces anything, since the writer reported nothing.
-      cv::VideoCapture written(file.temp_path());
+      cv::VideoCapture written(file.temp_path(), video_backend());
       const auto written_frames =
           written.isOpened() ? static_cast<int64_t>(written.get(cv::CAP_PROP_FRAME_COUNT)) : 0;
       written.release();

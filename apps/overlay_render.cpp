@@ -209,6 +209,7 @@ OverlayRenderer::OverlayRenderer(const std::string& model_path, OverlaySettings 
   if (impl_->captioner) {
     impl_->caption_model = vision::load_captioner(model_path);
     impl_->caption_model.model->eval();
+    vision::apply_inference_precision(*impl_->caption_model.model, s.precision);
     const auto error = beam_width_error(s.beam, impl_->caption_model.vocabulary.size());
     if (!error.empty()) throw std::invalid_argument(error);
     impl_->preprocess = impl_->caption_model.info.preprocess;
@@ -217,6 +218,7 @@ OverlayRenderer::OverlayRenderer(const std::string& model_path, OverlaySettings 
   s.explain.method = vision::map_method_from_string(s.method);
   impl_->vit = vision::load_vit(model_path);
   impl_->vit.model->eval();
+  vision::apply_inference_precision(*impl_->vit.model, s.precision);
   impl_->preprocess = impl_->vit.info.preprocess;
   if (s.explain.method == vision::MapMethod::kPool &&
       impl_->vit.config.pooling != vision::Pooling::kMap) {

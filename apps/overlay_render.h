@@ -10,6 +10,7 @@
 
 #include "vision/checkpoint/model_file.h"
 #include "vision/image/overlay.h"
+#include "vision/models/inference_precision.h"
 #include "vision/models/vit_explain.h"
 
 namespace attnkit::apps {
@@ -24,6 +25,7 @@ struct OverlaySettings {
   int64_t max_len = 20; ///< caption: most words
   int panel_side = 0;   ///< tile size of panels (0 = the image's drawn size, 160 to 512)
   bool want_json = false;  ///< fill RenderedOverlay::json (costs a pass over every grid)
+  vision::InferencePrecision precision;  ///< of the transformer's matmuls (--precision)
 };
 
 /// One drawn overlay and the figures behind it.

@@ -13,12 +13,13 @@ void FeedForwardImpl::reset() {
   TORCH_CHECK(options.dim() > 0 && options.hidden_dim() > 0,
               "FeedForward: dim and hidden_dim must be positive, got ", options.dim(), " and ",
               options.hidden_dim());
-  fc1 = register_module("fc1", torch::nn::Linear(options.dim(), options.hidden_dim()));
-  fc2 = register_module("fc2", torch::nn::Linear(options.hidden_dim(), options.dim()));
+  fc1 = register_module("fc1", Linear(options.dim(), options.hidden_dim()));
+  fc2 = register_module("fc2", Linear(options.hidden_dim(), options.dim()));
 }
 
 torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) {
-  auto h = torch::gelu(fc1(x));
+  // A bf16 pass keeps the hidden layer in bf16: fc2 reads it as it is.
+  auto h = torch::gelu(fc1->forward_native(x));
   if (options.dropout() > 0.0) h = torch::dropout(h, options.dropout(), is_training());
   h = fc2(h);
   if (options.dropout() > 0.0) h = torch::dropout(h, options.dropout(), is_training());

@@ -2,8 +2,9 @@
 #pragma once
 
 #include <torch/nn/module.h>
-#include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
+
+#include "attention/linear.h"
 
 namespace attnkit::attention {
 
@@ -24,8 +25,8 @@ class FeedForwardImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
 
   FeedForwardOptions options;
-  torch::nn::Linear fc1{nullptr};
-  torch::nn::Linear fc2{nullptr};
+  Linear fc1{nullptr};
+  Linear fc2{nullptr};
 };
 TORCH_MODULE(FeedForward);
 

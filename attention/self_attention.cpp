@@ -21,8 +21,8 @@ void SelfAttentionImpl::reset() {
   TORCH_CHECK(dim % heads == 0, "SelfAttention: dim (", dim, ") must be divisible by num_heads (",
               heads, ")");
   qkv = register_module(
-      "qkv", torch::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(options.qkv_bias())));
-  proj = register_module("proj", torch::nn::Linear(dim, dim));
+      "qkv", Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(options.qkv_bias())));
+  proj = register_module("proj", Linear(dim, dim));
   if (options.qk_norm()) {
     const auto norm = torch::nn::LayerNormOptions({dim / heads}).eps(options.norm_eps());
     q_norm = register_module("q_norm", torch::nn::LayerNorm(norm));
@@ -46,7 +46,12 @@ SelfAttentionOutput SelfAttentionImpl::attend(const torch::Tensor& x, bool keep_
   const int64_t heads = options.num_heads();
   const int64_t head_dim = options.dim() / heads;
 
-  auto qkv_heads = qkv(x).view({batch, tokens, 3, heads, head_dim}).permute({2, 0, 3, 1, 4});
+  // In a bf16 pass the two attention products run in bf16 as well (3-4x faster than fp32 on
+  // AMX); the scores' softmax and the weights it returns stay fp32.
+  const bool bf16 = qkv->runs_bf16(x) && !options.qk_norm();
+  auto qkv_heads = (bf16 ? qkv->forward_native(x) : qkv(x))
+                       .view({batch, tokens, 3, heads, head_dim})
+                       .permute({2, 0, 3, 1, 4});
   auto q = qkv_heads[0];  // (B, H, N, hd)
   auto k = qkv_heads[1];
   auto v = qkv_heads[2];
@@ -56,12 +61,13 @@ SelfAttentionOutput SelfAttentionImpl::attend(const torch::Tensor& x, bool keep_
   }
   // Scaling q before the product costs N*hd multiplies instead of N*N.
   q = q * (1.0 / std::sqrt(static_cast<double>(head_dim)));
-  auto weights = torch::softmax(torch::matmul(q, k.transpose(-2, -1)), -1);  // (B, H, N, N)
+  auto scores = torch::matmul(q, k.transpose(-2, -1));               // (B, H, N, N)
+  auto weights = torch::softmax(scores, -1, torch::kFloat);          // fp32 in either case
   auto attended = options.attention_dropout() > 0.0
                       ? torch::dropout(weights, options.attention_dropout(), is_training())
                       : weights;
-  auto out = torch::matmul(attended, v)           // (B, H, N, hd)
-                 .transpose(1, 2)                 // (B, N, H, hd)
+  auto out = torch::matmul(bf16 ? attended.to(torch::kBFloat16) : attended, v)  // (B, H, N, hd)
+                 .transpose(1, 2)                                               // (B, N, H, hd)
                  .reshape({batch, tokens, options.dim()});
   out = proj(out);
   if (options.projection_dropout() > 0.0) {

@@ -3,9 +3,10 @@
 #pragma once
 
 #include <torch/nn/module.h>
-#include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
+
+#include "attention/linear.h"
 
 namespace attnkit::attention {
 
@@ -39,8 +40,8 @@ class SelfAttentionImpl : public torch::nn::Module {
   SelfAttentionOutput forward_with_weights(const torch::Tensor& x);
 
   SelfAttentionOptions options;
-  torch::nn::Linear qkv{nullptr};
-  torch::nn::Linear proj{nullptr};
+  Linear qkv{nullptr};
+  Linear proj{nullptr};
   torch::nn::LayerNorm q_norm{nullptr};  ///< only with qk_norm
   torch::nn::LayerNorm k_norm{nullptr};  ///< only with qk_norm
 

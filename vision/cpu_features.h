@@ -32,6 +32,10 @@ struct CpuFeatures {
 /// names are ignored. `model` and `source` are left empty.
 CpuFeatures parse_cpu_flags(const std::string& flags);
 
+/// "AMX-BF16", "AVX512-BF16", "AVX-512 without BF16", "AVX2 only" or "no AVX2": the widest
+/// instruction set that matters for the precision choices.
+std::string describe_vector_units(const CpuFeatures& cpu);
+
 /// This CPU's features, read once (cpuid on x86, /proc/cpuinfo's first "flags" line otherwise).
 /// $ATTNKIT_CPU_FEATURES, when set, replaces the flags (e.g. "avx2,fma" pretends an AVX2-only
 /// CPU) so both sides of every CPU-dependent choice can be tested on any machine.

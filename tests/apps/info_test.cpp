@@ -36,6 +36,11 @@ TEST(InfoCli, JsonSchema) {
                       doc["cpu"]["features"]["amx_bf16"].get<bool>();
   EXPECT_EQ(doc["defaults"]["training_precision"], native ? "bf16" : "fp32");
   EXPECT_EQ(doc["defaults"]["inference_precision"], "fp32");
+  const auto kernel = doc["defaults"]["fp32_inference_kernel"].get<std::string>();
+  EXPECT_EQ(kernel, doc["mkldnn"].get<bool>() ? "onednn" : "blas");
+  const auto auto_precision = doc["defaults"]["inference_precision_auto"].get<std::string>();
+  EXPECT_EQ(auto_precision, native ? "bf16" : doc["cpu"]["features"]["avx2"].get<bool>() ? "int8"
+                                                                                      : "fp32");
 }
 
 TEST(InfoCli, TextAndVersionVerboseAgree) {
@@ -61,10 +66,13 @@ TEST(InfoCli, PretendedCpusChooseTheirPrecision) {
     EXPECT_EQ(doc["defaults"]["training_precision"], "fp32");
     EXPECT_EQ(doc["defaults"]["training_precision_reason"],
               "auto: this CPU has no native bf16: AVX2 only");
+    EXPECT_EQ(doc["defaults"]["inference_precision_auto"], "int8");
   }
   PretendCpu cpu(kAmx);
   const auto doc = json::parse(run_attn("info --json").out);
   EXPECT_EQ(doc["defaults"]["training_precision"], "bf16");
+  EXPECT_EQ(doc["defaults"]["inference_precision_auto"], "bf16");
+  EXPECT_EQ(doc["defaults"]["inference_precision_auto_reason"], "auto: AMX-BF16");
 }
 
 }  // namespace

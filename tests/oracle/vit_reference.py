@@ -123,8 +123,9 @@ def hf_keys(sd, dim):
     return out
 
 
-def forward_any_size(model, images, patch):
-    """torchvision's encoder layers on any input size, with the position embeddings resampled."""
+def encode_any_size(model, images, patch):
+    """torchvision's encoder layers on any input size, with the position embeddings resampled:
+    the tokens after the final norm."""
     b, _, h, w = images.shape
     gh, gw = h // patch, w // patch
     x = model.conv_proj(images).flatten(2).transpose(1, 2)
@@ -134,12 +135,85 @@ def forward_any_size(model, images, patch):
     grid = F.interpolate(grid, size=(gh, gw), mode="bicubic", align_corners=False, antialias=True)
     pos = torch.cat([pos[:, :1], grid.permute(0, 2, 3, 1).reshape(1, gh * gw, -1)], 1)
     x = torch.cat([model.class_token.expand(b, -1, -1), x], 1) + pos
-    x = model.encoder.ln(model.encoder.layers(model.encoder.dropout(x)))
-    return model.heads(x[:, 0])
+    return model.encoder.ln(model.encoder.layers(model.encoder.dropout(x)))
+
+
+def forward_any_size(model, images, patch):
+    return model.heads(encode_any_size(model, images, patch)[:, 0])
+
+
+def random_attn_pool(dim, mlp, generator):
+    """timm's AttentionPoolLatent parameters (one latent query), by their timm names."""
+    shapes = {"latent": (1, 1, dim), "q.weight": (dim, dim), "q.bias": (dim,),
+              "kv.weight": (2 * dim, dim), "kv.bias": (2 * dim,), "proj.weight": (dim, dim),
+              "proj.bias": (dim,), "norm.weight": (dim,), "norm.bias": (dim,),
+              "mlp.fc1.weight": (mlp, dim), "mlp.fc1.bias": (mlp,), "mlp.fc2.weight": (dim, mlp),
+              "mlp.fc2.bias": (dim,)}
+    pool = {k: 0.2 * torch.randn(s, generator=generator) for k, s in shapes.items()}
+    pool["norm.weight"] += 1.0
+    return pool
+
+
+def attn_pool_forward(pool, tokens, heads):
+    """timm's AttentionPoolLatent.forward (pool='token', no qk_norm), written out: the latent
+    query attends over `tokens` (B, N, D), then proj and a residual MLP on the normed result."""
+    b, n, dim = tokens.shape
+    hd = dim // heads
+    q = F.linear(pool["latent"].expand(b, -1, -1), pool["q.weight"], pool["q.bias"])
+    q = q.reshape(b, 1, heads, hd).transpose(1, 2)
+    kv = F.linear(tokens, pool["kv.weight"], pool["kv.bias"]).reshape(b, n, 2, heads, hd)
+    k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
+    weights = torch.softmax((q * hd ** -0.5) @ k.transpose(-2, -1), -1)
+    x = (weights @ v).transpose(1, 2).reshape(b, 1, dim)
+    x = F.linear(x, pool["proj.weight"], pool["proj.bias"])
+    h = F.layer_norm(x, (dim,), pool["norm.weight"], pool["norm.bias"], 1e-6)
+    h = F.linear(F.gelu(F.linear(h, pool["mlp.fc1.weight"], pool["mlp.fc1.bias"])),
+                 pool["mlp.fc2.weight"], pool["mlp.fc2.bias"])
+    return (x + h)[:, 0]
 
 
 def write_raw(path, tensor):
     tensor.detach().contiguous().float().numpy().tofile(path)
+
+
+def map_pool_entries(out):
+    """The small config with timm's attention-pool (`map`) head, as timm checkpoints: once with
+    the pool reading the patch tokens only (timm's default since mid-2025) and once with
+    pool_include_prefix=True (the class token too)."""
+    entries = []
+    for name, include_prefix in (("small_map", False), ("small_map_prefix", True)):
+        cfg = dict(CONFIGS["small"])
+        other = cfg.pop("other_size")
+        gen = torch.Generator().manual_seed(4321)
+        model = VisionTransformer(**cfg).eval()
+        randomize(model, gen)
+        pool = random_attn_pool(cfg["hidden_dim"], cfg["mlp_dim"], gen)
+        d = os.path.join(out, name)
+        os.makedirs(os.path.join(d, "timm"), exist_ok=True)
+        tensors = timm_keys(model.state_dict())
+        tensors.update({"attn_pool." + k: v for k, v in pool.items()})
+        save_safetensors(os.path.join(d, "timm", "model.safetensors"), tensors)
+        json.dump({"architecture": "vit_small_map_test", "num_classes": cfg["num_classes"],
+                   "global_pool": "map",
+                   "model_args": {"num_heads": cfg["num_heads"], "global_pool": "map",
+                                  "pool_include_prefix": include_prefix},
+                   "pretrained_cfg": {"input_size": [3, cfg["image_size"], cfg["image_size"]],
+                                      "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}},
+                  open(os.path.join(d, "timm", "config.json"), "w"), indent=1)
+        entry = {"name": name, "config": cfg, "cases": []}
+        for tag, (h, w) in (("native", (cfg["image_size"], cfg["image_size"])), ("other", tuple(other))):
+            images = torch.randn(2, 3, h, w, generator=gen)
+            with torch.no_grad():
+                tokens = encode_any_size(model, images, cfg["patch_size"])
+                pooled = attn_pool_forward(pool, tokens if include_prefix else tokens[:, 1:],
+                                           cfg["num_heads"])
+                logits = model.heads(pooled)
+            write_raw(os.path.join(d, f"{tag}_input.f32"), images)
+            write_raw(os.path.join(d, f"{tag}_logits.f32"), logits)
+            entry["cases"].append({"tag": tag, "input_shape": list(images.shape),
+                                   "logits_shape": list(logits.shape)})
+        entries.append(entry)
+    return entries
 
 
 def main():
@@ -201,6 +275,8 @@ def main():
             entry["cases"].append({"tag": tag, "input_shape": list(images.shape),
                                    "logits_shape": list(logits.shape)})
         manifest.append(entry)
+    if "small" in args.configs.split(","):
+        manifest += map_pool_entries(args.out)
     with open(manifest_path + ".tmp", "w") as f:
         json.dump(manifest, f, indent=1)
     os.replace(manifest_path + ".tmp", manifest_path)

@@ -75,6 +75,9 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Layout{"small", CheckpointFormat::kTorchvision, "torchvision.safetensors", 4},
                       Layout{"small", CheckpointFormat::kTimm, "timm", 0},
                       Layout{"small", CheckpointFormat::kHuggingFace, "hf", 0},
+                      // timm's attention-pool head, without and with pool_include_prefix.
+                      Layout{"small_map", CheckpointFormat::kTimm, "timm", 0},
+                      Layout{"small_map_prefix", CheckpointFormat::kTimm, "timm", 0},
                       Layout{"patch8", CheckpointFormat::kTorchvision, "torchvision.safetensors", 2},
                       Layout{"patch8", CheckpointFormat::kTimm, "timm", 0},
                       Layout{"patch8", CheckpointFormat::kHuggingFace, "hf", 0},

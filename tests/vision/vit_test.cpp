@@ -38,6 +38,12 @@ std::vector<Variant> variants() {
   map.class_token = false;
   map.qk_norm = true;
   out.push_back({"map_qk_norm", map});
+  auto map_cls = tiny();
+  map_cls.pooling = Pooling::kMap;
+  map_cls.register_tokens = 2;
+  out.push_back({"map_patches_only", map_cls});
+  map_cls.pool_include_prefix = true;
+  out.push_back({"map_include_prefix", map_cls});
   auto registers = tiny();
   registers.register_tokens = 4;
   registers.pos_embed_prefix = false;
@@ -81,7 +87,8 @@ TEST_P(ViTVariant, ShapesAttentionRowsAndAnyInputSize) {
       EXPECT_TRUE(torch::allclose(a.sum(-1), torch::ones({2, 3, tokens}), 1e-5, 1e-5));
     }
     if (config.pooling == Pooling::kMap) {
-      ASSERT_EQ(out.pool_weights.sizes(), (std::vector<int64_t>{2, tokens}));
+      const int64_t pooled = config.pool_include_prefix ? tokens : (h / 8) * (w / 8);
+      ASSERT_EQ(out.pool_weights.sizes(), (std::vector<int64_t>{2, pooled}));
       EXPECT_TRUE(torch::allclose(out.pool_weights.sum(1), torch::ones({2}), 1e-5, 1e-5));
     }
   }
@@ -106,7 +113,7 @@ TEST_P(ViTVariant, TimmImportReadsTheArchitectureOffTheTensors) {
       {"architecture", "vit_custom_patch8"},
       {"num_classes", 7},
       {"global_pool", to_string(config.pooling)},
-      {"model_args", {{"num_heads", 3}}},
+      {"model_args", {{"num_heads", 3}, {"pool_include_prefix", config.pool_include_prefix}}},
       {"pretrained_cfg", {{"input_size", {3, 32, 48}}, {"interpolation", "bicubic"},
                           {"crop_pct", 0.95}, {"mean", {0.5, 0.5, 0.5}}, {"std", {0.5, 0.5, 0.5}}}}};
   std::ofstream(dir.file("config.json")) << timm.dump();

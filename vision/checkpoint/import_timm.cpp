@@ -132,6 +132,8 @@ ImportedModel import_timm(const std::string& path, const ImportOptions& options)
   std::string pool = model_args.value("global_pool", config.value("global_pool", std::string()));
   if (file.contains("attn_pool.latent")) {
     c.pooling = Pooling::kMap;
+    c.pool_include_prefix =
+        model_args.value("pool_include_prefix", config.value("pool_include_prefix", false));
     if (detail::checked_shape(file, "attn_pool.latent", 3, "(1, queries, dim)")[1] != 1) {
       throw CheckpointError(weights_path + ": attention pooling with more than one latent query "
                             "is not supported");

@@ -184,7 +184,8 @@ torch::Tensor VisionTransformerImpl::forward_head(const torch::Tensor& tokens,
   torch::Tensor pooled;
   switch (c.pooling) {
     case Pooling::kMap: {
-      auto out = attn_pool->pool(tokens);
+      const int64_t skip = c.pool_include_prefix ? 0 : c.num_prefix_tokens();
+      auto out = attn_pool->pool(tokens.narrow(1, skip, tokens.size(1) - skip));
       pooled = out.context;
       if (pool_weights) *pool_weights = out.weights;
       break;

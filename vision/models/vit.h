@@ -23,7 +23,9 @@ struct ViTOutput {
   torch::Tensor tokens;  ///< (B, N, D) after the final norm; N = prefix + gh * gw
   /// One (B, H, N, N) tensor per block, in the autograd graph (empty unless asked for).
   std::vector<torch::Tensor> attentions;
-  torch::Tensor pool_weights;  ///< (B, N) attention-pool weights (map pooling only)
+  /// (B, N') attention-pool weights (map pooling only): N' = N with pool_include_prefix, else
+  /// the gh * gw patches only.
+  torch::Tensor pool_weights;
   int64_t grid_height = 0;     ///< patch rows of this input
   int64_t grid_width = 0;      ///< patch columns of this input
 };

@@ -116,6 +116,8 @@ std::string ViTConfig::to_json() const {
       {"num_classes", num_classes},
       {"dropout", dropout},
   };
+  // Only where it means something, so other models' stored configs stay as they were.
+  if (pooling == Pooling::kMap) j["pool_include_prefix"] = pool_include_prefix;
   return j.dump();
 }
 
@@ -181,6 +183,7 @@ ViTConfig ViTConfig::from_json_value(const nlohmann::json& j) {
     read("stem_channels", c.stem_channels);
     read("stem_strides", c.stem_strides);
     read("fc_norm", c.fc_norm);
+    read("pool_include_prefix", c.pool_include_prefix);
     read("num_classes", c.num_classes);
     read("dropout", c.dropout);
     if (j.contains("pooling")) c.pooling = pooling_from_string(j.at("pooling").get<std::string>());

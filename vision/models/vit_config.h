@@ -52,6 +52,9 @@ struct ViTConfig {
   Pooling pooling = Pooling::kToken;
   /// Norm after pooling (timm fc_norm) instead of before it; timm's default for avg pooling.
   bool fc_norm = false;
+  /// Map pooling: the attention pool also reads the prefix (class, register) tokens. timm's
+  /// `pool_include_prefix`; false, timm's default since mid-2025, gives it the patches only.
+  bool pool_include_prefix = false;
   int64_t num_classes = 1000;   ///< 0 = no head: forward returns the pooled features
   double dropout = 0.0;         ///< dropout on embeddings, MLPs and attention projections (training)
 

@@ -72,9 +72,13 @@ Explanation explain_vit(VisionTransformer& model, const torch::Tensor& images,
   const auto depth = static_cast<int64_t>(out.attentions.size());
 
   switch (options.method) {
-    case MapMethod::kPool:
-      result.maps = attention::pool_map(out.pool_weights.detach(), layout).unsqueeze(1);
+    case MapMethod::kPool: {
+      // Without pool_include_prefix the pool saw the patches only: its weights start at them.
+      auto pool_layout = layout;
+      if (!config.pool_include_prefix) pool_layout.grid_start = 0;
+      result.maps = attention::pool_map(out.pool_weights.detach(), pool_layout).unsqueeze(1);
       break;
+    }
     case MapMethod::kRollout:
       result.maps = attention::attention_rollout(out.attentions, layout, options.fusion,
                                                  options.discard_ratio)

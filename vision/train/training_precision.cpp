@@ -5,14 +5,6 @@
 
 namespace attnkit::vision {
 
-std::string describe_vector_units(const CpuFeatures& cpu) {
-  if (cpu.amx_bf16) return "AMX-BF16";
-  if (cpu.avx512_bf16) return "AVX512-BF16";
-  if (cpu.avx512f) return "AVX-512 without BF16";
-  if (cpu.avx2) return "AVX2 only";
-  return "no AVX2";
-}
-
 TrainingPrecision choose_training_precision(const std::string& requested, const CpuFeatures& cpu) {
   const std::string units = describe_vector_units(cpu);
   TrainingPrecision p;

@@ -21,8 +21,4 @@ struct TrainingPrecision {
 /// other value.
 TrainingPrecision choose_training_precision(const std::string& requested, const CpuFeatures& cpu);
 
-/// "AMX-BF16", "AVX512-BF16", "AVX-512 without BF16", "AVX2 only" or "no AVX2": the widest
-/// instruction set that matters for the choice.
-std::string describe_vector_units(const CpuFeatures& cpu);
-
 }  // namespace attnkit::vision
