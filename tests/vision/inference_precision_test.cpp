@@ -143,7 +143,8 @@ TEST(InferencePrecisionModel, OnlyTheTransformerLinearsChange) {
 }
 
 // The shipped classifier on the first 1,000 Fashion-MNIST test images: each reduced precision
-// picks fp32's class for >= 99% of them, and its rollout maps look like fp32's.
+// picks fp32's class for >= 99% of them, and its rollout maps look like fp32's. On a CPU without
+// VNNI, int8 runs with 7-bit activations, as it would for a user there.
 TEST(InferencePrecisionModel, ShippedFashionModelAgreesWithFp32) {
   const std::string weights = std::string(ATTNKIT_SOURCE_DIR) + "/weights/fashion-vit.safetensors";
   if (!std::filesystem::exists(std::string(kFashionMnistDir) + "/t10k-images-idx3-ubyte.gz")) {
@@ -151,12 +152,14 @@ TEST(InferencePrecisionModel, ShippedFashionModelAgreesWithFp32) {
   }
   auto loaded = load_vit(weights);
   auto data = load_fashion_mnist(kFashionMnistDir, "test");
-  auto images = normalize_pixels(data.images.narrow(0, 0, 1000), loaded.info.preprocess);
   for (const std::string name : {"bf16", "int8"}) {
+    // Emulated bf16 (no AVX512-BF16 / AMX) is many times slower: fewer images there.
+    const int64_t count = name == "bf16" && !cpu_features().native_bf16() ? 200 : 1000;
+    auto images = normalize_pixels(data.images.narrow(0, 0, count), loaded.info.preprocess);
     const auto precision = choose_inference_precision(name, cpu_features());
     const auto a = measure_precision_agreement(loaded.model, images, precision, 250,
                                                /*rollout=*/true);
-    EXPECT_EQ(a.count, 1000);
+    EXPECT_EQ(a.count, count);
     EXPECT_GE(a.top1_agreement, 0.99) << name;
     EXPECT_LT(a.max_logit_difference, 0.1 * a.logit_range) << name;
     EXPECT_GT(a.mean_rollout_correlation, 0.98) << name;
