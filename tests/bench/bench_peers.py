@@ -149,11 +149,12 @@ def main():
             onnx_file = None
             if module:
                 onnx_file = os.path.join(tmp, name + ".onnx")
-                with torch.no_grad():
-                    torch.onnx.export(model, torch.randn(1, 3, 224, 224), onnx_file,
-                                      input_names=["images"], output_names=["logits"],
-                                      dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-                                      opset_version=14)
+                # With grad enabled: under no_grad torchvision takes its fused attention fast
+                # path, which has no ONNX export.
+                torch.onnx.export(model, torch.randn(1, 3, 224, 224), onnx_file,
+                                  input_names=["images"], output_names=["logits"],
+                                  dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                                  opset_version=14)
             auto_name = None
             for batch in batches:
                 samples = {}

@@ -3,6 +3,7 @@
 // agreement, logit differences and rollout-map correlation (the README's precision table).
 //
 //   precision_agreement MODEL [--fashion N] [--images DIR] [--generated N] [--batch 16]
+//                       [--rollout yes|no]
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -40,18 +41,17 @@ torch::Tensor generated_images(int64_t count, const vision::ViTConfig& config,
 }
 
 void report(const std::string& set, vision::LoadedViT& loaded, const torch::Tensor& images,
-            int64_t batch) {
+            int64_t batch, bool rollout) {
   for (const std::string name : {"bf16", "int8"}) {
     const auto precision = vision::choose_inference_precision(name, vision::cpu_features());
     const auto a = vision::measure_precision_agreement(
-        loaded.model, images, precision, batch,
-        /*rollout=*/true);
+        loaded.model, images, precision, batch, rollout);
     std::cout << std::left << std::setw(22) << set << std::setw(6) << name << std::right
               << std::setw(7) << a.count << std::fixed << std::setprecision(2) << std::setw(10)
-              << 100 * a.top1_agreement << "%" << std::setprecision(4) << std::setw(12)
+              << 100 * a.top1_agreement << "%" << std::setprecision(4) << std::setw(14)
               << a.max_logit_difference << std::setw(12) << a.mean_logit_difference
-              << std::setprecision(2) << std::setw(10) << a.logit_range << std::setprecision(5)
-              << std::setw(10) << a.mean_rollout_correlation << std::setw(10)
+              << std::setprecision(2) << std::setw(12) << a.logit_range << std::setprecision(5)
+              << std::setw(11) << a.mean_rollout_correlation << std::setw(10)
               << a.min_rollout_correlation << std::endl;
   }
 }
@@ -61,11 +61,12 @@ void report(const std::string& set, vision::LoadedViT& loaded, const torch::Tens
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::cerr << "usage: precision_agreement MODEL [--fashion N] [--images DIR] [--generated N] "
-                 "[--batch B]\n";
+                 "[--batch B] [--rollout yes|no]\n";
     return 2;
   }
   const std::string model_path = argv[1];
   int64_t fashion = 0, generated = 0, batch = 16;
+  bool rollout = true;
   std::string folder;
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
@@ -73,6 +74,7 @@ int main(int argc, char** argv) {
     else if (flag == "--generated") generated = std::stoll(value);
     else if (flag == "--images") folder = value;
     else if (flag == "--batch") batch = std::stoll(value);
+    else if (flag == "--rollout") rollout = value != "no";
     else {
       std::cerr << "precision_agreement: unknown option " << flag << "\n";
       return 2;
@@ -82,14 +84,14 @@ int main(int argc, char** argv) {
   auto loaded = attnkit::vision::load_vit(model_path);
   std::cout << "model " << model_path << "; CPU " << attnkit::vision::cpu_features().model << "\n"
             << std::left << std::setw(22) << "images" << std::setw(6) << "prec" << std::right
-            << std::setw(7) << "count" << std::setw(11) << "top-1 agr" << std::setw(12)
-            << "max |dlogit|" << std::setw(12) << "mean" << std::setw(10) << "logit span"
-            << std::setw(10) << "rollout r" << std::setw(10) << "min r" << "\n";
+            << std::setw(7) << "count" << std::setw(11) << "top-1 agr" << std::setw(14)
+            << "max |dlogit|" << std::setw(12) << "mean" << std::setw(12) << "logit span"
+            << std::setw(11) << "rollout r" << std::setw(10) << "min r" << "\n";
   if (fashion > 0) {
     auto data = attnkit::vision::load_fashion_mnist(attnkit::vision::kFashionMnistDir, "test");
     auto images = attnkit::vision::normalize_pixels(
         data.images.narrow(0, 0, std::min(fashion, data.size())), loaded.info.preprocess);
-    report("fashion-mnist test", loaded, images, batch);
+    report("fashion-mnist test", loaded, images, batch, rollout);
   }
   if (!folder.empty()) {
     std::vector<torch::Tensor> images;
@@ -99,11 +101,11 @@ int main(int argc, char** argv) {
       images.push_back(attnkit::vision::preprocess_image(
           attnkit::vision::load_image_rgb(entry.path().string()), loaded.info.preprocess));
     }
-    report(folder, loaded, torch::stack(images), batch);
+    report(folder, loaded, torch::stack(images), batch, rollout);
   }
   if (generated > 0) {
     report("generated", loaded, generated_images(generated, loaded.config, loaded.info.preprocess),
-           batch);
+           batch, rollout);
   }
   return 0;
 }
