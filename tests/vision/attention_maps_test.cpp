@@ -221,31 +221,20 @@ TEST(AttentionMaps, ClsMapsPerHeadAndPerLayerAndClearErrors) {
   EXPECT_THROW(attention::head_fusion_from_string("median"), std::invalid_argument);
 }
 
+// The pool map is the map head's weights over the patches. Without a class token they are all
+// the pool sees; with one, timm's head reads the patches only unless pool_include_prefix, and
+// then the class token's share is left out of the map (which sums below 1).
 TEST(AttentionMaps, PoolMapIsTheMapHeadsWeights) {
-  torch::manual_seed(0);
-  auto config = attnkit::testing::tiny_vit_config(16, 24, 3);
-  config.class_token = false;
-  config.pooling = Pooling::kMap;
-  VisionTransformer model(config);
-  model->eval();
-  const auto images = torch::randn({2, 3, 16, 24});
-  ExplainOptions options;
-  options.method = MapMethod::kPool;
-  const auto explained = explain_vit(model, images, options);
-  torch::NoGradGuard no_grad;
-  const auto out = model->forward_all(images, false);
-  EXPECT_TRUE(torch::allclose(explained.maps.reshape({2, -1}), out.pool_weights));
-  EXPECT_TRUE(torch::allclose(explained.maps.sum({1, 2, 3}), torch::ones({2})));
-}
-
-// With a class token, timm's map head reads the patches only unless pool_include_prefix: the
-// map is then the class token's share left out (the patch weights alone, summing below 1).
-TEST(AttentionMaps, PoolMapFollowsPoolIncludePrefix) {
-  for (const bool include_prefix : {false, true}) {
+  struct Case {
+    bool class_token;
+    bool include_prefix;
+  };
+  for (const Case c : {Case{false, false}, Case{true, false}, Case{true, true}}) {
     torch::manual_seed(0);
     auto config = attnkit::testing::tiny_vit_config(16, 24, 3);
+    config.class_token = c.class_token;
     config.pooling = Pooling::kMap;
-    config.pool_include_prefix = include_prefix;
+    config.pool_include_prefix = c.include_prefix;
     VisionTransformer model(config);
     model->eval();
     const auto images = torch::randn({2, 3, 16, 24});
@@ -255,11 +244,12 @@ TEST(AttentionMaps, PoolMapFollowsPoolIncludePrefix) {
     torch::NoGradGuard no_grad;
     const auto out = model->forward_all(images, false);
     const int64_t cells = explained.maps.size(2) * explained.maps.size(3);
-    ASSERT_EQ(out.pool_weights.size(1), include_prefix ? cells + 1 : cells);
+    const int64_t prefix = c.class_token && c.include_prefix ? 1 : 0;
+    ASSERT_EQ(out.pool_weights.size(1), prefix + cells);
     EXPECT_TRUE(torch::allclose(explained.maps.reshape({2, -1}),
-                                out.pool_weights.narrow(1, include_prefix ? 1 : 0, cells)));
+                                out.pool_weights.narrow(1, prefix, cells)));
     const auto total = explained.maps.sum({1, 2, 3});
-    if (include_prefix) {
+    if (prefix) {
       EXPECT_TRUE((total < 1.0).all().item<bool>()) << total;
     } else {
       EXPECT_TRUE(torch::allclose(total, torch::ones({2}))) << total;
