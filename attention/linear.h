@@ -19,7 +19,7 @@ enum class LinearPrecision {
 
 /// Which library computes fp32 inference products. OpenBLAS picks its kernels from the CPU
 /// model it recognises and falls back to generic SSE3 code on CPUs it does not know (3-4x slower
-/// on a Sapphire Rapids VM); oneDNN dispatches on the instruction sets themselves.
+/// on an AMX Xeon VM); oneDNN dispatches on the instruction sets themselves.
 enum class Fp32LinearKernel { kOneDnn, kBlas };
 
 /// The process-wide fp32 inference kernel: oneDNN where this LibTorch has it, else BLAS.
