@@ -1,5 +1,7 @@
 // apps/info.cpp: `attn info`: the CPU, its features, threads, BLAS, library versions and the
 // precision defaults attnkit chooses from them, for bug reports and for timing comparisons.
+#include <dlfcn.h>
+
 #include <climits>
 #include <cstdlib>
 #include <fstream>
@@ -40,6 +42,15 @@ std::string loaded_blas() {
   return "";
 }
 
+/// The kernel set OpenBLAS chose at load ("SkylakeX", "Haswell", "Zen", or "Prescott" when it
+/// did not recognise the CPU and fell back to generic SSE3 code), or "" without OpenBLAS.
+std::string openblas_core() {
+  using CoreName = char* (*)();
+  auto core = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  const char* name = core ? core() : nullptr;
+  return name ? name : "";
+}
+
 std::string torch_version() {
   return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
          std::to_string(TORCH_VERSION_PATCH);
@@ -65,7 +76,9 @@ json collect_info() {
                    {"vector_units", vision::describe_vector_units(cpu)}}},
           {"cores", std::max(1u, std::thread::hardware_concurrency())},
           {"threads", default_threads()},
-          {"blas", {{"library", blas}, {"openblas", blas.find("openblas") != std::string::npos}}},
+          {"blas", {{"library", blas},
+                    {"openblas", blas.find("openblas") != std::string::npos},
+                    {"openblas_core", openblas_core()}}},
           {"libtorch", torch_version()},
           {"opencv", CV_VERSION},
           {"mkldnn", at::hasMKLDNN()},
@@ -80,6 +93,19 @@ json collect_info() {
 
 std::string yes_no(bool value) { return value ? "yes" : "no"; }
 
+/// " (kernels: Haswell)"; for OpenBLAS's generic fallback on a CPU with AVX2, why it matters.
+std::string blas_core_note(const json& info) {
+  const auto core = info["blas"]["openblas_core"].get<std::string>();
+  if (core.empty()) return "";
+  std::string note = " (kernels: " + core + ")";
+  if (core == "Prescott" && info["cpu"]["features"]["avx2"].get<bool>()) {
+    note += "\n           OpenBLAS did not recognise this CPU and runs generic SSE3 code: fp32\n"
+            "           training here is several times slower than it could be (inference uses\n"
+            "           oneDNN). OPENBLAS_CORETYPE=Haswell or SkylakeX, if the CPU has them, helps";
+  }
+  return note;
+}
+
 void print_text(const json& info) {
   std::cout << "attnkit " << info["version"].get<std::string>() << "\n"
             << "cpu:       " << info["cpu"]["model"].get<std::string>() << " ("
@@ -90,7 +116,8 @@ void print_text(const json& info) {
   }
   std::cout << "cores:     " << info["cores"] << " (attnkit uses " << info["threads"]
             << " threads without --threads)\n"
-            << "blas:      " << info["blas"]["library"].get<std::string>() << "\n"
+            << "blas:      " << info["blas"]["library"].get<std::string>() << blas_core_note(info)
+            << "\n"
             << "libtorch:  " << info["libtorch"].get<std::string>() << " (oneDNN/MKLDNN "
             << (info["mkldnn"].get<bool>() ? "available" : "not available")
             << "; quantized engines:";

@@ -28,6 +28,10 @@ TEST(InfoCli, JsonSchema) {
   EXPECT_GE(doc["threads"].get<int>(), 1);
   EXPECT_TRUE(doc["blas"]["library"].is_string());
   EXPECT_TRUE(doc["blas"]["openblas"].is_boolean());
+  // The kernel set OpenBLAS chose: asked of the loaded library itself.
+  EXPECT_EQ(doc["blas"]["openblas_core"].get<std::string>().empty(),
+            !doc["blas"]["openblas"].get<bool>())
+      << doc["blas"];
   EXPECT_EQ(doc["libtorch"].get<std::string>().rfind("1.", 0), 0u) << doc["libtorch"];
   EXPECT_TRUE(doc["opencv"].is_string());
   EXPECT_TRUE(doc["mkldnn"].is_boolean());
