@@ -19,11 +19,17 @@ void FeedForwardImpl::reset() {
 
 torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) {
   // A bf16 pass keeps the hidden layer in bf16: fc2 reads it as it is.
-  auto h = torch::gelu(fc1->forward_native(x));
+  auto h = fc1->forward_gelu(x);
   if (options.dropout() > 0.0) h = torch::dropout(h, options.dropout(), is_training());
   h = fc2(h);
   if (options.dropout() > 0.0) h = torch::dropout(h, options.dropout(), is_training());
   return h;
+}
+
+torch::Tensor FeedForwardImpl::forward_residual(const torch::Tensor& x,
+                                                const torch::Tensor& residual) {
+  if (is_training() && options.dropout() > 0.0) return residual + forward(x);
+  return fc2->forward_add(fc1->forward_gelu(x), residual);
 }
 
 }  // namespace attnkit::attention

@@ -23,6 +23,8 @@ class FeedForwardImpl : public torch::nn::Module {
   void reset();
   /// x (..., D) -> (..., D)
   torch::Tensor forward(const torch::Tensor& x);
+  /// residual + forward(x): GELU fused into fc1 and the add into fc2 where they run packed.
+  torch::Tensor forward_residual(const torch::Tensor& x, const torch::Tensor& residual);
 
   FeedForwardOptions options;
   Linear fc1{nullptr};

@@ -1,20 +1,22 @@
 // attention/linear.cpp: the reduced-precision inference paths of attention::Linear.
 #include "attention/linear.h"
 
+#include <mutex>
+
 #include <ATen/native/quantized/PackedParams.h>
 #include <torch/torch.h>
 
 namespace attnkit::attention {
 namespace {
 
-using PackedLinear = c10::intrusive_ptr<LinearPackedParamsBase>;
+using PackedInt8 = c10::intrusive_ptr<LinearPackedParamsBase>;
 
 /// quantized::linear_prepack through the dispatcher: the C++ frontend has no wrapper for it.
-PackedLinear prepack_int8(const torch::Tensor& weight, const torch::Tensor& bias) {
+PackedInt8 prepack_int8(const torch::Tensor& weight, const torch::Tensor& bias) {
   static const auto prepack =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("quantized::linear_prepack", "")
-          .typed<PackedLinear(at::Tensor, c10::optional<at::Tensor>)>();
+          .typed<PackedInt8(at::Tensor, c10::optional<at::Tensor>)>();
   // Symmetric per-row scales: each output channel uses the whole int8 range.
   auto w = weight.detach().to(torch::kFloat).contiguous();
   auto scales = (w.abs().amax(1) / 127.0).clamp_min(1e-12).to(torch::kDouble);
@@ -32,7 +34,47 @@ Fp32LinearKernel& fp32_linear_kernel() {
   return kernel;
 }
 
+bool LinearImpl::runs_packed(const torch::Tensor& x) const {
+  if (exact_for(x) || !packed_linear_available()) return false;
+  return precision_ == LinearPrecision::kBf16 ||
+         (precision_ == LinearPrecision::kFp32 && fp32_linear_kernel() == Fp32LinearKernel::kOneDnn);
+}
+
+const PackedLinear& LinearImpl::packed() {
+  static std::mutex mutex;
+  std::lock_guard<std::mutex> lock(mutex);
+  const auto compute = precision_ == LinearPrecision::kBf16 ? torch::kBFloat16 : torch::kFloat;
+  if (!packed_ || packed_->compute_dtype() != compute || packed_weight_data_ != weight.data_ptr() ||
+      packed_weight_version_ != weight._version()) {
+    packed_ = std::make_shared<const PackedLinear>(weight, bias, compute);
+    packed_weight_data_ = weight.data_ptr();
+    packed_weight_version_ = weight._version();
+  }
+  return *packed_;
+}
+
+std::string LinearImpl::packed_kernel_name(int64_t rows) {
+  if (!packed_linear_available() || precision_ == LinearPrecision::kInt8) return "";
+  return packed().kernel_name(rows);
+}
+
+torch::Tensor LinearImpl::forward_gelu(const torch::Tensor& x) {
+  if (!runs_packed(x)) return torch::gelu(forward_native(x));
+  return packed().run(x, LinearEpilogue::kGelu, packed().compute_dtype());
+}
+
+torch::Tensor LinearImpl::forward_add(const torch::Tensor& x, const torch::Tensor& residual) {
+  if (!runs_packed(x) || (residual.scalar_type() != torch::kFloat &&
+                          residual.scalar_type() != torch::kBFloat16)) {
+    return residual + forward(x);
+  }
+  return packed().run(x, LinearEpilogue::kAddResidual, residual.scalar_type(), residual);
+}
+
 torch::Tensor LinearImpl::linear_fp32(const torch::Tensor& x) {
+  if (packed_linear_available() && fp32_linear_kernel() == Fp32LinearKernel::kOneDnn) {
+    return packed().run(x, LinearEpilogue::kNone, torch::kFloat);
+  }
   if (fp32_linear_kernel() != Fp32LinearKernel::kOneDnn) {
     return torch::nn::functional::linear(x.to(weight.scalar_type()), weight, bias);
   }
@@ -68,9 +110,11 @@ void LinearImpl::set_precision(LinearPrecision precision, bool reduce_range) {
   reduce_range_ = reduce_range;
   weight_bf16_ = torch::Tensor();
   bias_bf16_ = torch::Tensor();
+  packed_.reset();
   packed_int8_ = c10::IValue();
   switch (precision) {
     case LinearPrecision::kBf16:
+      if (packed_linear_available()) break;  // packed on first use
       weight_bf16_ = weight.detach().to(torch::kBFloat16).contiguous();
       if (bias.defined()) bias_bf16_ = bias.detach().to(torch::kBFloat16);
       break;
@@ -93,6 +137,7 @@ bool LinearImpl::runs_bf16(const torch::Tensor& x) const {
 torch::Tensor LinearImpl::forward_native(const torch::Tensor& x) {
   if (!runs_bf16(x)) return forward(x);
   // oneDNN's bf16 matmul accumulates in fp32 and adds the bias there; only y is rounded.
+  if (packed_linear_available()) return packed().run(x, LinearEpilogue::kNone, torch::kBFloat16);
   return torch::nn::functional::linear(x.to(torch::kBFloat16), weight_bf16_, bias_bf16_);
 }
 
@@ -100,7 +145,10 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   // Training, and any pass that needs a gradient through x, use LibTorch's own linear.
   if (exact_for(x)) return torch::nn::functional::linear(x, weight, bias);
   if (precision_ == LinearPrecision::kFp32) return linear_fp32(x);
-  if (precision_ == LinearPrecision::kBf16) return forward_native(x).to(torch::kFloat);
+  if (precision_ == LinearPrecision::kBf16) {
+    if (packed_linear_available()) return packed().run(x, LinearEpilogue::kNone, torch::kFloat);
+    return forward_native(x).to(torch::kFloat);
+  }
   auto packed = packed_int8_.toCustomClass<LinearPackedParamsBase>();
   const auto in_features = x.size(-1);
   auto flat = x.to(torch::kFloat).reshape({-1, in_features}).contiguous();

@@ -3,10 +3,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include <ATen/core/ivalue.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
+
+#include "attention/packed_linear.h"
 
 namespace attnkit::attention {
 
@@ -23,6 +26,8 @@ enum class LinearPrecision {
 enum class Fp32LinearKernel { kOneDnn, kBlas };
 
 /// The process-wide fp32 inference kernel: oneDNN where this LibTorch has it, else BLAS.
+/// With oneDNN, products run packed (PackedLinear) where attnkit was built with libdnnl-dev,
+/// else through LibTorch's mkldnn_linear.
 Fp32LinearKernel& fp32_linear_kernel();
 
 /// torch::nn::Linear (same parameters, same state-dict keys `weight` and `bias`) whose inference
@@ -38,8 +43,19 @@ class LinearImpl : public torch::nn::LinearImpl {
   /// The same, but a bf16 layer's result stays bf16, so bf16 layers chain without round trips
   /// through fp32 (x may be float32 or bf16).
   torch::Tensor forward_native(const torch::Tensor& x);
+  /// gelu(x W^T + b) (exact GELU), of forward_native's dtype; bias and GELU are fused into the
+  /// product where it runs packed.
+  torch::Tensor forward_gelu(const torch::Tensor& x);
+  /// residual + x W^T + b, of residual's dtype (float32); the add is fused where it runs packed.
+  torch::Tensor forward_add(const torch::Tensor& x, const torch::Tensor& residual);
   /// True when forward(x) would compute in bf16 (not training, no gradient needed through x).
   bool runs_bf16(const torch::Tensor& x) const;
+  /// True when forward(x) would run on oneDNN kernels with pre-packed weights (fp32 or bf16
+  /// inference in a build with oneDNN).
+  bool runs_packed(const torch::Tensor& x) const;
+  /// oneDNN's name for the kernel of a `rows`-row product at this precision, or "" when the
+  /// layer does not run packed.
+  std::string packed_kernel_name(int64_t rows);
   /// Makes the weight copies `precision` needs from the current parameters (call it again after
   /// they change; kFp32 drops the copies). For kInt8 the process-wide quantised engine must be
   /// oneDNN or QNNPACK (vision::apply_inference_precision sets it); `reduce_range` quantises x
@@ -49,6 +65,9 @@ class LinearImpl : public torch::nn::LinearImpl {
 
  private:
   torch::Tensor linear_fp32(const torch::Tensor& x);
+  /// The packed copy of the current weights for this precision, made or remade when the
+  /// parameters changed since (an optimiser step, a state-dict load).
+  const PackedLinear& packed();
   /// Training, or a gradient has to flow through x: the fp32 parameters and LibTorch's linear.
   bool exact_for(const torch::Tensor& x) const;
 
@@ -57,6 +76,9 @@ class LinearImpl : public torch::nn::LinearImpl {
   torch::Tensor bias_bf16_;    ///< (out) bf16, or undefined
   c10::IValue packed_int8_;    ///< LinearPackedParamsBase: int8 weight and fp32 bias
   bool reduce_range_ = false;  ///< 7-bit activations where int8 products could saturate
+  std::shared_ptr<const PackedLinear> packed_;  ///< fp32 or bf16 oneDNN copy, made on first use
+  const void* packed_weight_data_ = nullptr;    ///< the weight storage packed_ was made from
+  int64_t packed_weight_version_ = -1;          ///< and its version counter then
 };
 TORCH_MODULE(Linear);
 

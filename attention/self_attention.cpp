@@ -2,6 +2,7 @@
 // no fused scaled_dot_product_attention).
 #include "attention/self_attention.h"
 #include "attention/layer_norm.h"
+#include "attention/packed_attention.h"
 
 #include <cmath>
 
@@ -31,14 +32,21 @@ void SelfAttentionImpl::reset() {
 }
 
 torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x) {
-  return attend(x, /*keep_weights=*/false).output;
+  return attend(x, /*keep_weights=*/false, {}).output;
 }
 
 SelfAttentionOutput SelfAttentionImpl::forward_with_weights(const torch::Tensor& x) {
-  return attend(x, /*keep_weights=*/true);
+  return attend(x, /*keep_weights=*/true, {});
 }
 
-SelfAttentionOutput SelfAttentionImpl::attend(const torch::Tensor& x, bool keep_weights) {
+SelfAttentionOutput SelfAttentionImpl::forward_residual(const torch::Tensor& x,
+                                                        const torch::Tensor& residual,
+                                                        bool keep_weights) {
+  return attend(x, keep_weights, residual);
+}
+
+SelfAttentionOutput SelfAttentionImpl::attend(const torch::Tensor& x, bool keep_weights,
+                                              const torch::Tensor& residual) {
   TORCH_CHECK(x.dim() == 3 && x.size(2) == options.dim(), "SelfAttention: expected (B, N, ",
               options.dim(), ") input, got ", x.sizes());
   const int64_t batch = x.size(0);
@@ -49,9 +57,35 @@ SelfAttentionOutput SelfAttentionImpl::attend(const torch::Tensor& x, bool keep_
   // In a bf16 pass the two attention products run in bf16 as well (3-4x faster than fp32 on
   // AMX); the scores' softmax and the weights it returns stay fp32.
   const bool bf16 = qkv->runs_bf16(x) && !options.qk_norm();
-  auto qkv_heads = (bf16 ? qkv->forward_native(x) : qkv(x))
-                       .view({batch, tokens, 3, heads, head_dim})
-                       .permute({2, 0, 3, 1, 4});
+  auto qkv_out = bf16 ? qkv->forward_native(x) : qkv(x);  // (B, N, 3D)
+  SelfAttentionOutput core;
+  const bool dropout = is_training() && options.attention_dropout() > 0.0;
+  if (qkv->runs_packed(x) && !options.qk_norm() && !dropout && packed_attention_available()) {
+    auto packed = packed_attention(qkv_out, heads, 1.0 / std::sqrt(static_cast<double>(head_dim)),
+                                   keep_weights);
+    core = {packed.output, packed.weights};
+  } else {
+    core = attend_core(qkv_out, batch, tokens);
+  }
+  torch::Tensor out;
+  if (residual.defined() && !(is_training() && options.projection_dropout() > 0.0)) {
+    out = proj->forward_add(core.output, residual);
+  } else {
+    out = proj(core.output);
+    if (options.projection_dropout() > 0.0) {
+      out = torch::dropout(out, options.projection_dropout(), is_training());
+    }
+    if (residual.defined()) out = residual + out;
+  }
+  return {out, keep_weights ? core.weights : torch::Tensor()};
+}
+
+SelfAttentionOutput SelfAttentionImpl::attend_core(const torch::Tensor& qkv_out, int64_t batch,
+                                                   int64_t tokens) {
+  const int64_t heads = options.num_heads();
+  const int64_t head_dim = options.dim() / heads;
+  const bool bf16 = qkv_out.scalar_type() == torch::kBFloat16;
+  auto qkv_heads = qkv_out.view({batch, tokens, 3, heads, head_dim}).permute({2, 0, 3, 1, 4});
   auto q = qkv_heads[0];  // (B, H, N, hd)
   auto k = qkv_heads[1];
   auto v = qkv_heads[2];
@@ -69,11 +103,7 @@ SelfAttentionOutput SelfAttentionImpl::attend(const torch::Tensor& x, bool keep_
   auto out = torch::matmul(bf16 ? attended.to(torch::kBFloat16) : attended, v)  // (B, H, N, hd)
                  .transpose(1, 2)                                               // (B, N, H, hd)
                  .reshape({batch, tokens, options.dim()});
-  out = proj(out);
-  if (options.projection_dropout() > 0.0) {
-    out = torch::dropout(out, options.projection_dropout(), is_training());
-  }
-  return {out, keep_weights ? weights : torch::Tensor()};
+  return {out, weights};
 }
 
 }  // namespace attnkit::attention

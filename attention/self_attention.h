@@ -38,6 +38,10 @@ class SelfAttentionImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
   /// x (B, N, D) -> output (B, N, D) and weights (B, H, N, N).
   SelfAttentionOutput forward_with_weights(const torch::Tensor& x);
+  /// residual (B, N, D) + forward(x), with the add fused into the output projection where it
+  /// runs packed; the weights too when `keep_weights`.
+  SelfAttentionOutput forward_residual(const torch::Tensor& x, const torch::Tensor& residual,
+                                       bool keep_weights = false);
 
   SelfAttentionOptions options;
   Linear qkv{nullptr};
@@ -46,7 +50,10 @@ class SelfAttentionImpl : public torch::nn::Module {
   torch::nn::LayerNorm k_norm{nullptr};  ///< only with qk_norm
 
  private:
-  SelfAttentionOutput attend(const torch::Tensor& x, bool keep_weights);
+  SelfAttentionOutput attend(const torch::Tensor& x, bool keep_weights,
+                             const torch::Tensor& residual);
+  /// The softmax(q k^T / sqrt(hd)) v core on LibTorch's ops (training, gradients, qk_norm).
+  SelfAttentionOutput attend_core(const torch::Tensor& qkv_out, int64_t batch, int64_t tokens);
 };
 TORCH_MODULE(SelfAttention);
 

@@ -32,10 +32,20 @@ void ViTBlockImpl::reset() {
 }
 
 torch::Tensor ViTBlockImpl::forward(const torch::Tensor& x) {
+  if (!ls1) {
+    // The residual adds ride on the output products (fused where those run packed).
+    auto h = attn->forward_residual(norm1(x), x).output;
+    return mlp->forward_residual(norm2(h), h);
+  }
   return residuals(x, attn(norm1(x)));
 }
 
 torch::Tensor ViTBlockImpl::forward(const torch::Tensor& x, torch::Tensor& weights) {
+  if (!ls1) {
+    auto out = attn->forward_residual(norm1(x), x, /*keep_weights=*/true);
+    weights = out.weights;
+    return mlp->forward_residual(norm2(out.output), out.output);
+  }
   auto out = attn->forward_with_weights(norm1(x));
   weights = out.weights;
   return residuals(x, out.output);

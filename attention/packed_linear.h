@@ -1,0 +1,48 @@
+// attention/packed_linear.h: y = x W^T + b through oneDNN, with W reordered once into the layout
+// the CPU's kernel reads and the work after the product (bias, GELU, a residual add) fused in.
+#pragma once
+
+#include <memory>
+
+#include <torch/types.h>
+
+namespace attnkit::attention {
+
+/// What a packed product does to x W^T + b before it writes it.
+enum class LinearEpilogue {
+  kNone,         ///< y = x W^T + b
+  kGelu,         ///< y = gelu(x W^T + b), the exact (erf) GELU
+  kAddResidual,  ///< y = residual + x W^T + b
+};
+
+/// True when this build has oneDNN (libdnnl), so PackedLinear can be made.
+bool packed_linear_available();
+
+/// A Linear layer's product through oneDNN's matmul primitive. Compared with LibTorch's linear
+/// (OpenBLAS, or oneDNN with the weights re-laid-out on every call) it saves the per-call weight
+/// reorder, runs the kernel oneDNN picks for this CPU (brgemm on AVX2/AVX-512, AMX tiles for bf16
+/// where the CPU has them), and does the epilogue in the same pass over the output. Primitives
+/// are made once per row count and reused; run() is safe to call from several threads.
+class PackedLinear {
+ public:
+  /// weight (N, K) and bias (N) or undefined, any float dtype; `compute` is kFloat or kBFloat16.
+  /// The weights are copied: later changes to `weight` are not seen (make a new PackedLinear).
+  PackedLinear(const torch::Tensor& weight, const torch::Tensor& bias, torch::ScalarType compute);
+  ~PackedLinear();
+
+  /// x (..., K) -> (..., N) of `out_dtype` (kFloat or kBFloat16). x is converted to the compute
+  /// dtype when it is not of it. `residual` (..., N) of out_dtype is needed for kAddResidual.
+  torch::Tensor run(const torch::Tensor& x, LinearEpilogue epilogue, torch::ScalarType out_dtype,
+                    const torch::Tensor& residual = {}) const;
+
+  torch::ScalarType compute_dtype() const { return compute_; }
+  /// oneDNN's name for the kernel it runs for `rows` rows (e.g. "brg:avx512_core_amx_bf16").
+  std::string kernel_name(int64_t rows) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  torch::ScalarType compute_;
+};
+
+}  // namespace attnkit::attention
