@@ -12,10 +12,13 @@
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 #include <opencv2/core/version.hpp>
+#include <torch/torch.h>
 #include <torch/version.h>
 
 #include "apps/cli_common.h"
 #include "apps/commands.h"
+#include "attention/linear.h"
+#include "attention/packed_linear.h"
 #include "vision/cpu_features.h"
 #include "vision/models/inference_precision.h"
 #include "vision/train/training_precision.h"
@@ -69,6 +72,13 @@ json collect_info() {
   const bool onednn_fp32 =
       attention::fp32_linear_kernel() == attention::Fp32LinearKernel::kOneDnn;
   const std::string blas = loaded_blas();
+  // The oneDNN kernels a ViT-B-sized product (197 x 768 -> 768) runs on this CPU.
+  json packed = nullptr;
+  if (attention::packed_linear_available()) {
+    const auto weight = torch::zeros({768, 768});
+    packed = {{"fp32", attention::PackedLinear(weight, {}, torch::kFloat).kernel_name(197)},
+              {"bf16", attention::PackedLinear(weight, {}, torch::kBFloat16).kernel_name(197)}};
+  }
   return {{"version", ATTNKIT_VERSION},
           {"cpu", {{"model", cpu.model},
                    {"features", features},
@@ -82,6 +92,7 @@ json collect_info() {
           {"libtorch", torch_version()},
           {"opencv", CV_VERSION},
           {"mkldnn", at::hasMKLDNN()},
+          {"packed_kernels", packed},
           {"quantized_engines", engines},
           {"defaults", {{"training_precision", training.name()},
                         {"training_precision_reason", training.reason},
@@ -106,6 +117,14 @@ std::string blas_core_note(const json& info) {
   return note;
 }
 
+/// ", packed: brg:avx512_core, bf16 brg:avx512_core_amx_bf16", or "" without oneDNN.
+std::string packed_note(const json& info) {
+  const auto& packed = info["packed_kernels"];
+  if (packed.is_null()) return ", not packed: attnkit was built without libdnnl-dev";
+  return ", packed: " + packed["fp32"].get<std::string>() + "; bf16 " +
+         packed["bf16"].get<std::string>();
+}
+
 void print_text(const json& info) {
   std::cout << "attnkit " << info["version"].get<std::string>() << "\n"
             << "cpu:       " << info["cpu"]["model"].get<std::string>() << " ("
@@ -127,7 +146,7 @@ void print_text(const json& info) {
             << "training:  " << info["defaults"]["training_precision"].get<std::string>() << " ("
             << info["defaults"]["training_precision_reason"].get<std::string>() << ")\n"
             << "inference: fp32 (matmuls: "
-            << info["defaults"]["fp32_inference_kernel"].get<std::string>()
+            << info["defaults"]["fp32_inference_kernel"].get<std::string>() << packed_note(info)
             << "); --precision auto = "
             << info["defaults"]["inference_precision_auto"].get<std::string>() << " ("
             << info["defaults"]["inference_precision_auto_reason"].get<std::string>() << ")\n";

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <malloc.h>
 #include <iostream>
 #include <new>
 #include <string>
@@ -111,6 +112,12 @@ int finish_stdout(const std::string& command, int code) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A forward pass allocates and frees the same large activations (15-20 MB each for ViT-B at
+  // batch 8) again and again. glibc's defaults hand them to mmap and back, so every pass paid
+  // for fresh zeroed pages: 12% of a batch-8 fp32 run was page faults. Keeping them in the heap
+  // made it 1.15x faster (measured on an AMX Xeon VM, 2 threads).
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's upper limit for this setting
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   // OpenCV's own "[ WARN:0@...]" lines would come before attnkit's message about the same file.
   cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
   if (argc < 2) {

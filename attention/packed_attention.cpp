@@ -21,6 +21,8 @@ namespace {
 struct AttentionKernels {
   dnnl::matmul scores;  ///< (B, H, N, hd) x (B, H, hd, N) -> (B, H, N, N) f32, scaled
   dnnl::matmul mix;     ///< (B, H, N, N) x (B, H, N, hd) -> (B, N, H, hd) in memory
+  /// softmax over the last axis, f32 scores -> probabilities of the products' type in one pass
+  dnnl::softmax_v2_forward softmax;
   dnnl::memory::desc q, k_transposed, s, p, v, out;
 };
 
@@ -52,6 +54,10 @@ const AttentionKernels& kernels_for(int64_t batch, int64_t heads, int64_t tokens
       dnnl::matmul::desc(k.q, k.k_transposed, k.s), scaled, onednn::engine()));
   k.mix = dnnl::matmul(
       dnnl::matmul::primitive_desc(dnnl::matmul::desc(k.p, k.v, k.out), onednn::engine()));
+  k.softmax = dnnl::softmax_v2_forward(dnnl::softmax_v2_forward::primitive_desc(
+      dnnl::softmax_v2_forward::desc(dnnl::prop_kind::forward_inference,
+                                     dnnl::algorithm::softmax_accurate, k.s, k.p, 3),
+      onednn::engine()));
   return cache.emplace(key, std::move(k)).first->second;
 }
 
@@ -78,14 +84,24 @@ PackedAttentionOutput packed_attention(const torch::Tensor& qkv, int64_t heads, 
                                   {DNNL_ARG_WEIGHTS, onednn::wrap(kernels.k_transposed, k)},
                                   {DNNL_ARG_DST, onednn::wrap(kernels.s, scores)}});
   stream.wait();
-  auto weights = torch::softmax(scores, -1);
-  auto probabilities = weights.to(type);
+  // The weights callers keep are float32; otherwise one pass turns scores into the
+  // probabilities the second product reads (in place for fp32).
+  torch::Tensor weights, probabilities;
+  if (keep_weights) {
+    weights = torch::softmax(scores, -1);
+    probabilities = weights.to(type);
+  } else {
+    probabilities = type == torch::kFloat ? scores : torch::empty_like(scores, qkv.options());
+    kernels.softmax.execute(stream, {{DNNL_ARG_SRC, onednn::wrap(kernels.s, scores)},
+                                     {DNNL_ARG_DST, onednn::wrap(kernels.p, probabilities)}});
+    stream.wait();
+  }
   auto out = torch::empty({batch, tokens, heads * head_dim}, qkv.options());
   kernels.mix.execute(stream, {{DNNL_ARG_SRC, onednn::wrap(kernels.p, probabilities)},
                                {DNNL_ARG_WEIGHTS, onednn::wrap(kernels.v, v)},
                                {DNNL_ARG_DST, onednn::wrap(kernels.out, out)}});
   stream.wait();
-  return {out, keep_weights ? weights : torch::Tensor()};
+  return {out, weights};
 }
 
 #else  // no oneDNN in this build
