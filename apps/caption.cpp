@@ -55,7 +55,7 @@ json caption_json(const std::string& path, const vision::Caption& caption, bool 
 int run_caption(int argc, char** argv) {
   std::vector<std::string> inputs;
   std::string model_path, precision_name = "fp32";
-  int64_t beam = 3, max_len = 20, batch_size = 8;
+  int64_t beam = 3, max_len = 20, batch_size = 32;
   int threads = 0;
   bool as_json = false, as_jsonl = false;
   po::options_description options("Options");

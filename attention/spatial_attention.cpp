@@ -1,5 +1,6 @@
 // attention/spatial_attention.cpp: additive and dot-product scoring, soft and hard selection.
 #include "attention/spatial_attention.h"
+#include "attention/additive_score_kernel.h"
 #include "attention/layer_norm.h"
 
 #include <cmath>
@@ -86,44 +87,88 @@ AttentionMemory SpatialAttentionImpl::prepare(const torch::Tensor& features,
 AttentionOutput SpatialAttentionImpl::attend(const AttentionMemory& memory,
                                              const torch::Tensor& query) {
   const int64_t batch = memory.features.size(0);
-  TORCH_CHECK(query.dim() == 2 && query.size(0) == batch && query.size(1) == options.query_dim(),
-              "SpatialAttention: expected query (", batch, ", ", options.query_dim(), "), got ",
-              query.sizes());
-  torch::Tensor scores;  // (B, H, L)
+  const int64_t group = memory.queries_per_item;
+  TORCH_CHECK(group >= 1, "SpatialAttention: queries_per_item must be >= 1, got ", group);
+  TORCH_CHECK(query.dim() == 2 && query.size(0) == batch * group &&
+                  query.size(1) == options.query_dim(),
+              "SpatialAttention: expected query (", batch * group, ", ", options.query_dim(),
+              "), got ", query.sizes());
+  const int64_t rows = batch * group;
+  const int64_t cells = memory.features.size(1);
+  torch::Tensor scores;  // (B * g, H, L)
   if (options.score() == AttentionScore::kAdditive) {
-    auto hidden = torch::tanh(memory.keys + query_proj(query).unsqueeze(1));  // (B, L, A)
-    scores = score(hidden).squeeze(-1).unsqueeze(1);                           // (B, 1, L)
+    auto projected = query_proj(query);  // (B * g, A)
+    const int64_t width = projected.size(1);
+    const auto grouped = projected.view({batch, group, width});
+    const bool needs_grad = torch::GradMode::is_enabled() &&
+                            (projected.requires_grad() || memory.keys.requires_grad());
+    if (!needs_grad && !is_training()) {
+      scores = additive_scores_by_item(memory.keys, grouped);
+    } else {
+      // (B, 1, L, A) + (B, g, 1, A) -> (B, g, L, A)
+      auto hidden = torch::tanh(memory.keys.unsqueeze(1) + grouped.unsqueeze(2));
+      scores = score(hidden).squeeze(-1);  // (B, g, L)
+    }
+    scores = scores.reshape({rows, 1, cells});
   } else {
     const int64_t heads = options.num_heads();
     const int64_t head_dim = options.feature_dim() / heads;
-    auto q_heads = q(query).view({batch, heads, 1, head_dim});  // (B, H, 1, hd)
+    auto q_heads = q(query).view({batch, group, heads, head_dim});
     if (options.qk_norm()) q_heads = layer_norm(q_norm, q_heads);
-    q_heads = q_heads * (1.0 / std::sqrt(static_cast<double>(head_dim)));
-    scores = torch::matmul(q_heads, memory.keys.transpose(-2, -1)).squeeze(2);  // (B, H, L)
+    q_heads = q_heads.permute({0, 2, 1, 3}) * (1.0 / std::sqrt(static_cast<double>(head_dim)));
+    // (B, H, g, hd) x (B, H, hd, L) -> (B, H, g, L) -> (B * g, H, L)
+    scores = torch::matmul(q_heads, memory.keys.transpose(-2, -1))
+                 .permute({0, 2, 1, 3})
+                 .reshape({rows, heads, cells});
   }
   if (memory.mask.defined()) {
-    scores = scores.masked_fill(memory.mask.logical_not().unsqueeze(1),
+    auto mask = group == 1 ? memory.mask : memory.mask.repeat_interleave(group, 0);
+    scores = scores.masked_fill(mask.logical_not().unsqueeze(1),
                                 -std::numeric_limits<float>::infinity());
   }
   return select(std::move(scores), memory);
 }
 
+torch::Tensor SpatialAttentionImpl::additive_scores_by_item(const torch::Tensor& keys,
+                                                            const torch::Tensor& queries) {
+  const int64_t batch = queries.size(0), group = queries.size(1), width = queries.size(2);
+  const int64_t cells = keys.size(1);
+  const auto w = score->weight.to(torch::kFloat).contiguous();
+  const float bias = score->bias.defined() ? score->bias.item<float>() : 0.0f;
+  auto out = torch::empty({batch, group, cells}, queries.options().dtype(torch::kFloat));
+  const auto keys_c = keys.to(torch::kFloat).contiguous();
+  const auto queries_c = queries.to(torch::kFloat).contiguous();
+  const float* key_data = keys_c.data_ptr<float>();
+  const float* query_data = queries_c.data_ptr<float>();
+  float* out_data = out.data_ptr<float>();
+  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      additive_scores(key_data + item * cells * width, query_data + item * group * width,
+                      w.data_ptr<float>(), bias, cells, group, width,
+                      out_data + item * group * cells);
+    }
+  });
+  return out;
+}
+
 AttentionOutput SpatialAttentionImpl::select(torch::Tensor scores, const AttentionMemory& memory) {
-  const int64_t batch = scores.size(0);
+  const int64_t rows = scores.size(0);
   const int64_t heads = scores.size(1);
   const int64_t cells = scores.size(2);
+  const int64_t batch = memory.features.size(0);
+  const int64_t group = memory.queries_per_item;
   const bool additive = options.score() == AttentionScore::kAdditive;
-  auto alpha = torch::softmax(scores, -1);  // (B, H, L)
+  auto alpha = torch::softmax(scores, -1);  // (B * g, H, L)
 
   AttentionOutput out;
   if (options.mode() == AttentionMode::kSoft) {
     out.head_weights = alpha;
   } else {
-    torch::Tensor chosen;  // (B, H) cell index per head
+    torch::Tensor chosen;  // (B * g, H) cell index per head
     if (is_training()) {
       // Multinoulli sample (SAT eq. 8-9); REINFORCE needs log p of what was drawn.
-      chosen = torch::multinomial(alpha.detach().reshape({batch * heads, cells}), 1)
-                   .view({batch, heads});
+      chosen = torch::multinomial(alpha.detach().reshape({rows * heads, cells}), 1)
+                   .view({rows, heads});
       out.log_prob =
           torch::log(alpha.gather(2, chosen.unsqueeze(2)).squeeze(2).clamp_min(1e-30)).sum(1);
     } else {
@@ -134,13 +179,16 @@ AttentionOutput SpatialAttentionImpl::select(torch::Tensor scores, const Attenti
   out.weights = heads == 1 ? out.head_weights.squeeze(1) : out.head_weights.mean(1);
   out.probabilities = heads == 1 ? alpha.squeeze(1) : alpha.mean(1);
   if (additive) {
-    // (B, 1, L) x (B, L, D) -> (B, D)
-    out.context = torch::bmm(out.head_weights, memory.values).squeeze(1);
+    // (B, g, L) x (B, L, D) -> (B, g, D) -> (B * g, D)
+    out.context = torch::bmm(out.head_weights.reshape({batch, group, cells}), memory.values)
+                      .reshape({rows, options.feature_dim()});
   } else {
-    // (B, H, 1, L) x (B, H, L, hd) -> (B, H, hd) -> (B, D)
-    out.context = torch::matmul(out.head_weights.unsqueeze(2), memory.values)
-                      .squeeze(2)
-                      .reshape({batch, options.feature_dim()});
+    // (B, H, g, L) x (B, H, L, hd) -> (B, H, g, hd) -> (B, g, H, hd) -> (B * g, D)
+    out.context = torch::matmul(
+                      out.head_weights.reshape({batch, group, heads, cells}).permute({0, 2, 1, 3}),
+                      memory.values)
+                      .permute({0, 2, 1, 3})
+                      .reshape({rows, options.feature_dim()});
   }
   return out;
 }

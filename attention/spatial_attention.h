@@ -58,6 +58,10 @@ struct AttentionMemory {
   torch::Tensor keys;      ///< additive: W_f f (B, L, A); dot product: (B, H, L, D/H)
   torch::Tensor values;    ///< additive: the features (B, L, D); dot product: (B, H, L, D/H)
   torch::Tensor mask;      ///< (B, L) bool, true where a cell is real, or undefined
+  /// g: how many consecutive query rows share each item's features. Beam search asks g = k
+  /// hypotheses per image of one copy of its features, so queries are (B * g, Q) and every
+  /// output of attend() has B * g rows.
+  int64_t queries_per_item = 1;
 };
 
 /// Scores every grid cell against a query and returns the attended context.
@@ -75,7 +79,7 @@ class SpatialAttentionImpl : public torch::nn::Module {
 
   /// Projects the features once (B, L, D) for many attend() calls.
   AttentionMemory prepare(const torch::Tensor& features, const torch::Tensor& mask = {});
-  /// One query (B, Q) against prepared features.
+  /// One query per row (B * g, Q) against prepared features (g = memory.queries_per_item).
   AttentionOutput attend(const AttentionMemory& memory, const torch::Tensor& query);
 
   SpatialAttentionOptions options;
@@ -90,8 +94,12 @@ class SpatialAttentionImpl : public torch::nn::Module {
   torch::nn::LayerNorm k_norm{nullptr};
 
  private:
-  /// Turns scores (B, H, L) into weights, context and log-probabilities per the mode.
+  /// Turns scores (B * g, H, L) into weights, context and log-probabilities per the mode.
   AttentionOutput select(torch::Tensor scores, const AttentionMemory& memory);
+  /// Additive scores w^T tanh(keys + q) + b (B, g, L) for projected queries (B, g, A), one item
+  /// at a time across the threads: the (g, L, A) hidden layer stays in cache instead of a
+  /// (B * g, L, A) tensor going through memory three times. Inference only (no autograd).
+  torch::Tensor additive_scores_by_item(const torch::Tensor& keys, const torch::Tensor& queries);
 };
 TORCH_MODULE(SpatialAttention);
 

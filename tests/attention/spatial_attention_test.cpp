@@ -100,6 +100,60 @@ TEST_P(SpatialAttentionTest, PreparedMemoryGivesTheSameResult) {
                               attention(features, query).context));
 }
 
+TEST_P(SpatialAttentionTest, GroupedQueriesEqualRepeatedMemoryInEveryMode) {
+  // Beam search asks g hypotheses per image of one copy of its features; that must give what
+  // g copies of the features give, in training (LibTorch's ops) and at inference (the additive
+  // scores then run in the fused per-item kernel).
+  const int64_t batch = 3, group = 4;
+  auto features = torch::randn({batch, 9, 16});
+  auto mask = torch::ones({batch, 9}, torch::kBool);
+  mask[1][8] = false;
+  auto query = torch::randn({batch * group, 12});
+  for (auto mode : {AttentionMode::kSoft, AttentionMode::kHard}) {
+    auto attention = make(mode);
+    for (bool training : {true, false}) {
+      if (training && mode == AttentionMode::kHard) continue;  // sampled: not comparable
+      attention->train(training);
+      torch::NoGradGuard no_grad;
+      auto repeated = attention->attend(
+          attention->prepare(features.repeat_interleave(group, 0),
+                             mask.repeat_interleave(group, 0)),
+          query);
+      auto memory = attention->prepare(features, mask);
+      memory.queries_per_item = group;
+      auto grouped = attention->attend(memory, query);
+      const std::string label = std::string(training ? "training" : "inference") +
+                                (mode == AttentionMode::kHard ? ", hard" : ", soft");
+      ASSERT_EQ(grouped.weights.sizes(), repeated.weights.sizes()) << label;
+      EXPECT_TRUE(torch::allclose(grouped.weights, repeated.weights, 1e-5, 1e-6)) << label;
+      EXPECT_TRUE(torch::allclose(grouped.probabilities, repeated.probabilities, 1e-5, 1e-6))
+          << label;
+      EXPECT_TRUE(torch::allclose(grouped.context, repeated.context, 1e-5, 1e-6)) << label;
+      EXPECT_EQ(grouped.weights.select(0, 1 * group + 2)[8].item<float>(), 0.0f) << label;
+    }
+  }
+  auto attention = make(AttentionMode::kSoft);
+  auto memory = attention->prepare(features);
+  memory.queries_per_item = group;
+  EXPECT_THROW(attention->attend(memory, torch::randn({batch, 12})), c10::Error);
+}
+
+TEST(AdditiveScores, FusedInferenceKernelMatchesTheTanhMlp) {
+  torch::manual_seed(4);
+  SpatialAttention attention(SpatialAttentionOptions(32, 20).hidden_dim(128));
+  // Large pre-activations too, where tanh saturates.
+  auto features = torch::randn({5, 256, 32}) * 3;
+  auto query = torch::randn({5, 20}) * 3;
+  attention->train();
+  torch::NoGradGuard no_grad;
+  const auto reference = attention(features, query);
+  attention->eval();
+  const auto fused = attention(features, query);
+  EXPECT_TRUE(torch::allclose(fused.weights, reference.weights, 1e-4, 1e-6))
+      << (fused.weights - reference.weights).abs().max();
+  EXPECT_TRUE(torch::allclose(fused.context, reference.context, 1e-4, 1e-5));
+}
+
 INSTANTIATE_TEST_SUITE_P(Scores, SpatialAttentionTest,
                          ::testing::Values(AttentionScore::kAdditive, AttentionScore::kDotProduct),
                          [](const auto& info) {

@@ -64,13 +64,15 @@ Caption backtrack(const std::vector<StepRecord>& steps, int64_t last, int64_t ro
   return c;
 }
 
-/// The rows of `memory` repeated `k` times each (rows b*k .. b*k + k - 1 are image b's).
-attention::AttentionMemory repeat_rows(const attention::AttentionMemory& memory, int64_t k) {
+/// The items `index` (1-D long) of `memory`, in that order.
+attention::AttentionMemory select_items(const attention::AttentionMemory& memory,
+                                        const torch::Tensor& index) {
   attention::AttentionMemory out;
-  out.features = memory.features.repeat_interleave(k, 0);
-  out.keys = memory.keys.repeat_interleave(k, 0);
-  out.values = memory.values.repeat_interleave(k, 0);
-  if (memory.mask.defined()) out.mask = memory.mask.repeat_interleave(k, 0);
+  out.features = memory.features.index_select(0, index);
+  out.keys = memory.keys.index_select(0, index);
+  out.values = memory.values.index_select(0, index);
+  if (memory.mask.defined()) out.mask = memory.mask.index_select(0, index);
+  out.queries_per_item = memory.queries_per_item;
   return out;
 }
 
@@ -135,14 +137,18 @@ std::vector<Caption> beam_search(Captioner& model, const EncodedImages& encoded,
   torch::NoGradGuard no_grad;
   const int64_t batch = encoded.features.size(0);
   const int64_t k = beam;
-  const int64_t rows = batch * k;
-  // Every image's projected features and initial state, repeated for its k hypotheses.
-  auto memory = repeat_rows(model->prepare(encoded.features), k);
+  // The k hypotheses of an image share one copy of its projected features.
+  auto memory = model->prepare(encoded.features);
+  memory.queries_per_item = k;
   auto initial = model->initial_state(encoded.features);
   DecoderState state{initial.h.repeat_interleave(k, 0), initial.c.repeat_interleave(k, 0)};
-  auto words = torch::full({rows}, Vocabulary::kStart, torch::kLong);
+  auto words = torch::full({batch * k}, Vocabulary::kStart, torch::kLong);
+  // live[p]: the image at position p of the rows still decoded (rows p*k .. p*k + k - 1).
+  // Images leave once done, so the work per step follows the captions still being written.
+  std::vector<int64_t> live(static_cast<size_t>(batch));
+  for (int64_t b = 0; b < batch; ++b) live[b] = b;
   // Only the first hypothesis of each image is live at the start, so the k are distinct.
-  std::vector<double> scores(static_cast<size_t>(rows), kNegInf);
+  std::vector<double> scores(static_cast<size_t>(batch * k), kNegInf);
   for (int64_t b = 0; b < batch; ++b) scores[b * k] = 0;
 
   struct Finished {
@@ -153,12 +159,12 @@ std::vector<Caption> beam_search(Captioner& model, const EncodedImages& encoded,
   // An image is done once k of its hypotheses ended (the usual stopping rule; a live one could in
   // principle still beat them after length normalisation); it then takes no further part, so
   // its caption does not depend on the other images of the batch.
-  std::vector<bool> done(static_cast<size_t>(batch), false);
-  int64_t remaining = batch;
   std::vector<StepRecord> steps;
   torch::Tensor masks[2];
 
-  for (int64_t t = 0; t < max_len && remaining > 0; ++t) {
+  for (int64_t t = 0; t < max_len && !live.empty(); ++t) {
+    const int64_t positions = static_cast<int64_t>(live.size());
+    const int64_t rows = positions * k;
     auto s = model->step(memory, words, state);
     auto log_probs =
         torch::log_softmax(s.logits.to(torch::kFloat), 1).to(torch::kDouble).contiguous();
@@ -166,7 +172,7 @@ std::vector<Caption> beam_search(Captioner& model, const EncodedImages& encoded,
     auto& mask = masks[t == 0 ? 0 : 1];
     if (!mask.defined()) mask = selectable_mask(vocab, t == 0, torch::kDouble);
     const auto score_column = torch::from_blob(scores.data(), {rows, 1}, torch::kDouble);
-    auto candidates = (score_column + (log_probs + mask)).view({batch, k * vocab});  // (B, k*V)
+    auto candidates = (score_column + (log_probs + mask)).view({positions, k * vocab});
     // 2k candidates guarantee k that do not end, whatever the k best do.
     auto [top_scores, top_ids] = candidates.topk(std::min(2 * k, k * vocab), 1);
     top_scores = top_scores.contiguous();
@@ -181,60 +187,86 @@ std::vector<Caption> beam_search(Captioner& model, const EncodedImages& encoded,
     record.probability.assign(static_cast<size_t>(rows), 0.0);
     record.attention = s.attention.weights.to(torch::kFloat).contiguous();
     std::vector<double> new_scores(static_cast<size_t>(rows), kNegInf);
-    for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t p = 0; p < positions; ++p) {
+      auto& done_list = finished[live[p]];
       int64_t kept = 0;
-      for (int64_t j = 0; !done[b] && j < top_scores.size(1) && kept < k; ++j) {
-        const double score = top_score[b][j];
+      for (int64_t j = 0; j < top_scores.size(1) && kept < k; ++j) {
+        const double score = top_score[p][j];
         if (score == kNegInf) break;
-        const int64_t id = top_id[b][j];
-        const int64_t row = b * k + id / vocab, word = id % vocab;
+        const int64_t id = top_id[p][j];
+        const int64_t row = p * k + id / vocab, word = id % vocab;
         if (word == Vocabulary::kEnd) {
           // An ended hypothesis is final; the first k to end per image are kept.
-          if (static_cast<int64_t>(finished[b].size()) < k) {
+          if (static_cast<int64_t>(done_list.size()) < k) {
             auto caption = backtrack(steps, t - 1, row, vocabulary, encoded.grid_height,
                                      encoded.grid_width);
             caption.log_prob = score;
             caption.ended = true;
-            finished[b].push_back({score / static_cast<double>(t + 1), std::move(caption)});
+            done_list.push_back({score / static_cast<double>(t + 1), std::move(caption)});
           }
           continue;
         }
-        const int64_t slot = b * k + kept;
+        const int64_t slot = p * k + kept;
         record.parent[slot] = row;
         record.word[slot] = word;
         record.probability[slot] = std::exp(log_prob[row * vocab + word]);
         new_scores[slot] = score;
         ++kept;
       }
-      for (int64_t j = kept; j < k; ++j) record.parent[b * k + j] = b * k;  // dead filler rows
+      for (int64_t j = kept; j < k; ++j) record.parent[p * k + j] = p * k;  // dead filler rows
     }
-    const auto parents = torch::tensor(record.parent, torch::kLong);
-    words = torch::tensor(record.word, torch::kLong);
-    state = {s.state.h.index_select(0, parents), s.state.c.index_select(0, parents)};
-    scores = std::move(new_scores);
     steps.push_back(std::move(record));
+    auto& last = steps.back();
 
-    for (int64_t b = 0; b < batch; ++b) {
-      if (!done[b] && static_cast<int64_t>(finished[b].size()) >= k) {
-        done[b] = true;
-        --remaining;
-      }
-    }
     if (t + 1 == max_len) {
-      // Out of steps: the live hypotheses end here, unfinished.
-      for (int64_t b = 0; b < batch; ++b) {
-        if (done[b]) continue;
+      // Out of steps: the live hypotheses of unfinished images end here, unfinished.
+      for (int64_t p = 0; p < positions; ++p) {
+        auto& done_list = finished[live[p]];
+        if (static_cast<int64_t>(done_list.size()) >= k) continue;
         for (int64_t j = 0; j < k; ++j) {
-          const double score = scores[b * k + j];
+          const double score = new_scores[p * k + j];
           if (score == kNegInf) continue;
-          auto caption = backtrack(steps, t, b * k + j, vocabulary, encoded.grid_height,
+          auto caption = backtrack(steps, t, p * k + j, vocabulary, encoded.grid_height,
                                    encoded.grid_width);
           caption.log_prob = score;
           caption.ended = false;
-          finished[b].push_back({score / static_cast<double>(t + 1), std::move(caption)});
+          done_list.push_back({score / static_cast<double>(t + 1), std::move(caption)});
         }
       }
+      break;
     }
+
+    // Drop the images that are done: their rows leave this step's record (nothing extends
+    // them), the state, the scores and the memory.
+    std::vector<int64_t> keep_positions, keep_rows;
+    for (int64_t p = 0; p < positions; ++p) {
+      if (static_cast<int64_t>(finished[live[p]].size()) >= k) continue;
+      keep_positions.push_back(p);
+      for (int64_t j = 0; j < k; ++j) keep_rows.push_back(p * k + j);
+    }
+    if (static_cast<int64_t>(keep_positions.size()) < positions) {
+      StepRecord kept;
+      std::vector<double> kept_scores;
+      std::vector<int64_t> kept_live;
+      for (int64_t row : keep_rows) {
+        kept.parent.push_back(last.parent[row]);
+        kept.word.push_back(last.word[row]);
+        kept.probability.push_back(last.probability[row]);
+        kept_scores.push_back(new_scores[row]);
+      }
+      for (int64_t p : keep_positions) kept_live.push_back(live[p]);
+      kept.attention = std::move(last.attention);
+      last = std::move(kept);
+      new_scores = std::move(kept_scores);
+      live = std::move(kept_live);
+      if (!live.empty()) {
+        memory = select_items(memory, torch::tensor(keep_positions, torch::kLong));
+      }
+    }
+    const auto parents = torch::tensor(last.parent, torch::kLong);
+    words = torch::tensor(last.word, torch::kLong);
+    state = {s.state.h.index_select(0, parents), s.state.c.index_select(0, parents)};
+    scores = std::move(new_scores);
   }
 
   std::vector<Caption> out;

@@ -52,6 +52,8 @@ DecoderStep CaptionerImpl::step(const attention::AttentionMemory& memory,
   out.attention = attention->attend(memory, state.h);
   auto context = out.attention.context;  // (B, D)
   if (expected_context.defined() && config_.mode == attention::AttentionMode::kHard) {
+    TORCH_CHECK(memory.queries_per_item == 1,
+                "Captioner: the expected context is for training, one query per image");
     auto expected =
         torch::bmm(out.attention.probabilities.unsqueeze(1), memory.values).squeeze(1);
     context = torch::where(expected_context.view({-1, 1}), expected, context);
