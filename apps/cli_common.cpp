@@ -14,6 +14,7 @@
 #include <boost/program_options.hpp>
 
 #include "vision/errors.h"
+#include "vision/stderr_lock.h"
 #include "vision/image/image_io.h"
 
 namespace attnkit::apps {
@@ -30,11 +31,13 @@ std::string exit_codes_help() {
 }
 
 void print_error(const std::string& command, const std::string& message) {
+  const auto lock = vision::lock_stderr();
   std::cerr << "attn" << (command.empty() ? "" : " " + command) << ": error: " << message
             << std::endl;
 }
 
 void print_warning(const std::string& command, const std::string& message) {
+  const auto lock = vision::lock_stderr();
   std::cerr << "attn " << command << ": warning: " << message << std::endl;
 }
 
@@ -229,17 +232,21 @@ void ProgressBar::draw() {
   bar += std::string(kWidth - filled, '.');
   char rate[64];
   std::snprintf(rate, sizeof(rate), "%.1f/s", seconds > 0 ? done_ / seconds : 0.0);
+  const auto lock = vision::lock_stderr();
   std::cerr << "\r" << label_ << " [" << bar << "] " << done_ << "/" << total_ << " " << rate
             << (note_.empty() ? "" : " " + note_) << "\033[K" << std::flush;
 }
 
 void ProgressBar::clear() {
-  if (enabled_ && !finished_) std::cerr << "\r\033[K" << std::flush;
+  if (!enabled_ || finished_) return;
+  const auto lock = vision::lock_stderr();
+  std::cerr << "\r\033[K" << std::flush;
 }
 
 void ProgressBar::finish() {
   if (!enabled_ || finished_) return;
   finished_ = true;
+  const auto lock = vision::lock_stderr();
   std::cerr << "\r\033[K" << std::flush;
 }
 

@@ -19,7 +19,9 @@ class Mat;
 
 namespace attnkit::apps {
 
-/// Walks `items` in groups of `batch_size`. Each usable item is read as RGB and turned into a
+/// Walks `items` in groups of `batch_size`, decoding the images ahead of time on a reader thread
+/// (a bounded number of pixels ahead) so decoding overlaps the forward pass; the callbacks all
+/// run on the calling thread, in input order. Each usable item is read as RGB and turned into a
 /// (C, H, W) tensor by `prepare(rgb, path)`; an item that was unusable from the start, or whose
 /// reading or `prepare` throws vision::Error, goes to `on_error(path, message)` and the rest go
 /// on. `on_batch(images (B, C, H, W), paths)` gets every group with at least one image, and

@@ -1,5 +1,6 @@
 // vision/image/image_io.cpp: image files to RGB8 with precise errors, and atomic image writes.
 #include "vision/image/image_io.h"
+#include "vision/stderr_lock.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -145,11 +146,12 @@ void check_pixel_count(int64_t width, int64_t height, int64_t max_pixels,
 
 // libpng and libjpeg print their own complaints ("libpng error: IDAT: CRC error", "Corrupt
 // JPEG data: ...") straight to stderr from inside OpenCV's decoders, before attnkit's message
-// says the same thing in its words. fd 2 points at /dev/null while a decoder runs; the mutex
-// keeps two decoding threads from restoring each other's descriptor.
+// says the same thing in its words. fd 2 points at /dev/null while a decoder runs; the
+// process-wide stderr lock keeps two decoding threads from restoring each other's descriptor,
+// and other threads' messages from going to /dev/null meanwhile.
 class QuietStderr {
  public:
-  QuietStderr() : lock_(mutex()) {
+  QuietStderr() : lock_(lock_stderr()) {
     std::fflush(stderr);
     saved_ = ::dup(STDERR_FILENO);
     const int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -166,11 +168,7 @@ class QuietStderr {
   QuietStderr& operator=(const QuietStderr&) = delete;
 
  private:
-  static std::mutex& mutex() {
-    static std::mutex m;
-    return m;
-  }
-  std::lock_guard<std::mutex> lock_;
+  std::unique_lock<std::mutex> lock_;
   int saved_ = -1;
 };
 
