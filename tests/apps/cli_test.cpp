@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -148,6 +149,49 @@ TEST_F(Cli, OneBadFileDoesNotStopTheBatch) {
             std::string::npos)
       << r.err;
   EXPECT_NE(r.err.find("missing.jpg: no such file"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, ReaderThreadKeepsInputOrderAndEveryErrorLine) {
+  // Images are decoded ahead on a reader thread while the main thread prints; every result and
+  // every error must still come out, each in input order, across many batches (a batch's
+  // errors come before its results, as without the reader).
+  attnkit::testing::TempDir tmp;
+  std::string sample;
+  for (const auto& e : fs::directory_iterator(fs::path(kSamples) / "fashion")) {
+    if (e.path().extension() == ".png") sample = e.path().string();
+  }
+  ASSERT_FALSE(sample.empty());
+  std::string args, stdin_list;
+  std::vector<std::string> expected_results, expected_errors;
+  for (int i = 0; i < 60; ++i) {
+    const auto path = tmp.file("item" + std::to_string(100 + i) + ".png");
+    if (i % 7 == 3) {
+      std::ofstream(path) << "broken " << i;
+      expected_errors.push_back(path);
+    } else {
+      fs::copy_file(sample, path);
+      expected_results.push_back(path);
+    }
+    stdin_list += path + "\n";
+  }
+  auto r = run_attn("classify --model " + model_ + " --jsonl -b 4 -", stdin_list);
+  EXPECT_EQ(r.exit_code, 1);
+  std::vector<std::string> results, errors;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) {
+    const auto doc = json::parse(line);
+    (doc.contains("error") ? errors : results).push_back(doc["path"]);
+  }
+  EXPECT_EQ(results, expected_results);
+  EXPECT_EQ(errors, expected_errors);
+  std::vector<std::string> error_lines;
+  std::istringstream err(r.err);
+  for (std::string line; std::getline(err, line);) {
+    if (line.find(": not a decodable image") == std::string::npos) continue;
+    const auto start = line.find(tmp.file("item"));
+    error_lines.push_back(line.substr(start, line.find(": not a") - start));
+  }
+  EXPECT_EQ(error_lines, expected_errors) << r.err;
 }
 
 TEST_F(Cli, ExitCodesForUsageModelAndInputErrors) {
