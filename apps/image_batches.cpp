@@ -7,7 +7,6 @@
 #include <deque>
 #include <exception>
 #include <mutex>
-#include <optional>
 #include <thread>
 
 #include <opencv2/core.hpp>
@@ -17,23 +16,12 @@
 #include "vision/image/image_io.h"
 
 namespace attnkit::apps {
-namespace {
 
-/// One input after decoding: its pixels, or why it could not be read.
-struct DecodedItem {
-  std::optional<cv::Mat> rgb;
-  std::string error;
-};
-
-/// Decodes the items in order on its own thread, at most `budget_pixels` ahead of the consumer
-/// (always at least one image), so a folder of large photos holds a bounded amount of decoded
-/// pixels. OpenCV only, no LibTorch on the reader thread: it starts no OpenMP team of its own to
-/// fight the forward pass's threads for the cores.
-class PrefetchingReader {
- public:
-  PrefetchingReader(const std::vector<InputItem>& items, int64_t budget_pixels)
-      : items_(items), budget_(budget_pixels), thread_([this] { run(); }) {}
-  ~PrefetchingReader() {
+struct ImageReader::Impl {
+  Impl(const std::vector<InputItem>& items, int64_t budget_pixels,
+       std::function<bool(const InputItem&)> skip)
+      : items_(items), budget_(budget_pixels), skip_(std::move(skip)), thread_([this] { run(); }) {}
+  ~Impl() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       stopping_ = true;
@@ -41,30 +29,26 @@ class PrefetchingReader {
     changed_.notify_all();
     thread_.join();
   }
-  PrefetchingReader(const PrefetchingReader&) = delete;
-  PrefetchingReader& operator=(const PrefetchingReader&) = delete;
 
-  /// The next item's result, in input order; waits for the reader when it is behind.
-  DecodedItem next() {
+  DecodedImage next() {
     std::unique_lock<std::mutex> lock(mutex_);
     changed_.wait(lock, [this] { return !ready_.empty() || failure_; });
     if (ready_.empty()) std::rethrow_exception(failure_);
-    DecodedItem item = std::move(ready_.front());
+    DecodedImage item = std::move(ready_.front());
     ready_.pop_front();
-    if (item.rgb) held_ -= pixels(*item.rgb);
+    held_ -= static_cast<int64_t>(item.rgb.total());
     changed_.notify_all();
     return item;
   }
 
- private:
-  static int64_t pixels(const cv::Mat& m) { return static_cast<int64_t>(m.total()); }
-
   void run() {
     try {
       for (const auto& input : items_) {
-        DecodedItem item;
+        DecodedImage item;
         if (!input.error.empty()) {
           item.error = input.error;
+        } else if (skip_ && skip_(input)) {
+          item.skipped = true;
         } else {
           try {
             item.rgb = vision::load_image_rgb(input.path);
@@ -75,7 +59,7 @@ class PrefetchingReader {
         std::unique_lock<std::mutex> lock(mutex_);
         changed_.wait(lock, [this] { return stopping_ || ready_.empty() || held_ < budget_; });
         if (stopping_) return;
-        if (item.rgb) held_ += pixels(*item.rgb);
+        held_ += static_cast<int64_t>(item.rgb.total());
         ready_.push_back(std::move(item));
         changed_.notify_all();
       }
@@ -89,20 +73,24 @@ class PrefetchingReader {
 
   const std::vector<InputItem>& items_;
   const int64_t budget_;
+  const std::function<bool(const InputItem&)> skip_;
   std::mutex mutex_;
   std::condition_variable changed_;
-  std::deque<DecodedItem> ready_;
+  std::deque<DecodedImage> ready_;
   int64_t held_ = 0;  ///< pixels decoded and not yet taken
   bool stopping_ = false;
   std::exception_ptr failure_;
   std::thread thread_;  ///< last: starts once the members above exist
 };
 
-/// About 72 MB of RGB pixels decoded ahead (four 6-megapixel photos, or 30,000 Fashion-MNIST
-/// items): enough to keep the reader ahead of a forward pass, small next to the model.
-constexpr int64_t kPrefetchPixels = 24'000'000;
+ImageReader::ImageReader(const std::vector<InputItem>& items,
+                         std::function<bool(const InputItem&)> skip, int64_t budget_pixels)
+    : impl_(std::make_unique<Impl>(items, budget_pixels, std::move(skip))) {}
 
-}  // namespace
+ImageReader::~ImageReader() = default;
+
+DecodedImage ImageReader::next() { return impl_->next(); }
+
 
 void for_each_image_batch(
     const std::vector<InputItem>& items, size_t batch_size,
@@ -114,7 +102,7 @@ void for_each_image_batch(
   batch_size = std::max<size_t>(batch_size, 1);
   if (items.empty()) return;
   // Decoding the next images overlaps this group's preprocessing and forward pass.
-  PrefetchingReader reader(items, kPrefetchPixels);
+  ImageReader reader(items);
   for (size_t start = 0; start < items.size(); start += batch_size) {
     const size_t end = std::min(items.size(), start + batch_size);
     std::vector<torch::Tensor> images;
@@ -122,12 +110,12 @@ void for_each_image_batch(
     for (size_t i = start; i < end; ++i) {
       const auto decoded = reader.next();
       const auto& path = items[i].path;
-      if (!decoded.rgb) {
+      if (!decoded.error.empty()) {
         on_error(path, decoded.error);
         continue;
       }
       try {
-        images.push_back(prepare(*decoded.rgb, path));
+        images.push_back(prepare(decoded.rgb, path));
         paths.push_back(path);
       } catch (const vision::Error& e) {
         on_error(path, e.what());

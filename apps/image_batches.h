@@ -5,19 +5,53 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include <opencv2/core/mat.hpp>
 
 #include "apps/cli_common.h"
 
 namespace at {
 class Tensor;
 }  // namespace at
-namespace cv {
-class Mat;
-}  // namespace cv
 
 namespace attnkit::apps {
+
+/// One input as the reader thread left it.
+struct DecodedImage {
+  cv::Mat rgb;          ///< 8-bit RGB; empty when skipped or failed
+  std::string error;    ///< why it could not be read (the message names the file), or empty
+  bool skipped = false; ///< the caller's `skip` asked for it to be left undecoded
+};
+
+/// Decodes `items` in order on its own thread, at most `budget_pixels` ahead of the consumer
+/// (always at least one image), so decoding overlaps the caller's forward passes while a folder
+/// of large photos holds a bounded amount of decoded pixels. The reader thread runs OpenCV only,
+/// no LibTorch, so it starts no OpenMP team of its own to fight the forward pass for the cores.
+/// Items with an `error` are passed on as failed; those `skip` names (videos) are passed on
+/// undecoded.
+class ImageReader {
+ public:
+  /// 24 megapixels: about 72 MB of RGB (four 6-megapixel photos, or 30,000 Fashion-MNIST items).
+  static constexpr int64_t kDefaultBudgetPixels = 24'000'000;
+
+  explicit ImageReader(const std::vector<InputItem>& items,
+                       std::function<bool(const InputItem&)> skip = {},
+                       int64_t budget_pixels = kDefaultBudgetPixels);
+  ~ImageReader();
+  ImageReader(const ImageReader&) = delete;
+  ImageReader& operator=(const ImageReader&) = delete;
+
+  /// The next item, in input order; waits for the reader when it is behind. Rethrows anything
+  /// the reader hit that is not a bad image (out of memory).
+  DecodedImage next();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 /// Walks `items` in groups of `batch_size`, decoding the images ahead of time on a reader thread
 /// (a bounded number of pixels ahead) so decoding overlaps the forward pass; the callbacks all

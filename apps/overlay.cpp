@@ -19,6 +19,7 @@
 #include "apps/classifier_data.h"
 #include "apps/caption_options.h"
 #include "apps/cli_common.h"
+#include "apps/image_batches.h"
 #include "apps/commands.h"
 #include "apps/inference_precision_option.h"
 #include "apps/overlay_render.h"
@@ -408,13 +409,16 @@ int run_overlay(int argc, char** argv) {
     pending.clear();
   };
 
+  // Images are decoded ahead on a reader thread; videos are read frame by frame here.
+  ImageReader reader(items, [](const InputItem& item) { return is_video(item.path); });
   for (const auto& item : items) {
+    auto decoded = reader.next();
     if (!item.error.empty()) {
       report_error(item.error);
       progress.advance(1);
       continue;
     }
-    if (is_video(item.path)) {
+    if (decoded.skipped) {
       flush();
       try {
         overlay_video(item.path, plan.path_for(item.path, s.method, image_ext));
@@ -427,8 +431,13 @@ int run_overlay(int argc, char** argv) {
       progress.advance(1);
       continue;
     }
+    if (!decoded.error.empty()) {
+      report_error(decoded.error);
+      progress.advance(1);
+      continue;
+    }
     try {
-      pending.emplace_back(item.path, vision::load_image_rgb(item.path));
+      pending.emplace_back(item.path, std::move(decoded.rgb));
       const auto& rgb = pending.back().second;
       if (!warned_domain) {
         const auto warning = fashion_domain_warning(renderer->info(), rgb.cols, rgb.rows,
