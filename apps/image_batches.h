@@ -27,7 +27,7 @@ struct DecodedImage {
 };
 
 /// Decodes `items` in order on its own thread, at most `budget_pixels` ahead of the consumer
-/// (always at least one image), so decoding overlaps the caller's forward passes while a folder
+/// (always at least one image, and up to `min_ahead` within four times the budget), so decoding overlaps the caller's forward passes while a folder
 /// of large photos holds a bounded amount of decoded pixels. The reader thread runs OpenCV only,
 /// no LibTorch, so it starts no OpenMP team of its own to fight the forward pass for the cores.
 /// Items with an `error` are passed on as failed; those `skip` names (videos) are passed on
@@ -37,7 +37,8 @@ class ImageReader {
   /// 24 megapixels: about 72 MB of RGB (four 6-megapixel photos, or 30,000 Fashion-MNIST items).
   static constexpr int64_t kDefaultBudgetPixels = 24'000'000;
 
-  explicit ImageReader(const std::vector<InputItem>& items,
+  /// `min_ahead`: how many images the consumer takes at once (its batch size).
+  ImageReader(const std::vector<InputItem>& items, size_t min_ahead,
                        std::function<bool(const InputItem&)> skip = {},
                        int64_t budget_pixels = kDefaultBudgetPixels);
   ~ImageReader();

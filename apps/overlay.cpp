@@ -410,7 +410,8 @@ int run_overlay(int argc, char** argv) {
   };
 
   // Images are decoded ahead on a reader thread; videos are read frame by frame here.
-  ImageReader reader(items, [](const InputItem& item) { return is_video(item.path); });
+  ImageReader reader(items, static_cast<size_t>(std::max(batch_size, 1)),
+                     [](const InputItem& item) { return is_video(item.path); });
   for (const auto& item : items) {
     auto decoded = reader.next();
     if (!item.error.empty()) {
