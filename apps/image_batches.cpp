@@ -121,7 +121,6 @@ ImageReader::~ImageReader() = default;
 
 DecodedImage ImageReader::next() { return impl_->next(); }
 
-
 void for_each_image_batch(
     const std::vector<InputItem>& items, size_t batch_size,
     const std::function<at::Tensor(const cv::Mat& rgb, const std::string& path)>& prepare,

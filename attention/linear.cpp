@@ -53,14 +53,10 @@ const PackedLinear& LinearImpl::packed() {
   return *packed_;
 }
 
-std::string LinearImpl::packed_kernel_name(int64_t rows) {
-  if (!packed_linear_available() || precision_ == LinearPrecision::kInt8) return "";
-  return packed().kernel_name(rows);
-}
-
 torch::Tensor LinearImpl::forward_gelu(const torch::Tensor& x) {
   if (!runs_packed(x)) return torch::gelu(forward_native(x));
-  return packed().run(x, LinearEpilogue::kGelu, packed().compute_dtype());
+  const auto& kernel = packed();
+  return kernel.run(x, LinearEpilogue::kGelu, kernel.compute_dtype());
 }
 
 torch::Tensor LinearImpl::forward_add(const torch::Tensor& x, const torch::Tensor& residual) {
@@ -72,9 +68,6 @@ torch::Tensor LinearImpl::forward_add(const torch::Tensor& x, const torch::Tenso
 }
 
 torch::Tensor LinearImpl::linear_fp32(const torch::Tensor& x) {
-  if (packed_linear_available() && fp32_linear_kernel() == Fp32LinearKernel::kOneDnn) {
-    return packed().run(x, LinearEpilogue::kNone, torch::kFloat);
-  }
   if (fp32_linear_kernel() != Fp32LinearKernel::kOneDnn) {
     return at::linear(x.to(weight.scalar_type()), weight, bias);
   }
@@ -137,7 +130,7 @@ bool LinearImpl::runs_bf16(const torch::Tensor& x) const {
 torch::Tensor LinearImpl::forward_native(const torch::Tensor& x) {
   if (!runs_bf16(x)) return forward(x);
   // oneDNN's bf16 matmul accumulates in fp32 and adds the bias there; only y is rounded.
-  if (packed_linear_available()) return packed().run(x, LinearEpilogue::kNone, torch::kBFloat16);
+  if (runs_packed(x)) return packed().run(x, LinearEpilogue::kNone, torch::kBFloat16);
   return at::linear(x.to(torch::kBFloat16), weight_bf16_, bias_bf16_);
 }
 
@@ -147,11 +140,10 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   // linear the C++ frontend offers does a matmul and then a separate bias add (10-13% of a
   // bf16 training step of the Fashion-MNIST recipe, measured against PyTorch's nn.Linear).
   if (exact_for(x)) return at::linear(x, weight, bias);
+  if (runs_packed(x)) return packed().run(x, LinearEpilogue::kNone, torch::kFloat);
+  // Without packed kernels (no libdnnl-dev at build time, or BLAS chosen for fp32):
   if (precision_ == LinearPrecision::kFp32) return linear_fp32(x);
-  if (precision_ == LinearPrecision::kBf16) {
-    if (packed_linear_available()) return packed().run(x, LinearEpilogue::kNone, torch::kFloat);
-    return forward_native(x).to(torch::kFloat);
-  }
+  if (precision_ == LinearPrecision::kBf16) return forward_native(x).to(torch::kFloat);
   auto packed = packed_int8_.toCustomClass<LinearPackedParamsBase>();
   const auto in_features = x.size(-1);
   auto flat = x.to(torch::kFloat).reshape({-1, in_features}).contiguous();

@@ -53,9 +53,6 @@ class LinearImpl : public torch::nn::LinearImpl {
   /// True when forward(x) would run on oneDNN kernels with pre-packed weights (fp32 or bf16
   /// inference in a build with oneDNN).
   bool runs_packed(const torch::Tensor& x) const;
-  /// oneDNN's name for the kernel of a `rows`-row product at this precision, or "" when the
-  /// layer does not run packed.
-  std::string packed_kernel_name(int64_t rows);
   /// Makes the weight copies `precision` needs from the current parameters (call it again after
   /// they change; kFp32 drops the copies). For kInt8 the process-wide quantised engine must be
   /// oneDNN or QNNPACK (vision::apply_inference_precision sets it); `reduce_range` quantises x

@@ -70,7 +70,9 @@ attention::AttentionMemory select_items(const attention::AttentionMemory& memory
   attention::AttentionMemory out;
   out.features = memory.features.index_select(0, index);
   out.keys = memory.keys.index_select(0, index);
-  out.values = memory.values.index_select(0, index);
+  // Additive attention's values are the features themselves: one copy serves both.
+  out.values = memory.values.is_same(memory.features) ? out.features
+                                                       : memory.values.index_select(0, index);
   if (memory.mask.defined()) out.mask = memory.mask.index_select(0, index);
   out.queries_per_item = memory.queries_per_item;
   return out;
