@@ -15,8 +15,10 @@ struct ImageDimensions {
 };
 
 /// Reads the declared size of a PNG (IHDR), JPEG (first SOFn), BMP (DIB header), WebP (VP8,
-/// VP8L or VP8X), PNM (P1-P6) or TIFF (first IFD) image. Returns nothing for other formats and
-/// for headers too short or too broken to hold a size (the decoder then has the last word).
+/// VP8L or VP8X), PNM (P1-P6) or TIFF / BigTIFF (first IFD) image, the way the decoder under
+/// OpenCV reads it (libjpeg's marker walk, OpenCV's PxM number reader, libtiff's integer types),
+/// so the size checked is the size that will be allocated. Returns nothing for other formats and
+/// for headers too short or too broken to hold a size: such bytes are not given to a decoder.
 std::optional<ImageDimensions> read_image_dimensions(const unsigned char* bytes, size_t size);
 
 }  // namespace attnkit::vision

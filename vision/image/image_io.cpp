@@ -33,7 +33,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-enum class Format { kUnknown, kPng, kJpeg, kGif, kWebp, kBmp, kTiff };
+enum class Format { kUnknown, kPng, kJpeg, kGif, kWebp, kBmp, kTiff, kPnm };
 
 const char* format_name(Format format) {
   switch (format) {
@@ -43,6 +43,7 @@ const char* format_name(Format format) {
     case Format::kWebp: return "WebP";
     case Format::kBmp: return "BMP";
     case Format::kTiff: return "TIFF";
+    case Format::kPnm: return "PNM";
     case Format::kUnknown: break;
   }
   return "unknown";
@@ -55,6 +56,7 @@ Format format_from_extension(const std::string& ext) {
   if (ext == ".webp") return Format::kWebp;
   if (ext == ".bmp") return Format::kBmp;
   if (ext == ".tif" || ext == ".tiff") return Format::kTiff;
+  if (ext == ".ppm" || ext == ".pgm" || ext == ".pbm" || ext == ".pnm") return Format::kPnm;
   return Format::kUnknown;
 }
 
@@ -64,18 +66,45 @@ bool starts_with(const std::vector<unsigned char>& bytes, size_t offset, const c
          std::memcmp(bytes.data() + offset, magic, length) == 0;
 }
 
-// Magic numbers: PNG spec section 5.2, JFIF/JPEG SOI + marker, GIF87a/89a, RIFF....WEBP,
-// BMP "BM", TIFF "II*\0" / "MM\0*".
+// Magic numbers: PNG spec section 5.2, JFIF/JPEG SOI + marker, RIFF....WEBP,
+// BMP "BM", TIFF "II*\0" / "MM\0*" and BigTIFF "II+\0" / "MM\0+", Netpbm "P1".."P6" followed
+// by whitespace (OpenCV's PxM signature).
 Format sniff_format(const std::vector<unsigned char>& bytes) {
   if (starts_with(bytes, 0, "\x89PNG\r\n\x1a\n", 8)) return Format::kPng;
   if (starts_with(bytes, 0, "\xff\xd8\xff", 3)) return Format::kJpeg;
-  if (starts_with(bytes, 0, "GIF8", 4)) return Format::kGif;
   if (starts_with(bytes, 0, "RIFF", 4) && starts_with(bytes, 8, "WEBP", 4)) return Format::kWebp;
   if (starts_with(bytes, 0, "BM", 2)) return Format::kBmp;
-  if (starts_with(bytes, 0, "II*\0", 4) || starts_with(bytes, 0, "MM\0*", 4)) {
+  if (starts_with(bytes, 0, "II*\0", 4) || starts_with(bytes, 0, "MM\0*", 4) ||
+      starts_with(bytes, 0, "II+\0", 4) || starts_with(bytes, 0, "MM\0+", 4)) {
     return Format::kTiff;
   }
+  if (bytes.size() >= 3 && bytes[0] == 'P' && bytes[1] >= '1' && bytes[1] <= '6' &&
+      std::isspace(bytes[2])) {
+    return Format::kPnm;
+  }
   return Format::kUnknown;
+}
+
+// Formats Debian's OpenCV decodes but attnkit does not, because it cannot read their size
+// before the decoder allocates: named, so the error says what the file is.
+const char* unsupported_format(const std::vector<unsigned char>& bytes) {
+  const auto space_at = [&](size_t i) { return bytes.size() > i && std::isspace(bytes[i]); };
+  if (starts_with(bytes, 0, "GIF8", 4)) return "GIF";  // OpenCV 4.6 has no GIF decoder
+  if (starts_with(bytes, 0, "\0\0\0\x0cjP  \r\n\x87\n", 12) ||
+      starts_with(bytes, 0, "\xff\x4f\xff\x51", 4)) {
+    return "JPEG 2000";
+  }
+  if (starts_with(bytes, 0, "\x76\x2f\x31\x01", 4)) return "OpenEXR";
+  if (starts_with(bytes, 0, "#?RADIANCE", 10) || starts_with(bytes, 0, "#?RGBE", 6)) {
+    return "Radiance HDR";
+  }
+  if ((starts_with(bytes, 0, "PF", 2) || starts_with(bytes, 0, "Pf", 2)) && space_at(2)) {
+    return "PFM";
+  }
+  if (starts_with(bytes, 0, "P7", 2) && space_at(2)) return "PAM";
+  if (starts_with(bytes, 0, "\x59\xa6\x6a\x95", 4)) return "Sun raster";
+  if (starts_with(bytes, 128, "DICM", 4)) return "DICOM";
+  return nullptr;
 }
 
 // libjpeg only warns about a truncated file and OpenCV 4.6 then returns the image with its
@@ -224,13 +253,17 @@ cv::Mat decode_image_rgb(const std::vector<unsigned char>& bytes, const std::str
   if (max_pixels <= 0) max_pixels = max_image_pixels();
   if (bytes.empty()) fail(name, "empty file");
   const Format content = sniff_format(bytes);
-  // OpenCV 4.6 has no GIF decoder; say so instead of calling the file corrupt.
-  if (content == Format::kGif) fail(name, "GIF is not supported (convert it to PNG or JPEG)");
-  // The declared size decides before the decoder allocates: a small file can declare a huge
-  // image, and libpng would otherwise report a 100000x100000 header as corrupt data.
-  if (const auto size = read_image_dimensions(bytes.data(), bytes.size())) {
-    check_pixel_count(size->width, size->height, max_pixels, name);
+  if (const char* other = unsupported_format(bytes)) {
+    fail(name, std::string(other) + " is not supported (convert it to PNG or JPEG)");
   }
+  // The declared size decides before the decoder allocates: a small file can declare a huge
+  // image, and libpng would otherwise report a 100000x100000 header as corrupt data. OpenCV
+  // is only given bytes whose size this reading found, read as its decoder reads it: whatever
+  // else it would decode (a raw VP8L stream, a header this reading finds no size in) could
+  // allocate gigabytes before any limit is checked.
+  const auto size = read_image_dimensions(bytes.data(), bytes.size());
+  if (!size) fail(name, "not a decodable image (" + describe_undecodable(bytes, name) + ")");
+  check_pixel_count(size->width, size->height, max_pixels, name);
 
   // IMREAD_COLOR gives 8-bit BGR: grey is replicated, alpha dropped (like PIL convert("RGB")),
   // and OpenCV 4.6's imdecode applies the EXIF orientation as imread does (checked: a JPEG with
@@ -251,8 +284,6 @@ cv::Mat decode_image_rgb(const std::vector<unsigned char>& bytes, const std::str
   if (content == Format::kJpeg && !jpeg_reaches_eoi(bytes)) {
     fail(name, "not a decodable image (truncated JPEG data)");
   }
-  // Formats whose header is not read above are held to the same limit once decoded.
-  check_pixel_count(bgr.cols, bgr.rows, max_pixels, name);
   cv::Mat rgb;
   cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
   return rgb;

@@ -20,11 +20,13 @@ int64_t max_image_pixels();
 void set_max_image_pixels(int64_t pixels);
 
 /// Loads `path` as 8-bit RGB (3 channels, HxWx3, CV_8UC3), applying EXIF orientation. Grey
-/// images are expanded to RGB and alpha is dropped (as PIL's convert("RGB") does). Throws
-/// ImageError naming the file and the problem: missing, a directory, unreadable, empty, not an
-/// image format OpenCV decodes ("not a decodable image (PNG signature broken)",
-/// "... (truncated JPEG data)", ...), or larger than `max_pixels` (0 = max_image_pixels()),
-/// which is checked against the size the header declares before anything is decoded.
+/// images are expanded to RGB and alpha is dropped (as PIL's convert("RGB") does). Decodes PNG,
+/// JPEG, WebP, BMP, TIFF (BigTIFF too) and PNM (P1-P6): the formats whose size is read from
+/// the header (vision/image/image_header.h) before anything is decoded. Throws ImageError
+/// naming the file and the problem: missing, a directory, unreadable, empty, another format
+/// ("JPEG 2000 is not supported (convert it to PNG or JPEG)"), not decodable
+/// ("not a decodable image (PNG signature broken)", "... (truncated JPEG data)", ...), or
+/// larger than `max_pixels` (0 = max_image_pixels()).
 /// The decoders' own stderr chatter ("libpng error: ...") is kept off the terminal.
 cv::Mat load_image_rgb(const std::string& path, int64_t max_pixels = 0);
 
@@ -47,7 +49,9 @@ std::string lower_extension(const std::string& path);
 /// readers never see a half-written file. Throws ImageError naming `path` when the write fails.
 void write_file_atomically(const std::string& path, const std::vector<unsigned char>& bytes);
 
-/// True when the file name has an extension OpenCV can read as a still image
+/// True when the file name has the extension of a still image: the formats load_image_rgb()
+/// decodes, and those it names as unsupported, so a folder walk reports them instead of
+/// skipping them silently
 /// (.jpg .jpeg .png .bmp .webp .tif .tiff .ppm .pgm .pbm .pnm .pxm .sr .ras .jp2 .exr .hdr .pic).
 bool has_image_extension(const std::string& path);
 
