@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # setup.sh: installs attnkit's Debian packages, builds it in Release and runs the demo or the tests.
 #
-#   ./setup.sh          install + build, then classify, caption and overlay the bundled samples
-#                       with the default models
+#   ./setup.sh          install + build the attn program, then classify, caption and overlay
+#                       the bundled samples with the default models
 #   ./setup.sh test     install, build with AddressSanitizer + UBSan (./build-sanitize) and run
 #                       the whole test suite (ctest) there, then replay the libFuzzer corpora
 #                       and fuzz each harness for 60 s (./build-fuzz); any failing stage fails
 #                       the run
-#   ./setup.sh build    install + build only
+#   ./setup.sh build    install + build everything (the program and the test programs) only
 #
 # Idempotent: packages already installed and an up-to-date build are skipped. Run as root or with
 # sudo available. The build goes to ./build (override with ATTNKIT_BUILD_DIR).
@@ -46,11 +46,16 @@ case "$blas" in
   *) echo "setup: warning: libblas.so.3 is $blas, not OpenBLAS: inference will be very slow" >&2 ;;
 esac
 
+# build_release [TARGET...]: configures ./build once and builds the targets (default: all).
 build_release() {
   if [ ! -f "$BUILD/build.ninja" ]; then
     cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
   fi
-  cmake --build "$BUILD" -j "$(nproc)"
+  if (($#)); then
+    cmake --build "$BUILD" -j "$(nproc)" --target "$@"
+  else
+    cmake --build "$BUILD" -j "$(nproc)"
+  fi
 }
 
 case "$MODE" in
@@ -63,7 +68,8 @@ case "$MODE" in
     ATTNKIT_FUZZ_BUILD_DIR="$BUILD-fuzz" tests/fuzz/run_fuzzers.sh 60
     ;;
   demo)
-    build_release
+    # Only the program: the test programs (a third of the objects) wait for ./setup.sh test.
+    build_release attn
     # The main jobs on the shipped default models (weights/) and the bundled samples.
     ATTN="$BUILD/apps/attn"
     "$ATTN" classify --topk 3 samples/fashion/

@@ -58,6 +58,7 @@ int run_caption(int argc, char** argv) {
   int64_t beam = 3, max_len = 20, batch_size = 32;
   int threads = 0;
   bool as_json = false, as_jsonl = false;
+  Shard shard;
   po::options_description options("Options");
   options.add_options()
       ("help,h", "show this help")
@@ -75,6 +76,7 @@ int run_caption(int argc, char** argv) {
        "one JSON document: per image the caption, per word its probability and attention grid")
       ("jsonl", po::bool_switch(&as_jsonl), "one JSON object per image, as they finish");
   add_max_pixels_option(options);
+  add_shard_option(options, &shard);
   po::variables_map vm;
   if (!parse_command_line(
           argc, argv, options, "inputs", "attn caption [options] IMAGE|DIR|- ...",
@@ -112,7 +114,7 @@ int run_caption(int argc, char** argv) {
     throw UsageError(error);
   }
 
-  const auto items = expand_inputs(inputs);
+  const auto items = select_shard(expand_inputs(inputs), shard);  // an empty shard: exit 0
   json results = json::array(), errors = json::array();
   int64_t succeeded = 0;
   ProgressBar progress("caption", static_cast<int64_t>(items.size()));
@@ -164,7 +166,7 @@ int run_caption(int argc, char** argv) {
                            2)
               << std::endl;
   }
-  if (succeeded == 0) return kExitNoInput;
+  if (succeeded == 0 && !items.empty()) return kExitNoInput;
   return succeeded == static_cast<int64_t>(items.size()) ? kExitOk : kExitSomeFailed;
 }
 

@@ -36,6 +36,7 @@ struct ClassifyParams {
   bool jsonl = false;
   std::string tta = "none";
   std::string precision = "fp32";
+  Shard shard;
 };
 
 struct Prediction {
@@ -91,6 +92,7 @@ int run_classify(int argc, char** argv) {
       ("json", po::bool_switch(&p.json), "print one JSON document with every result")
       ("jsonl", po::bool_switch(&p.jsonl), "print one JSON object per image, as they finish");
   add_max_pixels_option(options);
+  add_shard_option(options, &p.shard);
   po::variables_map vm;
   if (!parse_command_line(
           argc, argv, options, "inputs", "attn classify [options] IMAGE|DIR|- ...",
@@ -101,7 +103,8 @@ int run_classify(int argc, char** argv) {
           "  attn classify samples/\n"
           "  attn classify --model vit-b16.safetensors --topk 3 --json cat.jpg dog.png\n"
           "  attn classify --precision auto photos/     (bf16 or int8 where this CPU is fast)\n"
-          "  find photos -name '*.jpg' | attn classify --jsonl -",
+          "  find photos -name '*.jpg' | attn classify --jsonl -\n"
+          "  attn classify --jsonl --shard $SLURM_ARRAY_TASK_ID/16 photos/ > part.jsonl",
           vm)) {
     return kExitOk;
   }
@@ -141,7 +144,8 @@ int run_classify(int argc, char** argv) {
                                   std::to_string(topk));
   }
 
-  const auto items = expand_inputs(p.inputs);
+  // An empty shard (few inputs, many shards) is a finished job, not a failure.
+  const auto items = select_shard(expand_inputs(p.inputs), p.shard);
   json results = json::array();
   json errors = json::array();
   int64_t succeeded = 0;
@@ -201,7 +205,7 @@ int run_classify(int argc, char** argv) {
     std::cout << json_text({{"model", p.model}, {"results", results}, {"errors", errors}}, 2)
               << std::endl;
   }
-  if (succeeded == 0) return kExitNoInput;
+  if (succeeded == 0 && !items.empty()) return kExitNoInput;
   return succeeded == static_cast<int64_t>(items.size()) ? kExitOk : kExitSomeFailed;
 }
 

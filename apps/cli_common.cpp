@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -155,6 +157,50 @@ void add_max_pixels_option(po::options_description& options) {
           }),
       "refuse images with more pixels than this (read from the file's header before decoding:\n"
       "a small file can declare a huge image)");
+}
+
+Shard parse_shard(const std::string& text) {
+  const auto fail = [&](const std::string& why) -> Shard {
+    throw UsageError("--shard " + text + ": " + why +
+                     " (expected i/N with 0 <= i < N, e.g. --shard 0/4 ... --shard 3/4)");
+  };
+  const auto slash = text.find('/');
+  if (slash == std::string::npos) return fail("no '/'");
+  auto number = [&](const std::string& digits) -> long long {
+    if (digits.empty() || digits.size() > 9 ||
+        !std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c); })) {
+      fail("'" + digits + "' is not a whole number");
+    }
+    return std::stoll(digits);
+  };
+  const long long index = number(text.substr(0, slash));
+  const long long count = number(text.substr(slash + 1));
+  if (count < 1) return fail("N must be at least 1");
+  if (index >= count) return fail("i counts from 0, so it must be below N");
+  return Shard{static_cast<int>(index), static_cast<int>(count)};
+}
+
+void add_shard_option(po::options_description& options, Shard* shard) {
+  options.add_options()(
+      "shard", po::value<std::string>()->value_name("i/N")->notifier([shard](const std::string& t) {
+        *shard = parse_shard(t);
+      }),
+      "process only shard i of N (i from 0): the inputs whose path hashes to i, the same split "
+      "on every machine and in any listing order; the N outputs together are the whole run's "
+      "(Slurm job arrays, Kubernetes indexed jobs, xargs -P)");
+}
+
+std::vector<InputItem> select_shard(std::vector<InputItem> items, const Shard& shard) {
+  if (shard.count == 1) return items;
+  const auto belongs = [&](const InputItem& item) {
+    uint64_t hash = 14695981039346656037ull;  // FNV-1a, 64 bit (offset basis, prime)
+    for (unsigned char c : item.path) hash = (hash ^ c) * 1099511628211ull;
+    return hash % static_cast<uint64_t>(shard.count) == static_cast<uint64_t>(shard.index);
+  };
+  items.erase(std::remove_if(items.begin(), items.end(),
+                             [&](const InputItem& item) { return !belongs(item); }),
+              items.end());
+  return items;
 }
 
 int default_threads() {

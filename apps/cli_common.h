@@ -56,6 +56,24 @@ struct InputItem {
 /// Missing paths come back as items with an error.
 std::vector<InputItem> expand_inputs(const std::vector<std::string>& args);
 
+/// One worker's part of a batch job (`--shard i/N`): the inputs whose path hashes to `index`
+/// modulo `count`. The default, 0/1, is the whole job.
+struct Shard {
+  int index = 0;
+  int count = 1;
+};
+
+/// Parses "i/N" (0 <= i < N, both decimal); throws UsageError naming the problem.
+Shard parse_shard(const std::string& text);
+
+/// Adds `--shard i/N` to `options`, parsed into `*shard`.
+void add_shard_option(boost::program_options::options_description& options, Shard* shard);
+
+/// The items of `shard`: a path belongs to shard hash(path) % N, where hash is 64-bit FNV-1a of
+/// the path's bytes, so the split depends on no listing order, machine or run, and the N shards'
+/// outputs together are the unsharded run's. Input order is kept within a shard.
+std::vector<InputItem> select_shard(std::vector<InputItem> items, const Shard& shard);
+
 /// True when both paths exist and are the same file (same device and inode: hard links,
 /// symbolic links and other spellings of one file count).
 bool same_file(const std::string& a, const std::string& b);

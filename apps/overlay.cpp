@@ -98,6 +98,7 @@ int run_overlay(int argc, char** argv) {
   OverlaySettings s;
   int batch_size = 8, threads = 0;
   bool write_json = false, no_colorbar = false;
+  Shard shard;
   po::options_description options("Options");
   options.add_options()
       ("help,h", "show this help")
@@ -150,6 +151,7 @@ int run_overlay(int argc, char** argv) {
            .c_str())
       ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp);
   add_max_pixels_option(options);
+  add_shard_option(options, &shard);
   po::variables_map vm;
   if (!parse_command_line(
           argc, argv, options, "inputs", "attn overlay [options] IMAGE|VIDEO|DIR|- ...",
@@ -231,7 +233,10 @@ int run_overlay(int argc, char** argv) {
                      " files; name an image (.png, .jpg, .jpeg, .webp, .bmp), a video (.mp4, "
                      ".avi) or a directory (no extension, or one that exists)");
   }
-  const auto items = expand_inputs(inputs);
+  if (plan.single_file && shard.count > 1) {
+    throw UsageError("--shard writes many files: --out must be a directory, not " + out);
+  }
+  const auto items = select_shard(expand_inputs(inputs), shard);  // an empty shard: exit 0
   if (plan.single_file) {
     const auto parent = fs::path(out).parent_path();
     std::error_code ec;
@@ -457,7 +462,7 @@ int run_overlay(int argc, char** argv) {
   }
   flush();
   progress.finish();
-  if (succeeded == 0) return kExitNoInput;
+  if (succeeded == 0 && !items.empty()) return kExitNoInput;
   return succeeded == static_cast<int64_t>(items.size()) ? kExitOk : kExitSomeFailed;
 }
 

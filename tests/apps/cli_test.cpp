@@ -2,6 +2,7 @@
 // formats, error messages, and nothing half-written.
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -192,6 +193,74 @@ TEST_F(Cli, ReaderThreadKeepsInputOrderAndEveryErrorLine) {
     error_lines.push_back(line.substr(start, line.find(": not a") - start));
   }
   EXPECT_EQ(error_lines, expected_errors) << r.err;
+}
+
+TEST_F(Cli, ShardsTogetherAreTheWholeRunInAnyListingOrder) {
+  // 3 shards of 24 images, 3 broken files and a missing path, each shard given the inputs in
+  // another order: together their JSONL lines are the unsharded run's, each input exactly once.
+  attnkit::testing::TempDir tmp;
+  const std::string sample = kSamples + "/fashion/" +
+                             fs::directory_iterator(fs::path(kSamples) / "fashion")->path()
+                                 .filename().string();
+  std::vector<std::string> paths;
+  for (int i = 0; i < 27; ++i) {
+    const auto path = tmp.file("s" + std::to_string(i) + ".png");
+    if (i % 9 == 4) {
+      std::ofstream(path) << "broken";
+    } else {
+      fs::copy_file(sample, path);
+    }
+    paths.push_back(path);
+  }
+  paths.push_back(tmp.file("missing.png"));
+  auto lines_of = [](const std::string& out) {
+    std::vector<std::string> lines;
+    std::istringstream in(out);
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
+  };
+  std::string forward, backward;
+  for (const auto& path : paths) forward += path + "\n";
+  for (auto it = paths.rbegin(); it != paths.rend(); ++it) backward += *it + "\n";
+
+  // -b 1: every image its own forward pass, so no figure depends on which images share a batch.
+  const auto whole = run_attn("classify --model " + model_ + " -b 1 --topk 2 --jsonl -", forward);
+  ASSERT_EQ(whole.exit_code, 1) << whole.err;
+  auto expected = lines_of(whole.out);
+  ASSERT_EQ(expected.size(), paths.size());
+  std::vector<std::string> together;
+  for (int i = 0; i < 3; ++i) {
+    const auto part = run_attn("classify --model " + model_ + " -b 1 --topk 2 --jsonl --shard " +
+                                   std::to_string(i) + "/3 -",
+                               i == 1 ? backward : forward);
+    EXPECT_LE(part.exit_code, 1) << part.err;
+    const auto lines = lines_of(part.out);
+    EXPECT_GT(lines.size(), 0u) << "shard " << i;  // 28 inputs: each shard gets some
+    together.insert(together.end(), lines.begin(), lines.end());
+  }
+  std::sort(expected.begin(), expected.end());
+  std::sort(together.begin(), together.end());
+  EXPECT_EQ(together, expected);
+
+  // A shard that gets no input has finished its part: exit 0, no output.
+  int empty = 0;
+  for (int i = 0; i < 2; ++i) {
+    const auto r = run_attn("classify --model " + model_ + " --jsonl --shard " +
+                            std::to_string(i) + "/2 " + sample);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    empty += r.out.empty();
+  }
+  EXPECT_EQ(empty, 1);
+
+  for (const std::string bad : {"3/3", "1", "a/2", "0/0", "-1/2", "1/2/3"}) {
+    const auto r = run_attn("classify --model " + model_ + " --shard " + bad + " " + sample);
+    EXPECT_EQ(r.exit_code, 2) << bad;
+    EXPECT_NE(r.err.find("--shard " + bad + ": "), std::string::npos) << r.err;
+  }
+  const auto one_file = run_attn("overlay --model " + model_ + " --shard 0/2 -o " +
+                                 tmp.file("x.png") + " " + sample);
+  EXPECT_EQ(one_file.exit_code, 2);
+  EXPECT_NE(one_file.err.find("--out must be a directory"), std::string::npos) << one_file.err;
 }
 
 TEST_F(Cli, ExitCodesForUsageModelAndInputErrors) {

@@ -194,6 +194,13 @@ def build_cases(source, python):
     boot = os.path.join(fashion, "test0000-ankle-boot.png")
     scene = os.path.join(source, "samples", "scenes", "scene_000000.png")
     photo = os.path.join(source, "samples", "chelsea.png")
+    # The fuzz corpus's 18790x25944 progressive JPEG (libjpeg allocates 3 bytes a pixel for its
+    # coefficients before the first row) with an APP0 of length 0 after SOI: libjpeg goes on
+    # after the length field, and so must the size check.
+    with open(os.path.join(source, "tests", "fuzz", "corpus", "image",
+                           "regression_huge_progressive_jpeg.jpg"), "rb") as f:
+        huge = f.read()
+    progressive_behind_empty_segment = huge[:2] + b"\xff\xe0\x00\x00" + huge[2:]
 
     def copy(src, name):
         return lambda work: shutil.copy(src, os.path.join(work, name))
@@ -374,6 +381,15 @@ def build_cases(source, python):
              setup=write("e.png", b"")),
         Case("images", "GIF", ["classify", "g.gif"], 4, ["g.gif", "GIF"],
              setup=write("g.gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;")),
+        Case("images", "progressive JPEG of 488 MP behind an empty APP0, bounded memory",
+             ["classify", "p.jpg"], 4, ["p.jpg", "18790x25944", "--max-pixels"], max_rss_mb=1500,
+             setup=write("p.jpg", progressive_behind_empty_segment)),
+        Case("images", "PGM whose numbers end at any byte, as OpenCV reads them",
+             ["classify", "n.pgm"], 4, ["n.pgm", "9913x101941"], max_rss_mb=1500,
+             setup=write("n.pgm", b"P5\n\n9913=101941`12\n" + b"\x00" * 64)),
+        Case("images", "JPEG 2000 (no size read before decoding)", ["classify", "s.jp2"], 4,
+             ["s.jp2", "JPEG 2000 is not supported"],
+             setup=write("s.jp2", b"\x00\x00\x00\x0cjP  \r\n\x87\n" + b"\x00" * 64)),
         Case("images", "PNG declaring zero width", ["classify", "z.png"], 4,
              ["z.png", "zero width"],
              setup=lambda w: png_header_only(os.path.join(w, "z.png"), 0, 10)),
