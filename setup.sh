@@ -22,6 +22,7 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev                 # libFuzzer harnesses (tests/fuzz)
   libtorch-dev libopenblas0-openmp            # LibTorch 1.13 (CPU) + a fast BLAS (the default is ~40x slower)
   libdnnl-dev                                 # oneDNN headers: packed inference kernels (LibTorch's own oneDNN)
+  libgloo-dev                                 # Gloo: c10d's CPU collectives (data-parallel training)
   libopencv-dev libboost-program-options-dev nlohmann-json3-dev zlib1g-dev libgtest-dev
   python3-torch python3-torchvision python3-pil python3-nltk python3-numpy   # test oracles
   dataset-fashion-mnist                       # training data

@@ -1,7 +1,9 @@
 // apps/train_classifier.cpp: `attn train classifier`: a ViT from scratch or fine-tuned from a
 // model file, on Fashion-MNIST or an image folder.
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -12,11 +14,13 @@
 #include "apps/classifier_data.h"
 #include "apps/cli_common.h"
 #include "apps/commands.h"
+#include "apps/local_ranks.h"
 #include "apps/train_precision.h"
 #include "vision/checkpoint/model_file.h"
 #include "vision/data/fashion_mnist.h"
 #include "vision/errors.h"
 #include "vision/train/classifier_trainer.h"
+#include "vision/train/data_parallel.h"
 #include "vision/train/train_checkpoint.h"
 
 namespace attnkit::apps {
@@ -77,7 +81,7 @@ int run_train_classifier(int argc, char** argv) {
   std::string data = "fashion-mnist", fashion_dir = vision::kFashionMnistDir, out_dir, arch,
               config_file, init, resume;
   int64_t image_size = 0, val_count = -1, limit = 0;
-  int threads = 0;
+  int threads = 0, nproc = 0, dist_timeout = 120;
   bool no_flip = false, no_bf16 = false;
   std::string precision = "auto";
   vision::ClassifierTrainOptions o;
@@ -134,7 +138,15 @@ int run_train_classifier(int argc, char** argv) {
        "stop after N optimizer steps in all (0 = run the epochs)")
       ("save-every", po::value(&o.save_every)->default_value(0),
        "also write last.safetensors every N steps (0 = at epoch ends)")
-      ("resume", po::value(&resume), "continue from a last.safetensors checkpoint");
+      ("resume", po::value(&resume),
+       "continue from a last.safetensors checkpoint (any number of processes may resume it)")
+      ("nproc", po::value(&nproc)->default_value(0),
+       "data parallel on this host: start N processes, each training on 1/N of every batch "
+       "(--batch-size is the global batch; N must divide it). Across hosts, start one process "
+       "per rank with torchrun's variables RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT")
+      ("dist-timeout", po::value(&dist_timeout)->default_value(dist_timeout),
+       "data parallel: seconds to wait for the other processes (rendezvous, each all-reduce) "
+       "before failing");
   add_max_pixels_option(options);
   po::variables_map vm;
   if (!parse_command_line(
@@ -150,12 +162,55 @@ int run_train_classifier(int argc, char** argv) {
           "  attn train classifier --out runs/fashion --epochs 40\n"
           "  attn train classifier --out runs/fashion --resume runs/fashion/last.safetensors\n"
           "  attn train classifier --data flowers/ --init vit-b16.safetensors --image-size 224\n"
-          "      --epochs 10 --lr 1e-4 --out runs/flowers",
+          "      --epochs 10 --lr 1e-4 --out runs/flowers\n"
+          "  attn train classifier --nproc 2 --out runs/fashion     (2 processes, 1 thread each)\n"
+          "  RANK=0 WORLD_SIZE=2 MASTER_ADDR=host0 MASTER_PORT=29500 attn train classifier ...\n"
+          "      (and RANK=1 on the second host: one process per rank, as torchrun starts them)",
           vm)) {
     return kExitOk;
   }
+  if (nproc < 0) throw UsageError("--nproc must be 0 or more, got " + std::to_string(nproc));
+  if (dist_timeout < 1) {
+    throw UsageError("--dist-timeout must be at least 1 second, got " +
+                     std::to_string(dist_timeout));
+  }
+  std::optional<vision::DataParallelOptions> parallel_options;
+  try {
+    parallel_options = vision::data_parallel_from_environment();
+  } catch (const vision::DistributedError& e) {
+    throw UsageError(e.what());
+  }
+  if (nproc > 1) {
+    if (parallel_options) {
+      throw UsageError("--nproc starts the processes itself: leave out $WORLD_SIZE and $RANK, "
+                       "or start each rank yourself without --nproc");
+    }
+    if (o.batch_size % nproc != 0) {
+      throw UsageError("--batch-size " + std::to_string(o.batch_size) +
+                       " does not split into " + std::to_string(nproc) + " equal parts");
+    }
+    std::vector<std::string> args = {"train"};
+    args.insert(args.end(), argv, argv + argc);
+    return run_local_ranks(without_nproc_option(args), nproc, !vm["threads"].defaulted());
+  }
+  std::unique_ptr<vision::DataParallel> parallel;
+  if (parallel_options && parallel_options->world_size > 1) {
+    if (o.batch_size % parallel_options->world_size != 0) {
+      throw UsageError("--batch-size " + std::to_string(o.batch_size) + " does not split into " +
+                       std::to_string(parallel_options->world_size) + " equal parts ($WORLD_SIZE)");
+    }
+    parallel_options->timeout = std::chrono::seconds(dist_timeout);
+    try {
+      parallel = std::make_unique<vision::DataParallel>(*parallel_options);
+    } catch (const vision::DistributedError& e) {
+      print_error("train", e.what());
+      return kExitSomeFailed;
+    }
+  }
+  // Rank 0 speaks for the run; the other ranks print only their errors.
+  const bool main_rank = !parallel || parallel->is_main();
   o.augment.horizontal_flip = !no_flip;
-  o.bf16 = announce_training_precision(precision, no_bf16).bf16;
+  o.bf16 = announce_training_precision(precision, no_bf16, main_rank).bf16;
   set_threads(threads);
   torch::manual_seed(o.seed);
 
@@ -232,11 +287,19 @@ int run_train_classifier(int argc, char** argv) {
 
   int64_t parameters = 0;
   for (const auto& p : model->parameters()) parameters += p.numel();
-  std::cerr << "attn train: " << train.size() << " training and " << validation.size()
-            << " validation images, " << config.num_classes << " classes; " << parameters
-            << " parameters\n";
+  if (main_rank) {
+    std::cerr << "attn train: " << train.size() << " training and " << validation.size()
+              << " validation images, " << config.num_classes << " classes; " << parameters
+              << " parameters";
+    if (parallel) {
+      std::cerr << "; data parallel over " << parallel->world_size() << " processes, "
+                << o.batch_size / parallel->world_size() << " images each per step";
+    }
+    std::cerr << "\n";
+  }
 
   vision::ClassifierTrainer trainer(model, info, train, validation, o, out_dir);
+  trainer.set_data_parallel(parallel.get());
   if (!resume.empty()) {
     try {
       trainer.resume(resume);
@@ -244,14 +307,17 @@ int run_train_classifier(int argc, char** argv) {
       print_error("train", e.what());
       return kExitBadModel;
     }
-    std::cerr << "attn train: resumed at epoch " << trainer.state().epoch + 1 << ", step "
-              << trainer.state().step << "\n";
+    if (main_rank) {
+      std::cerr << "attn train: resumed at epoch " << trainer.state().epoch + 1 << ", step "
+                << trainer.state().step << "\n";
+    }
   }
 
   std::unique_ptr<ProgressBar> bar;
   vision::ClassifierTrainCallbacks callbacks;
   double smoothed_loss = -1;
   callbacks.on_step = [&](int64_t done, int64_t total, double loss, double lr) {
+    if (!main_rank) return;
     if (!bar) {
       bar = std::make_unique<ProgressBar>(
           "epoch " + std::to_string(trainer.state().epoch + 1) + "/" + std::to_string(o.epochs),
@@ -265,6 +331,7 @@ int run_train_classifier(int argc, char** argv) {
     bar->advance(o.batch_size, note.str());
   };
   callbacks.on_epoch = [&](const vision::ClassifierEpochReport& r) {
+    if (!main_rank) return;
     if (bar) bar->finish();
     bar.reset();
     std::cerr << "epoch " << r.epoch << "/" << o.epochs << "  step " << r.step << "  loss "
@@ -280,6 +347,7 @@ int run_train_classifier(int argc, char** argv) {
   vision::TrainState state;
   const int trained = run_training_loop([&] { state = trainer.run(callbacks); }, bar);
   if (trained != kExitOk) return trained;
+  if (!main_rank) return kExitOk;
   std::cout << "best: " << trainer.best_path();
   if (state.best_epoch > 0 && validation.size() > 0) {
     std::cout << " (epoch " << state.best_epoch << ", val top-1 "

@@ -14,7 +14,7 @@ const char* const kPrecisionHelp =
     "('attn info' shows this CPU's choice)";
 
 vision::TrainingPrecision announce_training_precision(const std::string& requested,
-                                                      bool no_bf16) {
+                                                      bool no_bf16, bool announce) {
   if (no_bf16 && requested == "bf16") {
     throw UsageError("--no-bf16 and --precision bf16 contradict each other");
   }
@@ -26,6 +26,7 @@ vision::TrainingPrecision announce_training_precision(const std::string& request
     throw UsageError(e.what());
   }
   if (no_bf16) precision.reason = "--no-bf16";
+  if (!announce) return precision;
   std::cerr << "attn train: precision: " << precision.name() << " (" << precision.reason << ")"
             << std::endl;
   if (!precision.warning.empty()) print_warning("train", precision.warning);

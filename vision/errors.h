@@ -45,4 +45,12 @@ class TrainingDiverged : public Error {
   using Error::Error;
 };
 
+/// Data-parallel training cannot go on: the rendezvous with the other processes failed (the
+/// message names the master's address), or a collective failed because a process died or did not
+/// answer within the timeout.
+class DistributedError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace attnkit::vision

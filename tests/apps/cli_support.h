@@ -1,14 +1,20 @@
 // tests/apps/cli_support.h: runs the real `attn` binary for the end-to-end tests.
 #pragma once
 
+#include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <thread>
 
 #include "tests/vision/test_support.h"
+
+extern char** environ;
 
 namespace attnkit::apps {
 
@@ -35,6 +41,60 @@ inline RunResult run_attn(const std::string& args, const std::string& stdin_text
   r.out = slurp(out_path);
   r.err = slurp(err_path);
   return r;
+}
+
+/// `attn <args>` started in the background with stderr to `err_path`: a process to kill.
+/// `environment` ("NAME=value ...", may be empty) is added to its environment.
+class Attn {
+ public:
+  Attn(const std::string& args, const std::string& err_path, const std::string& environment = "") {
+    // exec (and env's exec), so the pid is attn's own and SIGKILL reaches it, not a shell.
+    const std::string command = "exec env " + environment + " " + std::string(ATTNKIT_BINARY) +
+                                " " + args + " >/dev/null 2>" + err_path;
+    const char* argv[] = {"/bin/sh", "-c", command.c_str(), nullptr};
+    if (posix_spawn(&pid_, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ) != 0) {
+      pid_ = -1;
+    }
+  }
+  ~Attn() {
+    if (running()) {
+      ::kill(pid_, SIGKILL);
+      wait();
+    }
+  }
+  bool started() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+  /// False once the process has ended (and been reaped).
+  bool running() {
+    if (pid_ <= 0 || done_) return false;
+    if (::waitpid(pid_, &status_, WNOHANG) == pid_) done_ = true;
+    return !done_;
+  }
+  int wait() {
+    if (!done_ && pid_ > 0 && ::waitpid(pid_, &status_, 0) == pid_) done_ = true;
+    return status_;
+  }
+  /// SIGKILL now; true when that is what ended the process (not an exit just before).
+  bool kill9() {
+    if (!running()) return false;
+    ::kill(pid_, SIGKILL);
+    return WIFSIGNALED(wait()) && WTERMSIG(status_) == SIGKILL;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int status_ = 0;
+  bool done_ = false;
+};
+
+/// Polls until `ready()` or the process ends; false when it ended first.
+template <typename F>
+bool wait_until(Attn& attn, F ready) {
+  while (attn.running()) {
+    if (ready()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
 }
 
 /// Sets $ATTNKIT_CPU_FEATURES for the scope, so the `attn` runs inside it choose their defaults

@@ -58,58 +58,6 @@ std::vector<std::string> listing(const std::string& dir) {
   return names;
 }
 
-/// `attn <args>` started in the background with stderr to `err_path`: a process to kill.
-class Attn {
- public:
-  Attn(const std::string& args, const std::string& err_path) {
-    // exec, so the pid is attn's own and SIGKILL reaches it rather than a shell.
-    const std::string command =
-        "exec " + std::string(ATTNKIT_BINARY) + " " + args + " >/dev/null 2>" + err_path;
-    const char* argv[] = {"/bin/sh", "-c", command.c_str(), nullptr};
-    if (posix_spawn(&pid_, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ) != 0) {
-      pid_ = -1;
-    }
-  }
-  ~Attn() {
-    if (running()) {
-      ::kill(pid_, SIGKILL);
-      wait();
-    }
-  }
-  bool started() const { return pid_ > 0; }
-  /// False once the process has ended (and been reaped).
-  bool running() {
-    if (pid_ <= 0 || done_) return false;
-    if (::waitpid(pid_, &status_, WNOHANG) == pid_) done_ = true;
-    return !done_;
-  }
-  int wait() {
-    if (!done_ && pid_ > 0 && ::waitpid(pid_, &status_, 0) == pid_) done_ = true;
-    return status_;
-  }
-  /// SIGKILL now; true when that is what ended the process (not an exit just before).
-  bool kill9() {
-    if (!running()) return false;
-    ::kill(pid_, SIGKILL);
-    return WIFSIGNALED(wait()) && WTERMSIG(status_) == SIGKILL;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int status_ = 0;
-  bool done_ = false;
-};
-
-/// Polls until `ready()` or the process ends; false when it ended first.
-template <typename F>
-bool wait_until(Attn& attn, F ready) {
-  while (attn.running()) {
-    if (ready()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return false;
-}
-
 /// Every model tensor of two checkpoints, byte for byte. The optimizer state is left out: its
 /// LibTorch archive keys each parameter's state by the tensor's address in memory, which differs
 /// from process to process; the weights after the resumed steps show that it was restored.

@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include "vision/models/replica_batch_norm.h"
 #include "vision/models/vit_config.h"
 
 namespace attnkit::vision {
@@ -18,7 +19,9 @@ StemConvImpl::StemConvImpl(int64_t in_channels, int64_t out_channels, int64_t st
 }
 
 torch::Tensor StemConvImpl::forward(const torch::Tensor& x) {
-  return torch::relu(bn(conv(x)));
+  // In data-parallel training the statistics cover every replica's images: the batch one
+  // process would see.
+  return torch::relu(replica_batch_norm(bn, conv(x)));
 }
 
 PatchEmbedImpl::PatchEmbedImpl(PatchEmbedOptions options_) : options(std::move(options_)) {

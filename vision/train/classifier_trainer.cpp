@@ -10,6 +10,7 @@
 #include "vision/errors.h"
 #include "vision/train/classification_metrics.h"
 #include "vision/train/cpu_autocast.h"
+#include "vision/train/data_parallel.h"
 #include "vision/train/lr_schedule.h"
 #include "vision/train/train_checkpoint.h"
 
@@ -38,6 +39,46 @@ struct ClassifierTrainer::Impl {
   ClassifierTrainOptions options;
   std::string out_dir;
   std::unique_ptr<torch::optim::AdamW> optimizer;
+  DataParallel* parallel = nullptr;  // one process when null
+  bool hooks_attached = false;
+
+  int rank() const { return parallel ? parallel->rank() : 0; }
+  int world() const { return parallel ? parallel->world_size() : 1; }
+  bool is_main() const { return rank() == 0; }
+
+  // The mean of a per-rank mean over the ranks (every rank's part of the batch is the same size).
+  double mean_over_ranks(double value) const {
+    if (!parallel) return value;
+    auto t = torch::full({1}, value, torch::kDouble);
+    parallel->sum_(t);
+    return t.item<double>() / world();
+  }
+
+  // Validation split over the ranks in contiguous parts, the figures summed over them.
+  ClassificationMetrics evaluate(const PreprocessConfig& preprocess) {
+    const int64_t n = validation.size();
+    const int64_t begin = n * rank() / world(), end = n * (rank() + 1) / world();
+    ClassificationMetrics local;
+    if (end > begin) {
+      local = evaluate_classifier(model, world() == 1 ? validation
+                                                      : validation.subset(torch::arange(begin, end)),
+                                  preprocess, options.eval_batch_size);
+    }
+    if (!parallel) return local;
+    const double count = static_cast<double>(local.count);
+    auto sums = torch::tensor({local.loss * count, local.top1 * count, local.top5 * count, count},
+                              torch::kDouble);
+    parallel->sum_(sums);
+    const auto s = sums.accessor<double, 1>();
+    ClassificationMetrics total;
+    total.count = static_cast<int64_t>(s[3]);
+    if (s[3] > 0) {
+      total.loss = s[0] / s[3];
+      total.top1 = s[1] / s[3];
+      total.top5 = s[2] / s[3];
+    }
+    return total;
+  }
 };
 
 ClassifierTrainer::ClassifierTrainer(VisionTransformer model, ModelInfo info, LabeledImages train,
@@ -88,8 +129,10 @@ std::string ClassifierTrainer::log_path() const {
 
 void ClassifierTrainer::resume(const std::string& checkpoint) {
   state_ = resume_training_checkpoint(checkpoint, *impl_->model, *impl_->optimizer);
-  trim_training_log(log_path(), state_.epoch);
+  if (impl_->is_main()) trim_training_log(log_path(), state_.epoch);
 }
+
+void ClassifierTrainer::set_data_parallel(DataParallel* parallel) { impl_->parallel = parallel; }
 
 TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
   auto& model = impl_->model;
@@ -106,8 +149,21 @@ TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
       static_cast<int64_t>(options.warmup_epochs * static_cast<double>(batches_per_epoch));
 
   auto save_checkpoint = [&](const std::string& path) {
+    if (!impl_->is_main()) return;  // the weights are the same on every rank
     save_training_checkpoint(path, *model, impl_->info, *impl_->optimizer, state_.to_json());
   };
+  const int64_t world = impl_->world(), rank = impl_->rank();
+  TORCH_CHECK(batch_size % world == 0, "ClassifierTrainer: the batch of ", batch_size,
+              " does not split into ", world, " equal parts");
+  const int64_t rank_rows = batch_size / world;
+  if (impl_->parallel && !impl_->hooks_attached) {
+    // The same starting point everywhere, then gradients averaged as backward produces them.
+    auto tensors = model->parameters();
+    for (const auto& buffer : model->buffers()) tensors.push_back(buffer);
+    impl_->parallel->broadcast_(tensors);
+    impl_->parallel->attach_gradient_hooks(model->parameters());
+    impl_->hooks_attached = true;
+  }
 
   model->train();
   while (state_.epoch < options.epochs && !state_.stopped_early) {
@@ -120,7 +176,8 @@ TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
       if (options.max_steps > 0 && state_.step >= options.max_steps) break;
       const auto step_start = Clock::now();
       auto generator = at::detail::createCPUGenerator(mix_seed(options.seed, 2, state_.step));
-      torch::manual_seed(mix_seed(options.seed, 3, state_.step));  // dropout
+      const uint64_t dropout_seed = mix_seed(options.seed, 3, state_.step);
+      torch::manual_seed(rank == 0 ? dropout_seed : mix_seed(dropout_seed, 4, rank));
       const auto indices = order.narrow(0, state_.batch * batch_size, batch_size);
       auto pixels = augment_geometry(train.images.index_select(0, indices), options.augment,
                                      generator);
@@ -129,6 +186,12 @@ TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
       random_erase_(images, options.augment, generator);
       auto targets = smooth_targets(labels, classes, options.label_smoothing);
       mix_batch_(images, targets, options.augment, generator);
+      if (world > 1) {
+        // Every rank draws the whole batch's augmentation (the same random numbers as one
+        // process) and keeps its own rows.
+        images = images.narrow(0, rank * rank_rows, rank_rows);
+        targets = targets.narrow(0, rank * rank_rows, rank_rows);
+      }
 
       lr = warmup_cosine_lr(state_.step, warmup_steps, total_steps, options.lr, options.min_lr);
       for (auto& group : impl_->optimizer->param_groups()) group.options().set_lr(lr);
@@ -138,9 +201,11 @@ TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
         CpuAutocast autocast(options.bf16);
         loss = soft_cross_entropy(model->forward(images), targets);
       }
-      const double loss_value = loss.item<double>();
+      // The global batch's loss, so every rank takes the same decision on a NaN.
+      const double loss_value = impl_->mean_over_ranks(loss.item<double>());
       check_finite_loss(loss_value, state_, last_path());
       loss.backward();
+      if (impl_->parallel) impl_->parallel->finish_gradients();
       if (options.grad_clip > 0) {
         torch::nn::utils::clip_grad_norm_(model->parameters(), options.grad_clip);
       }
@@ -179,8 +244,7 @@ TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
         static_cast<double>((batches_per_epoch - first_batch) * batch_size) / report.epoch_seconds;
     const auto eval_start = Clock::now();
     if (impl_->validation.size() > 0) {
-      const auto metrics = evaluate_classifier(model, impl_->validation, preprocess,
-                                               options.eval_batch_size);
+      const auto metrics = impl_->evaluate(preprocess);
       report.val_loss = metrics.loss;
       report.val_top1 = metrics.top1;
       report.val_top5 = metrics.top5;
@@ -202,11 +266,14 @@ TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
                               {"images_per_second", report.images_per_second},
                               {"elapsed_seconds", report.elapsed_seconds},
                               {"improved", report.improved},
-                              {"precision", options.bf16 ? "bf16" : "fp32"}};
+                              {"precision", options.bf16 ? "bf16" : "fp32"},
+                              {"world_size", world}};
     // Log, best, then last: a run killed between them redoes this epoch from the previous
     // checkpoint, and the resume drops the log line it wrote (trim_training_log).
-    append_training_log(log_path(), line.dump());
-    if (report.improved) save_model(best_path(), *model, impl_->info);
+    if (impl_->is_main()) {
+      append_training_log(log_path(), line.dump());
+      if (report.improved) save_model(best_path(), *model, impl_->info);
+    }
     save_checkpoint(last_path());
     if (callbacks.on_epoch) callbacks.on_epoch(report);
   }

@@ -15,6 +15,8 @@
 
 namespace attnkit::vision {
 
+class DataParallel;
+
 struct ClassifierTrainOptions {
   int64_t epochs = 30;
   int64_t batch_size = 128;
@@ -66,8 +68,15 @@ class ClassifierTrainer {
                     LabeledImages validation, ClassifierTrainOptions options, std::string out_dir);
   ~ClassifierTrainer();
 
-  /// Continues from a last.safetensors checkpoint (model, optimizer, state).
+  /// Continues from a last.safetensors checkpoint (model, optimizer, state). In a data-parallel
+  /// run every rank resumes from the same file, whatever the world size that wrote it.
   void resume(const std::string& checkpoint);
+  /// Trains as one rank of `parallel` (not owned; it must outlive run()): this rank takes its
+  /// contiguous 1/N of every global batch of options.batch_size (which N must divide), the
+  /// gradients are averaged over the ranks, validation is split over them and summed, and only
+  /// rank 0 writes checkpoints and the log. The same seed gives the weights one process would
+  /// reach with the same global batch, to float rounding (without dropout, which draws per rank).
+  void set_data_parallel(DataParallel* parallel);
   /// Trains until the epochs are done, early stopping triggers or max_steps is reached.
   TrainState run(const ClassifierTrainCallbacks& callbacks = {});
 
