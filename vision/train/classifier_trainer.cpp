@@ -255,7 +255,7 @@ TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
     state_.elapsed_seconds += std::chrono::duration<double>(Clock::now() - eval_start).count();
     report.elapsed_seconds = state_.elapsed_seconds;
     state_.end_epoch(report.improved, report.val_top1, options.patience);
-    const nlohmann::json line{{"epoch", report.epoch},
+    nlohmann::json line{{"epoch", report.epoch},
                               {"step", report.step},
                               {"lr", report.lr},
                               {"train_loss", report.train_loss},
@@ -268,6 +268,11 @@ TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
                               {"improved", report.improved},
                               {"precision", options.bf16 ? "bf16" : "fp32"},
                               {"world_size", world}};
+    if (impl_->parallel) {
+      // Gradient all-reduce time that backward did not hide, per step of this epoch.
+      const auto [wait, steps] = impl_->parallel->take_gradient_wait();
+      line["allreduce_wait_ms_per_step"] = steps > 0 ? 1000 * wait / steps : 0.0;
+    }
     // Log, best, then last: a run killed between them redoes this epoch from the previous
     // checkpoint, and the resume drops the log line it wrote (trim_training_log).
     if (impl_->is_main()) {

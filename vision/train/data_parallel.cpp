@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <mutex>
 
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
@@ -104,7 +105,7 @@ std::optional<DataParallelOptions> data_parallel_from_environment() {
 
 struct DataParallel::Impl {
   DataParallelOptions options;
-  c10::intrusive_ptr<c10d::TCPStore> store;
+  c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
 
   struct Bucket {
@@ -120,6 +121,8 @@ struct DataParallel::Impl {
   std::vector<bool> received;
   std::vector<Bucket> buckets;
   size_t next_to_launch = 0;
+  double wait_seconds = 0;
+  int64_t waited_steps = 0;
 
   std::string who() const {
     return "rank " + std::to_string(options.rank) + " of " + std::to_string(options.world_size);
@@ -163,11 +166,19 @@ DataParallel::DataParallel(const DataParallelOptions& options) : impl_(std::make
   try {
     c10d::TCPStoreOptions store_options;
     store_options.port = static_cast<uint16_t>(options.master_port);
-    store_options.isServer = options.rank == 0;
+    // Under torchrun the agent already serves a store at MASTER_ADDR:MASTER_PORT and says so:
+    // every rank is then its client, under a prefix of its own, as torch.distributed does.
+    const char* agent_store = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+    const bool use_agent_store = agent_store != nullptr && std::string(agent_store) == "True";
+    store_options.isServer = options.rank == 0 && !use_agent_store;
     store_options.numWorkers = options.world_size;
-    store_options.waitWorkers = true;
+    store_options.waitWorkers = !use_agent_store;
     store_options.timeout = options.timeout;
-    impl_->store = c10::make_intrusive<c10d::TCPStore>(options.master_addr, store_options);
+    auto tcp_store = c10::make_intrusive<c10d::TCPStore>(options.master_addr, store_options);
+    impl_->store = use_agent_store
+                       ? c10::intrusive_ptr<c10d::Store>(
+                             c10::make_intrusive<c10d::PrefixStore>("/worker/attnkit", tcp_store))
+                       : c10::intrusive_ptr<c10d::Store>(tcp_store);
   } catch (const std::exception& e) {
     const std::string reason = std::string(e.what()).substr(0, 300);
     throw DistributedError(
@@ -288,8 +299,14 @@ void DataParallel::finish_gradients() {
   }
   impl.launch_ready_buckets();
   const double scale = 1.0 / impl.options.world_size;
+  const auto wait_start = std::chrono::steady_clock::now();
   for (auto& bucket : impl.buckets) {
     wait_for(bucket.work, "the gradient all-reduce", impl.who());
+  }
+  impl.wait_seconds +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start).count();
+  ++impl.waited_steps;
+  for (auto& bucket : impl.buckets) {
     bucket.flat.mul_(scale);
     for (size_t slot = 0; slot < bucket.members.size(); ++slot) {
       auto& p = impl.parameters[bucket.members[slot]];
@@ -306,6 +323,13 @@ void DataParallel::finish_gradients() {
   }
   std::fill(impl.received.begin(), impl.received.end(), false);
   impl.next_to_launch = 0;
+}
+
+std::pair<double, int64_t> DataParallel::take_gradient_wait() {
+  const std::pair<double, int64_t> taken{impl_->wait_seconds, impl_->waited_steps};
+  impl_->wait_seconds = 0;
+  impl_->waited_steps = 0;
+  return taken;
 }
 
 }  // namespace attnkit::vision

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/types.h>
@@ -63,6 +64,9 @@ class DataParallel {
   /// After backward: reduces the buckets still open (a parameter that got no gradient counts
   /// as zero), waits for all of them and writes the averages into the parameters' .grad.
   void finish_gradients();
+  /// Seconds finish_gradients() spent waiting for gradient all-reduces since the last call (the
+  /// communication backward did not hide), and the steps it covers; both reset.
+  std::pair<double, int64_t> take_gradient_wait();
 
  private:
   struct Impl;
