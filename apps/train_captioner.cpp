@@ -11,6 +11,7 @@
 
 #include "apps/cli_common.h"
 #include "apps/commands.h"
+#include "apps/data_parallel_options.h"
 #include "apps/train_precision.h"
 #include "vision/checkpoint/captioner_file.h"
 #include "vision/checkpoint/model_file.h"
@@ -40,6 +41,7 @@ int run_train_captioner(int argc, char** argv) {
   std::string data, images, out_dir, encoder_path, mode = "soft", resume;
   int64_t image_size = 64, min_count = 1, limit = 0, encoder_depth = -1, captions_per_image = 0;
   int threads = 0;
+  DataParallelSettings parallel_settings;
   bool fine_tune = false, no_bf16 = false;
   std::string precision = "auto";
   vision::CaptionerConfig config;
@@ -92,7 +94,9 @@ int run_train_captioner(int argc, char** argv) {
       ("precision", po::value(&precision)->default_value(precision), kPrecisionHelp)
       ("no-bf16", po::bool_switch(&no_bf16), "the same as --precision fp32")
       ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)
-      ("resume", po::value(&resume), "continue from a last.safetensors checkpoint");
+      ("resume", po::value(&resume),
+       "continue from a last.safetensors checkpoint (any number of processes may resume it)");
+  add_data_parallel_options(options, &parallel_settings);
   add_max_pixels_option(options);
   po::variables_map vm;
   if (!parse_command_line(
@@ -107,7 +111,8 @@ int run_train_captioner(int argc, char** argv) {
           "Example:\n"
           "  attn data scenes --out data/scenes --count 20000\n"
           "  attn train captioner --data data/scenes/scenes.json \\\n"
-          "      --encoder weights/fashion-vit.safetensors --out runs/scenes",
+          "      --encoder weights/fashion-vit.safetensors --out runs/scenes\n"
+          "  attn train captioner --nproc 2 --data data/scenes/scenes.json ...   (2 processes)",
           vm)) {
     return kExitOk;
   }
@@ -118,7 +123,11 @@ int run_train_captioner(int argc, char** argv) {
   if (!(o.attention_supervision >= 0)) throw UsageError("--attention-supervision must be >= 0");
   if (captions_per_image < 0) throw UsageError("--captions-per-image must be >= 0 (0 = all)");
   o.freeze_encoder = !fine_tune;
-  o.bf16 = announce_training_precision(precision, no_bf16).bf16;
+  auto start = start_data_parallel(parallel_settings, o.batch_size, vm, argc, argv);
+  if (start.launched_exit) return *start.launched_exit;
+  // Rank 0 speaks for the run; the other ranks print only their errors.
+  const bool main_rank = start.main_rank();
+  o.bf16 = announce_training_precision(precision, no_bf16, main_rank).bf16;
   set_threads(threads);
   torch::manual_seed(o.seed);
   if (images.empty()) images = std::filesystem::path(data).parent_path().string();
@@ -204,18 +213,26 @@ int run_train_captioner(int argc, char** argv) {
   vision::Captioner model(config);
   if (source.model) {
     const auto copied = vision::load_vit_trunk(model->encoder, source, encoder_path);
-    std::cerr << "attn train: encoder initialised from " << encoder_path << " (" << copied
+    if (main_rank) std::cerr << "attn train: encoder initialised from " << encoder_path << " (" << copied
               << " tensors)\n";
   }
   std::ostringstream command;
   command << "attn train captioner";
   for (int i = 1; i < argc; ++i) command << " " << argv[i];
   info.source = command.str();
-  std::cerr << "attn train: " << train.size() << " training and " << validation.size()
-            << " validation images, vocabulary " << vocabulary.size() << ", " << mode
-            << " attention, encoder " << (o.freeze_encoder ? "frozen" : "fine-tuned") << "\n";
+  if (main_rank) {
+    std::cerr << "attn train: " << train.size() << " training and " << validation.size()
+              << " validation images, vocabulary " << vocabulary.size() << ", " << mode
+              << " attention, encoder " << (o.freeze_encoder ? "frozen" : "fine-tuned");
+    if (start.group) {
+      std::cerr << "; data parallel over " << start.group->world_size() << " processes, "
+                << o.batch_size / start.group->world_size() << " captions each per step";
+    }
+    std::cerr << "\n";
+  }
 
   vision::CaptionerTrainer trainer(model, info, vocabulary, train, validation, o, out_dir);
+  trainer.set_data_parallel(start.group.get());
   if (!resume.empty()) {
     try {
       trainer.resume(resume);
@@ -223,12 +240,15 @@ int run_train_captioner(int argc, char** argv) {
       print_error("train", e.what());
       return kExitBadModel;
     }
-    std::cerr << "attn train: resumed at epoch " << trainer.state().epoch + 1 << ", step "
-              << trainer.state().step << "\n";
+    if (main_rank) {
+      std::cerr << "attn train: resumed at epoch " << trainer.state().epoch + 1 << ", step "
+                << trainer.state().step << "\n";
+    }
   }
   std::unique_ptr<ProgressBar> bar;
   vision::CaptionerTrainCallbacks callbacks;
   callbacks.on_step = [&](int64_t done, int64_t total, double loss, double lr) {
+    if (!main_rank) return;
     if (!bar) {
       bar = std::make_unique<ProgressBar>(
           "epoch " + std::to_string(trainer.state().epoch + 1) + "/" + std::to_string(o.epochs),
@@ -240,6 +260,7 @@ int run_train_captioner(int argc, char** argv) {
     bar->advance(o.batch_size, note.str());
   };
   callbacks.on_epoch = [&](const vision::CaptionerEpochReport& r) {
+    if (!main_rank) return;
     if (bar) bar->finish();
     bar.reset();
     std::cerr << "epoch " << r.epoch << "/" << o.epochs << "  step " << r.step << "  loss "
@@ -255,6 +276,7 @@ int run_train_captioner(int argc, char** argv) {
   vision::TrainState state;
   const int trained = run_training_loop([&] { state = trainer.run(callbacks); }, bar);
   if (trained != kExitOk) return trained;
+  if (!main_rank) return kExitOk;
   std::cout << "best: " << trainer.best_path() << "\nlast: " << trainer.last_path()
             << "\nlog:  " << trainer.log_path() << "\ntraining time: "
             << fixed(state.elapsed_seconds / 60, 1) << " min\n";

@@ -1,9 +1,7 @@
 // apps/train_classifier.cpp: `attn train classifier`: a ViT from scratch or fine-tuned from a
 // model file, on Fashion-MNIST or an image folder.
-#include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <optional>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -14,7 +12,7 @@
 #include "apps/classifier_data.h"
 #include "apps/cli_common.h"
 #include "apps/commands.h"
-#include "apps/local_ranks.h"
+#include "apps/data_parallel_options.h"
 #include "apps/train_precision.h"
 #include "vision/checkpoint/model_file.h"
 #include "vision/data/fashion_mnist.h"
@@ -81,7 +79,8 @@ int run_train_classifier(int argc, char** argv) {
   std::string data = "fashion-mnist", fashion_dir = vision::kFashionMnistDir, out_dir, arch,
               config_file, init, resume;
   int64_t image_size = 0, val_count = -1, limit = 0;
-  int threads = 0, nproc = 0, dist_timeout = 120;
+  int threads = 0;
+  DataParallelSettings parallel_settings;
   bool no_flip = false, no_bf16 = false;
   std::string precision = "auto";
   vision::ClassifierTrainOptions o;
@@ -139,14 +138,8 @@ int run_train_classifier(int argc, char** argv) {
       ("save-every", po::value(&o.save_every)->default_value(0),
        "also write last.safetensors every N steps (0 = at epoch ends)")
       ("resume", po::value(&resume),
-       "continue from a last.safetensors checkpoint (any number of processes may resume it)")
-      ("nproc", po::value(&nproc)->default_value(0),
-       "data parallel on this host: start N processes, each training on 1/N of every batch "
-       "(--batch-size is the global batch; N must divide it). Across hosts, start one process "
-       "per rank with torchrun's variables RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT")
-      ("dist-timeout", po::value(&dist_timeout)->default_value(dist_timeout),
-       "data parallel: seconds to wait for the other processes (rendezvous, each all-reduce) "
-       "before failing");
+       "continue from a last.safetensors checkpoint (any number of processes may resume it)");
+  add_data_parallel_options(options, &parallel_settings);
   add_max_pixels_option(options);
   po::variables_map vm;
   if (!parse_command_line(
@@ -169,46 +162,11 @@ int run_train_classifier(int argc, char** argv) {
           vm)) {
     return kExitOk;
   }
-  if (nproc < 0) throw UsageError("--nproc must be 0 or more, got " + std::to_string(nproc));
-  if (dist_timeout < 1) {
-    throw UsageError("--dist-timeout must be at least 1 second, got " +
-                     std::to_string(dist_timeout));
-  }
-  std::optional<vision::DataParallelOptions> parallel_options;
-  try {
-    parallel_options = vision::data_parallel_from_environment();
-  } catch (const vision::DistributedError& e) {
-    throw UsageError(e.what());
-  }
-  if (nproc > 1) {
-    if (parallel_options) {
-      throw UsageError("--nproc starts the processes itself: leave out $WORLD_SIZE and $RANK, "
-                       "or start each rank yourself without --nproc");
-    }
-    if (o.batch_size % nproc != 0) {
-      throw UsageError("--batch-size " + std::to_string(o.batch_size) +
-                       " does not split into " + std::to_string(nproc) + " equal parts");
-    }
-    std::vector<std::string> args = {"train"};
-    args.insert(args.end(), argv, argv + argc);
-    return run_local_ranks(without_nproc_option(args), nproc, !vm["threads"].defaulted());
-  }
-  std::unique_ptr<vision::DataParallel> parallel;
-  if (parallel_options && parallel_options->world_size > 1) {
-    if (o.batch_size % parallel_options->world_size != 0) {
-      throw UsageError("--batch-size " + std::to_string(o.batch_size) + " does not split into " +
-                       std::to_string(parallel_options->world_size) + " equal parts ($WORLD_SIZE)");
-    }
-    parallel_options->timeout = std::chrono::seconds(dist_timeout);
-    try {
-      parallel = std::make_unique<vision::DataParallel>(*parallel_options);
-    } catch (const vision::DistributedError& e) {
-      print_error("train", e.what());
-      return kExitSomeFailed;
-    }
-  }
+  auto start = start_data_parallel(parallel_settings, o.batch_size, vm, argc, argv);
+  if (start.launched_exit) return *start.launched_exit;
+  const auto& parallel = start.group;
   // Rank 0 speaks for the run; the other ranks print only their errors.
-  const bool main_rank = !parallel || parallel->is_main();
+  const bool main_rank = start.main_rank();
   o.augment.horizontal_flip = !no_flip;
   o.bf16 = announce_training_precision(precision, no_bf16, main_rank).bf16;
   set_threads(threads);

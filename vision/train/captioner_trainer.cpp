@@ -13,6 +13,7 @@
 #include "vision/errors.h"
 #include "vision/models/caption_decoder.h"
 #include "vision/train/cpu_autocast.h"
+#include "vision/train/data_parallel.h"
 #include "vision/train/lr_schedule.h"
 #include "vision/train/train_checkpoint.h"
 
@@ -91,12 +92,13 @@ std::vector<ObjectCells> object_cells(const CaptionData& data, const Vocabulary&
   return result;
 }
 
-/// Mean over the batch's object words of -log(attention mass on the object's cells).
+/// Sum over the batch's object words of -log(attention mass on the object's cells), and how many
+/// such words there are (the loss is the sum over their count, over every rank's rows).
 /// probabilities (B, T, L); targets (B, T) the predicted words; rows[b] the image of row b.
-torch::Tensor attention_correctness_loss(const torch::Tensor& probabilities,
-                                         const torch::Tensor& targets,
-                                         const std::vector<int64_t>& rows,
-                                         const std::vector<ObjectCells>& cells) {
+std::pair<torch::Tensor, int64_t> attention_correctness_loss(const torch::Tensor& probabilities,
+                                                             const torch::Tensor& targets,
+                                                             const std::vector<int64_t>& rows,
+                                                             const std::vector<ObjectCells>& cells) {
   const int64_t batch = probabilities.size(0), steps = probabilities.size(1);
   auto mask = torch::zeros({batch * steps, probabilities.size(2)});
   const auto target_words = targets.contiguous();
@@ -111,10 +113,9 @@ torch::Tensor attention_correctness_loss(const torch::Tensor& probabilities,
   // Words whose boxes hold no cell centre (an item smaller than a cell) have nothing to aim at.
   const auto has_object = mask.sum(1).gt(0);
   const int64_t named = has_object.sum().item<int64_t>();
-  if (named == 0) return torch::zeros({}, probabilities.options().dtype(torch::kFloat));
+  if (named == 0) return {torch::zeros({}, probabilities.options().dtype(torch::kFloat)), 0};
   const auto inside = (probabilities.to(torch::kFloat).reshape({batch * steps, -1}) * mask).sum(1);
-  return -torch::log(inside.masked_select(has_object).clamp_min(1e-6)).sum() /
-         static_cast<double>(named);
+  return {-torch::log(inside.masked_select(has_object).clamp_min(1e-6)).sum(), named};
 }
 
 }  // namespace
@@ -176,6 +177,21 @@ struct CaptionerTrainer::Impl {
   CaptionerTrainOptions options;
   std::string out_dir;
   std::unique_ptr<torch::optim::Adam> optimizer;
+  DataParallel* parallel = nullptr;  // one process when null
+  bool hooks_attached = false;
+
+  int rank() const { return parallel ? parallel->rank() : 0; }
+  int world() const { return parallel ? parallel->world_size() : 1; }
+  bool is_main() const { return rank() == 0; }
+
+  // Sums of figures over the ranks (each element summed separately); as given on one process.
+  std::vector<double> sum_over_ranks(std::vector<double> values) const {
+    if (!parallel) return values;
+    auto t = torch::tensor(values, torch::kDouble);
+    parallel->sum_(t);
+    for (size_t i = 0; i < values.size(); ++i) values[i] = t[static_cast<int64_t>(i)].item<double>();
+    return values;
+  }
 };
 
 CaptionerTrainer::CaptionerTrainer(Captioner model, ModelInfo info, Vocabulary vocabulary,
@@ -226,8 +242,10 @@ std::string CaptionerTrainer::log_path() const {
 
 void CaptionerTrainer::resume(const std::string& checkpoint) {
   state_ = resume_training_checkpoint(checkpoint, *impl_->model, *impl_->optimizer);
-  trim_training_log(log_path(), state_.epoch);
+  if (impl_->is_main()) trim_training_log(log_path(), state_.epoch);
 }
+
+void CaptionerTrainer::set_data_parallel(DataParallel* parallel) { impl_->parallel = parallel; }
 
 TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
   auto& model = impl_->model;
@@ -241,9 +259,25 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
   const auto warmup_steps =
       static_cast<int64_t>(o.warmup_epochs * static_cast<double>(batches_per_epoch));
   auto save_checkpoint = [&]() {
+    if (!impl_->is_main()) return;  // the weights are the same on every rank
     save_training_checkpoint(last_path(), *model, impl_->info, *impl_->optimizer,
                              state_.to_json());
   };
+  const int64_t world = impl_->world(), rank = impl_->rank();
+  TORCH_CHECK(batch_size % world == 0, "CaptionerTrainer: the batch of ", batch_size,
+              " captions does not split into ", world, " equal parts");
+  const int64_t rank_rows = batch_size / world;
+  if (impl_->parallel && !impl_->hooks_attached) {
+    auto tensors = model->parameters();
+    for (const auto& buffer : model->buffers()) tensors.push_back(buffer);
+    impl_->parallel->broadcast_(tensors);
+    std::vector<torch::Tensor> trainable;
+    for (const auto& p : model->parameters()) {
+      if (p.requires_grad()) trainable.push_back(p);
+    }
+    impl_->parallel->attach_gradient_hooks(trainable);
+    impl_->hooks_attached = true;
+  }
 
   torch::Tensor cached_features;
   if (o.freeze_encoder) cached_features = encode_all(model, train.images);
@@ -264,10 +298,13 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
       if (o.max_steps > 0 && state_.step >= o.max_steps) break;
       const auto step_start = Clock::now();
       auto generator = at::detail::createCPUGenerator(mix_seed(o.seed, 2, state_.step));
-      torch::manual_seed(mix_seed(o.seed, 3, state_.step));  // dropout, hard-attention samples
+      // Dropout and hard attention's samples: per rank.
+      const uint64_t sample_seed = mix_seed(o.seed, 3, state_.step);
+      torch::manual_seed(rank == 0 ? sample_seed : mix_seed(sample_seed, 4, rank));
       std::vector<int64_t> image_rows;
       std::vector<const std::vector<int64_t>*> captions;
-      for (int64_t j = 0; j < batch_size; ++j) {
+      // This rank's contiguous part of the global batch.
+      for (int64_t j = rank * rank_rows; j < (rank + 1) * rank_rows; ++j) {
         const auto& pair = pairs[order[state_.batch * batch_size + j].item<int64_t>()];
         image_rows.push_back(pair.first);
         captions.push_back(&train.encoded[pair.first][pair.second]);
@@ -278,7 +315,10 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
           o.freeze_encoder ? cached_features.index_select(0, rows)
                            : encode_batch(model, train.images.index_select(0, rows), false).features;
       torch::Tensor expected;
-      if (hard) expected = torch::rand({batch_size}, generator) < o.expected_probability;
+      if (hard) {
+        expected = (torch::rand({batch_size}, generator) < o.expected_probability)
+                       .narrow(0, rank * rank_rows, rank_rows);
+      }
       CaptionerOutput out;
       {
         CpuAutocast autocast(o.bf16);
@@ -288,24 +328,34 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
       out.logits = out.logits.to(torch::kFloat);
       out.probabilities = out.probabilities.to(torch::kFloat);
       const auto [losses, mask] = word_losses(out, padded);
-      const auto words = mask.sum();
+      // This rank's share of the global batch's loss: sums over its rows divided by the global
+      // batch's counts, so the shares add up to the loss of the whole batch on one process.
+      std::pair<torch::Tensor, int64_t> correctness;
+      if (o.attention_supervision > 0) {
+        correctness = attention_correctness_loss(out.probabilities,
+                                                 padded.narrow(1, 1, padded.size(1) - 1),
+                                                 image_rows, train_cells);
+      }
+      const auto log_likelihood = -(losses * mask).sum(1).detach();  // (B)
+      const auto counts = impl_->sum_over_ranks(
+          {mask.sum().item<double>(), static_cast<double>(correctness.second),
+           hard ? log_likelihood.sum().item<double>() : 0.0});
+      const double words = counts[0], named = counts[1];
+      const double mean_log_likelihood = counts[2] / static_cast<double>(batch_size);
       auto loss = (losses * mask).sum() / words;
       // Doubly stochastic attention (SAT eq. 14): every cell attended about once in all.
       const auto attended = (out.probabilities * mask.unsqueeze(2)).sum(1);  // (B, L)
-      loss = loss + o.doubly_stochastic * (1.0 - attended).pow(2).sum(1).mean();
-      if (o.attention_supervision > 0) {
-        loss = loss + o.attention_supervision *
-                          attention_correctness_loss(out.probabilities,
-                                                     padded.narrow(1, 1, padded.size(1) - 1),
-                                                     image_rows, train_cells);
+      loss = loss + o.doubly_stochastic * (1.0 - attended).pow(2).sum(1).sum() /
+                        static_cast<double>(batch_size);
+      if (o.attention_supervision > 0 && named > 0) {
+        loss = loss + o.attention_supervision * correctness.first / named;
       }
       if (hard) {
         // REINFORCE on the sampled cells with reward log p(y | sampled cells), a moving
         // baseline, and an entropy bonus; images that used the expected context are soft.
-        const auto log_likelihood = -(losses * mask).sum(1).detach();  // (B)
         const auto sampled = expected.logical_not().to(torch::kFloat);
         if (!state_.baseline_set) {
-          state_.baseline = log_likelihood.mean().item<double>();
+          state_.baseline = mean_log_likelihood;
           state_.baseline_set = true;
         }
         const auto advantage = log_likelihood - state_.baseline;
@@ -315,14 +365,19 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
         loss = loss - o.reinforce * (advantage * log_p_cells).sum() / words -
                o.entropy * (entropy * mask).sum() / words;
         state_.baseline = o.baseline_decay * state_.baseline +
-                          (1.0 - o.baseline_decay) * log_likelihood.mean().item<double>();
+                          (1.0 - o.baseline_decay) * mean_log_likelihood;
       }
-      const double loss_value = loss.item<double>();
+      // The whole batch's loss, so every rank takes the same decision on a NaN.
+      const double loss_value = impl_->sum_over_ranks({loss.item<double>()})[0];
       check_finite_loss(loss_value, state_, last_path());
+      // The gradients are averaged over the ranks: scaled by their count, the average is the
+      // gradient of the sum of the shares.
+      if (world > 1) loss = loss * static_cast<double>(world);
       lr = warmup_cosine_lr(state_.step, warmup_steps, total_steps, o.lr, o.min_lr);
       for (auto& group : impl_->optimizer->param_groups()) group.options().set_lr(lr);
       impl_->optimizer->zero_grad();
       loss.backward();
+      if (impl_->parallel) impl_->parallel->finish_gradients();
       if (o.grad_clip > 0) {
         std::vector<torch::Tensor> trainable;
         for (const auto& p : model->parameters()) {
@@ -378,11 +433,14 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
                               {"epoch_seconds", report.epoch_seconds},
                               {"elapsed_seconds", report.elapsed_seconds},
                               {"improved", report.improved},
-                              {"precision", o.bf16 ? "bf16" : "fp32"}};
+                              {"precision", o.bf16 ? "bf16" : "fp32"},
+                              {"world_size", world}};
     // Log, best, then last: a run killed between them redoes this epoch from the previous
     // checkpoint, and the resume drops the log line it wrote (trim_training_log).
-    append_training_log(log_path(), line.dump());
-    if (report.improved) save_model(best_path(), *model, impl_->info);
+    if (impl_->is_main()) {
+      append_training_log(log_path(), line.dump());
+      if (report.improved) save_model(best_path(), *model, impl_->info);
+    }
     save_checkpoint();
     if (callbacks.on_epoch) callbacks.on_epoch(report);
   }

@@ -17,6 +17,8 @@
 
 namespace attnkit::vision {
 
+class DataParallel;
+
 struct CaptionerTrainOptions {
   int64_t epochs = 20;
   int64_t batch_size = 64;
@@ -86,6 +88,12 @@ class CaptionerTrainer {
                    CaptionData validation, CaptionerTrainOptions options, std::string out_dir);
   ~CaptionerTrainer();
   void resume(const std::string& checkpoint);
+  /// Trains as one rank of `parallel`, as ClassifierTrainer::set_data_parallel says: each rank
+  /// takes its contiguous 1/N of every global batch of captions, the loss terms are normalised
+  /// by the whole batch's word, image and object-word counts, and REINFORCE's baseline follows
+  /// the whole batch's mean. Validation is not split: every rank decodes the whole validation
+  /// set (the same captions), and rank 0 logs them.
+  void set_data_parallel(DataParallel* parallel);
   TrainState run(const CaptionerTrainCallbacks& callbacks = {});
   const TrainState& state() const { return state_; }
   std::string last_path() const;
