@@ -16,6 +16,7 @@
 #include <boost/program_options.hpp>
 
 #include "vision/errors.h"
+#include "vision/fnv1a.h"
 #include "vision/stderr_lock.h"
 #include "vision/image/image_io.h"
 
@@ -193,8 +194,7 @@ void add_shard_option(po::options_description& options, Shard* shard) {
 std::vector<InputItem> select_shard(std::vector<InputItem> items, const Shard& shard) {
   if (shard.count == 1) return items;
   const auto belongs = [&](const InputItem& item) {
-    uint64_t hash = 14695981039346656037ull;  // FNV-1a, 64 bit (offset basis, prime)
-    for (unsigned char c : item.path) hash = (hash ^ c) * 1099511628211ull;
+    const uint64_t hash = vision::Fnv1a().add(item.path.data(), item.path.size()).value();
     return hash % static_cast<uint64_t>(shard.count) == static_cast<uint64_t>(shard.index);
   };
   items.erase(std::remove_if(items.begin(), items.end(),

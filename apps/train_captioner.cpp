@@ -5,6 +5,7 @@
 #include <iomanip>
 #include <iostream>
 #include <sstream>
+#include <utility>
 
 #include <boost/program_options.hpp>
 #include <torch/torch.h>
@@ -18,6 +19,8 @@
 #include "vision/data/karpathy.h"
 #include "vision/errors.h"
 #include "vision/train/captioner_trainer.h"
+#include "vision/train/data_parallel.h"
+#include "vision/train/feature_cache.h"
 
 namespace attnkit::apps {
 namespace {
@@ -35,10 +38,64 @@ bool is_training_record(const vision::CaptionRecord& r) {
   return r.split == "train" || r.split == "restval";
 }
 
+/// The frozen encoder's features of `train`'s images in a FeatureCache under `folder` (computed
+/// where missing, with a progress bar on rank 0).
+std::shared_ptr<vision::FeatureCache> open_feature_cache(
+    vision::Captioner& model, const vision::CaptionData& train,
+    const vision::PreprocessConfig& preprocess, const std::string& folder,
+    const std::string& dtype, vision::DataParallel* parallel, bool main_rank) {
+  auto& encoder_module = *model->encoder;
+  vision::FeatureEncoder encoder;
+  encoder.encode = [&model](const torch::Tensor& images) {
+    torch::NoGradGuard no_grad;
+    const bool training = model->encoder->is_training();
+    model->encoder->eval();  // a frozen encoder: BatchNorm with its running statistics
+    auto features = model->encode(images).features.to(torch::kFloat);
+    if (training) model->encoder->train();
+    return features;
+  };
+  {
+    torch::NoGradGuard no_grad;
+    const bool training = encoder_module.is_training();
+    encoder_module.eval();
+    const auto probe = model->encode(
+        torch::zeros({1, preprocess.channels, preprocess.height, preprocess.width}));
+    if (training) encoder_module.train();
+    encoder.grid_height = probe.grid_height;
+    encoder.grid_width = probe.grid_width;
+  }
+  std::vector<std::pair<std::string, torch::Tensor>> state;
+  for (const auto& p : encoder_module.named_parameters()) state.emplace_back(p.key(), p.value());
+  for (const auto& b : encoder_module.named_buffers()) state.emplace_back(b.key(), b.value());
+  encoder.key = vision::feature_cache_key(state, model->config().encoder.to_json());
+  std::vector<std::string> paths;
+  for (const auto& record : train.records) paths.push_back(record.image_path);
+  vision::FeatureCacheOptions options;
+  options.directory = folder;
+  options.dtype = dtype == "bf16" ? torch::kBFloat16 : torch::kHalf;
+  std::unique_ptr<ProgressBar> bar;
+  int64_t bar_done = 0;
+  auto cache = vision::FeatureCache::open(
+      encoder, paths, preprocess, options, parallel, [&](int64_t done, int64_t total) {
+        if (!main_rank) return;
+        if (!bar) bar = std::make_unique<ProgressBar>("features", total);
+        bar->advance(done - std::exchange(bar_done, done));
+      });
+  if (bar) bar->finish();
+  if (main_rank) {
+    std::cerr << "attn train: feature cache " << cache->folder() << ": " << cache->size()
+              << " images of " << cache->tokens() << "x" << cache->dim() << " " << dtype
+              << " features; " << cache->reused_shards() << " shards reused, "
+              << cache->computed_shards() << " computed\n";
+  }
+  return cache;
+}
+
 }  // namespace
 
 int run_train_captioner(int argc, char** argv) {
-  std::string data, images, out_dir, encoder_path, mode = "soft", resume;
+  std::string data, images, out_dir, encoder_path, mode = "soft", resume, feature_cache,
+      feature_dtype = "fp16";
   int64_t image_size = 64, min_count = 1, limit = 0, encoder_depth = -1, captions_per_image = 0;
   int threads = 0;
   DataParallelSettings parallel_settings;
@@ -95,7 +152,14 @@ int run_train_captioner(int argc, char** argv) {
       ("no-bf16", po::bool_switch(&no_bf16), "the same as --precision fp32")
       ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)
       ("resume", po::value(&resume),
-       "continue from a last.safetensors checkpoint (any number of processes may resume it)");
+       "continue from a last.safetensors checkpoint (any number of processes may resume it)")
+      ("feature-cache", po::value(&feature_cache),
+       "keep the frozen encoder's features of the training images in this folder, on disk, and "
+       "read them back a batch at a time, so memory stays bounded whatever the dataset (COCO "
+       "through ViT-B/16: 600 KB of features an image). Computed once, resumable, reused by "
+       "every later run with the same encoder, preprocessing and images, and by every rank")
+      ("feature-dtype", po::value(&feature_dtype)->default_value(feature_dtype),
+       "the feature cache's values: fp16 | bf16");
   add_data_parallel_options(options, &parallel_settings);
   add_max_pixels_option(options);
   po::variables_map vm;
@@ -123,6 +187,13 @@ int run_train_captioner(int argc, char** argv) {
   if (!(o.attention_supervision >= 0)) throw UsageError("--attention-supervision must be >= 0");
   if (captions_per_image < 0) throw UsageError("--captions-per-image must be >= 0 (0 = all)");
   o.freeze_encoder = !fine_tune;
+  if (!feature_cache.empty() && fine_tune) {
+    throw UsageError("--feature-cache keeps a frozen encoder's features: it cannot be used with "
+                     "--fine-tune-encoder");
+  }
+  if (feature_dtype != "fp16" && feature_dtype != "bf16") {
+    throw UsageError("--feature-dtype must be fp16 or bf16, got '" + feature_dtype + "'");
+  }
   auto start = start_data_parallel(parallel_settings, o.batch_size, vm, argc, argv);
   if (start.launched_exit) return *start.launched_exit;
   // Rank 0 speaks for the run; the other ranks print only their errors.
@@ -186,7 +257,9 @@ int run_train_captioner(int argc, char** argv) {
       sentences.insert(sentences.end(), r.captions.begin(), r.captions.end());
     }
     vocabulary = vision::Vocabulary::build(sentences, min_count);
-    train = vision::load_caption_data(records, {"train"}, info.preprocess, vocabulary, data);
+    // With a feature cache the training images are read once, by the cache, a batch at a time.
+    train = vision::load_caption_data(records, {"train"}, info.preprocess, vocabulary, data,
+                                      /*load_images=*/feature_cache.empty());
     for (const auto& s : train.skipped) print_warning("train", "skipped " + s.error);
     try {
       validation = vision::load_caption_data(records, {"val"}, info.preprocess, vocabulary, data);
@@ -213,8 +286,24 @@ int run_train_captioner(int argc, char** argv) {
   vision::Captioner model(config);
   if (source.model) {
     const auto copied = vision::load_vit_trunk(model->encoder, source, encoder_path);
-    if (main_rank) std::cerr << "attn train: encoder initialised from " << encoder_path << " (" << copied
-              << " tensors)\n";
+    if (main_rank) {
+      std::cerr << "attn train: encoder initialised from " << encoder_path << " (" << copied
+                << " tensors)\n";
+    }
+  }
+  std::shared_ptr<vision::FeatureCache> cache;
+  if (!feature_cache.empty()) {
+    try {
+      cache = open_feature_cache(model, train, info.preprocess, feature_cache, feature_dtype,
+                                 start.group.get(), main_rank);
+      train = vision::with_feature_cache(std::move(train), *cache, data);
+    } catch (const vision::Error& e) {
+      print_error("train", e.what());
+      return kExitNoInput;
+    }
+    if (main_rank) {
+      for (const auto& s : train.skipped) print_warning("train", "skipped " + s.error);
+    }
   }
   std::ostringstream command;
   command << "attn train captioner";
@@ -233,6 +322,7 @@ int run_train_captioner(int argc, char** argv) {
 
   vision::CaptionerTrainer trainer(model, info, vocabulary, train, validation, o, out_dir);
   trainer.set_data_parallel(start.group.get());
+  if (cache) trainer.set_feature_cache(cache);
   if (!resume.empty()) {
     try {
       trainer.resume(resume);

@@ -190,18 +190,24 @@ TEST(DataParallel, TwoProcessesTrainTheCaptionerOneProcessTrains) {
                 .exit_code,
             0);
   // 64 training scenes of 4 captions, global batch 32: 8 steps an epoch. Soft attention without
-  // dropout (both draw per rank), fp32; the shipped classifier's stem as the frozen encoder.
+  // dropout (both draw per rank), fp32; the shipped classifier's stem as the frozen encoder, its
+  // features in an on-disk cache that the first run computes and the second reuses.
   const std::string args = "train captioner --data " + dir.file("scenes/scenes.json") +
                            " --encoder " + std::string(ATTNKIT_SOURCE_DIR) +
                            "/weights/fashion-vit.safetensors --encoder-depth 0 --image-size 32"
                            " --embed-dim 32 --hidden-dim 32 --attention-dim 16 --batch-size 32"
-                           " --epochs 3 --dropout 0 --precision fp32 --lr 2e-3 --seed 3";
+                           " --epochs 3 --dropout 0 --precision fp32 --lr 2e-3 --seed 3"
+                           " --feature-cache " + dir.file("features");
   const auto one = run_attn(args + " --threads 2 --out " + dir.file("one"));
   ASSERT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_NE(one.err.find("64 images of 64x128 fp16 features; 0 shards reused, 1 computed"),
+            std::string::npos)
+      << one.err;
   const auto two = run_attn(args + " --threads 1 --nproc 2 --out " + dir.file("two"));
   ASSERT_EQ(two.exit_code, 0) << two.err;
   EXPECT_NE(two.err.find("data parallel over 2 processes, 16 captions each"), std::string::npos)
       << two.err;
+  EXPECT_NE(two.err.find("1 shards reused, 0 computed"), std::string::npos) << two.err;
   const auto la = read_jsonl(dir.file("one/log.jsonl")), lb = read_jsonl(dir.file("two/log.jsonl"));
   ASSERT_EQ(la.size(), 3u);
   ASSERT_EQ(lb.size(), 3u);

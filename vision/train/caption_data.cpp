@@ -7,13 +7,14 @@
 
 #include "vision/errors.h"
 #include "vision/image/image_io.h"
+#include "vision/train/feature_cache.h"
 
 namespace attnkit::vision {
 
 CaptionData load_caption_data(const std::vector<CaptionRecord>& records,
                               const std::vector<std::string>& splits,
                               const PreprocessConfig& preprocess, const Vocabulary& vocabulary,
-                              const std::string& source) {
+                              const std::string& source, bool load_images) {
   auto wanted = [&](const std::string& split) {
     for (const auto& s : splits) {
       if (s == split || (s == "train" && split == "restval")) return true;
@@ -24,6 +25,12 @@ CaptionData load_caption_data(const std::vector<CaptionRecord>& records,
   std::vector<torch::Tensor> images;
   for (const auto& record : records) {
     if (!wanted(record.split)) continue;
+    if (!load_images) {
+      data.records.push_back(record);
+      auto& encoded = data.encoded.emplace_back();
+      for (const auto& caption : record.captions) encoded.push_back(vocabulary.encode(caption));
+      continue;
+    }
     try {
       const auto rgb = load_image_rgb(record.image_path);
       images.push_back(preprocess_image(rgb, preprocess));
@@ -37,7 +44,7 @@ CaptionData load_caption_data(const std::vector<CaptionRecord>& records,
     for (const auto& caption : record.captions) encoded.push_back(vocabulary.encode(caption));
     data.encoded.push_back(std::move(encoded));
   }
-  if (images.empty()) {
+  if (data.records.empty()) {
     std::string which;
     for (const auto& s : splits) which += (which.empty() ? "" : "/") + s;
     throw DataError(source + ": " +
@@ -47,8 +54,33 @@ CaptionData load_caption_data(const std::vector<CaptionRecord>& records,
                          ? ""
                          : " (first problem: " + data.skipped.front().error + ")"));
   }
-  data.images = torch::stack(images);
+  if (load_images) data.images = torch::stack(images);
   return data;
+}
+
+CaptionData with_feature_cache(CaptionData data, const FeatureCache& cache,
+                               const std::string& source) {
+  TORCH_CHECK(cache.size() == data.size(), "with_feature_cache: ", cache.size(),
+              " cached images for ", data.size(), " records");
+  std::vector<bool> unreadable(static_cast<size_t>(data.size()), false);
+  for (const auto& [index, file] : cache.unreadable()) {
+    unreadable[static_cast<size_t>(index)] = true;
+    data.skipped.push_back(file);
+  }
+  CaptionData kept;
+  kept.skipped = std::move(data.skipped);
+  for (int64_t i = 0; i < data.size(); ++i) {
+    if (unreadable[static_cast<size_t>(i)]) continue;
+    kept.records.push_back(std::move(data.records[i]));
+    kept.encoded.push_back(std::move(data.encoded[i]));
+    kept.image_sizes.push_back(cache.image_sizes()[static_cast<size_t>(i)]);
+    kept.feature_rows.push_back(i);
+  }
+  if (kept.records.empty()) {
+    throw DataError(source + ": no readable images in the training split (first problem: " +
+                    kept.skipped.front().error + ")");
+  }
+  return kept;
 }
 
 std::vector<std::pair<int64_t, int64_t>> caption_pairs(const CaptionData& data) {

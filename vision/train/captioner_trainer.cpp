@@ -14,6 +14,7 @@
 #include "vision/models/caption_decoder.h"
 #include "vision/train/cpu_autocast.h"
 #include "vision/train/data_parallel.h"
+#include "vision/train/feature_cache.h"
 #include "vision/train/lr_schedule.h"
 #include "vision/train/train_checkpoint.h"
 
@@ -179,6 +180,7 @@ struct CaptionerTrainer::Impl {
   std::unique_ptr<torch::optim::Adam> optimizer;
   DataParallel* parallel = nullptr;  // one process when null
   bool hooks_attached = false;
+  std::shared_ptr<FeatureCache> feature_cache;
 
   int rank() const { return parallel ? parallel->rank() : 0; }
   int world() const { return parallel ? parallel->world_size() : 1; }
@@ -247,6 +249,14 @@ void CaptionerTrainer::resume(const std::string& checkpoint) {
 
 void CaptionerTrainer::set_data_parallel(DataParallel* parallel) { impl_->parallel = parallel; }
 
+void CaptionerTrainer::set_feature_cache(std::shared_ptr<FeatureCache> cache) {
+  TORCH_CHECK(impl_->options.freeze_encoder, "CaptionerTrainer: a feature cache needs a frozen "
+              "encoder");
+  TORCH_CHECK(static_cast<int64_t>(impl_->train.feature_rows.size()) == impl_->train.size(),
+              "CaptionerTrainer: the training data has no feature rows for the cache");
+  impl_->feature_cache = std::move(cache);
+}
+
 TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
   auto& model = impl_->model;
   const auto& o = impl_->options;
@@ -279,13 +289,22 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
     impl_->hooks_attached = true;
   }
 
+  const auto& cache = impl_->feature_cache;
   torch::Tensor cached_features;
-  if (o.freeze_encoder) cached_features = encode_all(model, train.images);
+  if (o.freeze_encoder && !cache) cached_features = encode_all(model, train.images);
   std::vector<ObjectCells> train_cells;
   if (o.attention_supervision > 0) {
-    torch::NoGradGuard no_grad;
-    const auto probe = encode_batch(model, train.images.narrow(0, 0, 1), true);
-    train_cells = object_cells(train, impl_->vocabulary, probe.grid_height, probe.grid_width);
+    int64_t grid_height = 0, grid_width = 0;
+    if (cache) {
+      grid_height = cache->grid_height();
+      grid_width = cache->grid_width();
+    } else {
+      torch::NoGradGuard no_grad;
+      const auto probe = encode_batch(model, train.images.narrow(0, 0, 1), true);
+      grid_height = probe.grid_height;
+      grid_width = probe.grid_width;
+    }
+    train_cells = object_cells(train, impl_->vocabulary, grid_height, grid_width);
   }
   model->train();
   while (state_.epoch < o.epochs && !state_.stopped_early) {
@@ -311,9 +330,16 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
       }
       const auto padded = pad_captions(captions, o.max_len);
       const auto rows = torch::tensor(image_rows);
-      const auto features =
-          o.freeze_encoder ? cached_features.index_select(0, rows)
-                           : encode_batch(model, train.images.index_select(0, rows), false).features;
+      torch::Tensor features;
+      if (cache) {
+        std::vector<int64_t> cache_rows;
+        for (const int64_t row : image_rows) cache_rows.push_back(train.feature_rows[row]);
+        features = cache->gather(cache_rows);
+      } else if (o.freeze_encoder) {
+        features = cached_features.index_select(0, rows);
+      } else {
+        features = encode_batch(model, train.images.index_select(0, rows), false).features;
+      }
       torch::Tensor expected;
       if (hard) {
         expected = (torch::rand({batch_size}, generator) < o.expected_probability)

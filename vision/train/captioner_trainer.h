@@ -18,6 +18,7 @@
 namespace attnkit::vision {
 
 class DataParallel;
+class FeatureCache;
 
 struct CaptionerTrainOptions {
   int64_t epochs = 20;
@@ -94,6 +95,10 @@ class CaptionerTrainer {
   /// the whole batch's mean. Validation is not split: every rank decodes the whole validation
   /// set (the same captions), and rank 0 logs them.
   void set_data_parallel(DataParallel* parallel);
+  /// Reads the frozen encoder's training features from `cache` (rows: the training data's
+  /// feature_rows) instead of computing them into memory: for datasets whose features do not fit
+  /// in memory. The training data may then hold no images.
+  void set_feature_cache(std::shared_ptr<FeatureCache> cache);
   TrainState run(const CaptionerTrainCallbacks& callbacks = {});
   const TrainState& state() const { return state_; }
   std::string last_path() const;
