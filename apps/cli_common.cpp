@@ -168,8 +168,9 @@ Shard parse_shard(const std::string& text) {
   const auto slash = text.find('/');
   if (slash == std::string::npos) return fail("no '/'");
   auto number = [&](const std::string& digits) -> long long {
+    const auto is_digit = [](unsigned char c) { return std::isdigit(c) != 0; };
     if (digits.empty() || digits.size() > 9 ||
-        !std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c); })) {
+        !std::all_of(digits.begin(), digits.end(), is_digit)) {
       fail("'" + digits + "' is not a whole number");
     }
     return std::stoll(digits);

@@ -1,11 +1,10 @@
 // apps/data_parallel_options.cpp: --nproc, --dist-timeout and torchrun's environment.
 #include "apps/data_parallel_options.h"
 
+#include <boost/program_options.hpp>
 #include <chrono>
 #include <string>
 #include <vector>
-
-#include <boost/program_options.hpp>
 
 #include "apps/cli_common.h"
 #include "apps/local_ranks.h"
@@ -15,16 +14,16 @@ namespace attnkit::apps {
 
 namespace po = boost::program_options;
 
-void add_data_parallel_options(po::options_description& options,
-                               DataParallelSettings* settings) {
-  options.add_options()
-      ("nproc", po::value(&settings->nproc)->default_value(settings->nproc),
-       "data parallel on this host: start N processes, each training on 1/N of every batch "
-       "(--batch-size is the global batch; N must divide it). Across hosts, start one process "
-       "per rank with torchrun's variables RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT")
-      ("dist-timeout", po::value(&settings->timeout_seconds)->default_value(settings->timeout_seconds),
-       "data parallel: seconds to wait for the other processes (rendezvous, each all-reduce) "
-       "before failing");
+void add_data_parallel_options(po::options_description& options, DataParallelSettings* settings) {
+  options.add_options()(
+      "nproc", po::value(&settings->nproc)->default_value(settings->nproc),
+      "data parallel on this host: start N processes, each training on 1/N of every batch "
+      "(--batch-size is the global batch; N must divide it). Across hosts, start one process "
+      "per rank with torchrun's variables RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT")(
+      "dist-timeout",
+      po::value(&settings->timeout_seconds)->default_value(settings->timeout_seconds),
+      "data parallel: seconds to wait for the other processes (rendezvous, each all-reduce) "
+      "before failing");
 }
 
 DataParallelStart start_data_parallel(const DataParallelSettings& settings, int64_t batch_size,
@@ -51,8 +50,9 @@ DataParallelStart start_data_parallel(const DataParallelSettings& settings, int6
   DataParallelStart start;
   if (settings.nproc > 1) {
     if (environment) {
-      throw UsageError("--nproc starts the processes itself: leave out $WORLD_SIZE and $RANK, "
-                       "or start each rank yourself without --nproc");
+      throw UsageError(
+          "--nproc starts the processes itself: leave out $WORLD_SIZE and $RANK, "
+          "or start each rank yourself without --nproc");
     }
     check_split(settings.nproc, "");
     std::vector<std::string> args = {"train"};

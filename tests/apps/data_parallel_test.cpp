@@ -1,9 +1,11 @@
 // tests/apps/data_parallel_test.cpp: `attn train classifier|captioner` over 2 processes on
 // loopback: the same model as 1 process, a resume with another number of processes, a killed
 // rank that stops the other, an unreachable master named, usage errors.
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -12,13 +14,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-#include <torch/torch.h>
 
 #include "tests/apps/cli_support.h"
 #include "tests/vision/test_support.h"
@@ -66,12 +65,19 @@ int free_port() {
 // what 2 processes must reproduce.
 std::string stem_classifier_config(const attnkit::testing::TempDir& dir) {
   const auto path = dir.file("stem.json");
-  std::ofstream(path) << json{{"image_size", {28, 28}}, {"patch_size", 4}, {"in_channels", 1},
-                              {"stem_channels", {8, 16}}, {"stem_strides", {1, 2}},
-                              {"dim", 32}, {"depth", 2}, {"num_heads", 2},
-                              {"mlp_hidden_dim", 64}, {"class_token", false},
-                              {"pooling", "avg"}, {"num_classes", 10}}
-                             .dump();
+  std::ofstream(path) << json{
+      {"image_size", {28, 28}},
+      {"patch_size", 4},
+      {"in_channels", 1},
+      {"stem_channels", {8, 16}},
+      {"stem_strides", {1, 2}},
+      {"dim", 32},
+      {"depth", 2},
+      {"num_heads", 2},
+      {"mlp_hidden_dim", 64},
+      {"class_token", false},
+      {"pooling", "avg"},
+      {"num_classes", 10}}.dump();
   return path;
 }
 
@@ -82,8 +88,8 @@ std::string training_args(const attnkit::testing::TempDir& dir, const std::strin
                           int threads = 2, int epochs = 3) {
   return "train classifier --config " + stem_classifier_config(dir) +
          " --limit 640 --val-count 64 --batch-size 64 --warmup-epochs 0.5 --lr 3e-3"
-         " --precision fp32 --seed 5 --epochs " + std::to_string(epochs) + " --threads " +
-         std::to_string(threads) + " --out " + out;
+         " --precision fp32 --seed 5 --epochs " +
+         std::to_string(epochs) + " --threads " + std::to_string(threads) + " --out " + out;
 }
 
 // Largest absolute difference over the model tensors of two checkpoints (the trainer's own
@@ -145,17 +151,18 @@ TEST(DataParallel, TwoProcessesTrainTheModelOneProcessTrains) {
   EXPECT_EQ(log[2]["world_size"], 2);
   EXPECT_EQ(log[2]["step"], 27);
   expect_same_log(dir.file("one/log.jsonl"), dir.file("two/log.jsonl"), 1e-5);
-  const double processes = max_weight_difference(dir.file("one/last.safetensors"),
-                                                 dir.file("two/last.safetensors"));
+  const double processes =
+      max_weight_difference(dir.file("one/last.safetensors"), dir.file("two/last.safetensors"));
   const double threads = max_weight_difference(dir.file("one/last.safetensors"),
                                                dir.file("one_thread/last.safetensors"));
-  std::printf("max |weight difference| after 27 steps: 1 process against 2: %.3g; 2 threads "
-              "against 1: %.3g\n",
-              processes, threads);
+  std::printf(
+      "max |weight difference| after 27 steps: 1 process against 2: %.3g; 2 threads "
+      "against 1: %.3g\n",
+      processes, threads);
   EXPECT_LE(processes, std::max(1e-5, 2 * threads));
-  EXPECT_LE(max_weight_difference(dir.file("one/best.safetensors"),
-                                  dir.file("two/best.safetensors")),
-            std::max(1e-5, 2 * threads));
+  EXPECT_LE(
+      max_weight_difference(dir.file("one/best.safetensors"), dir.file("two/best.safetensors")),
+      std::max(1e-5, 2 * threads));
   // The model learned: the comparison is not between two barely trained models.
   EXPECT_LT(log[2]["train_loss"].get<double>(), log[0]["train_loss"].get<double>() - 0.1);
 }
@@ -186,8 +193,7 @@ TEST(DataParallel, ACheckpointResumesWithAnotherNumberOfProcesses) {
 TEST(DataParallel, TwoProcessesTrainTheCaptionerOneProcessTrains) {
   if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   attnkit::testing::TempDir dir;
-  ASSERT_EQ(run_attn("data scenes --count 80 --val-count 16 --out " + dir.file("scenes"))
-                .exit_code,
+  ASSERT_EQ(run_attn("data scenes --count 80 --val-count 16 --out " + dir.file("scenes")).exit_code,
             0);
   // 64 training scenes of 4 captions, global batch 32: 8 steps an epoch. Soft attention without
   // dropout (both draw per rank), fp32; the shipped classifier's stem as the frozen encoder, its
@@ -197,7 +203,8 @@ TEST(DataParallel, TwoProcessesTrainTheCaptionerOneProcessTrains) {
                            "/weights/fashion-vit.safetensors --encoder-depth 0 --image-size 32"
                            " --embed-dim 32 --hidden-dim 32 --attention-dim 16 --batch-size 32"
                            " --epochs 3 --dropout 0 --precision fp32 --lr 2e-3 --seed 3"
-                           " --feature-cache " + dir.file("features");
+                           " --feature-cache " +
+                           dir.file("features");
   const auto one = run_attn(args + " --threads 2 --out " + dir.file("one"));
   ASSERT_EQ(one.exit_code, 0) << one.err;
   EXPECT_NE(one.err.find("64 images of 64x128 fp16 features; 0 shards reused, 1 computed"),
@@ -238,10 +245,9 @@ int wait_for_exit(Attn& attn, double seconds) {
 TEST(DataParallel, AKilledRankMakesTheOtherExitWithAMessage) {
   if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   attnkit::testing::TempDir dir;
-  const std::string args =
-      training_args(dir, dir.file("run"), 1, 1000) + " --dist-timeout 60";
-  const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
-                          std::to_string(free_port());
+  const std::string args = training_args(dir, dir.file("run"), 1, 1000) + " --dist-timeout 60";
+  const std::string env =
+      "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port());
   Attn rank0(args, dir.file("err0"), "RANK=0 " + env);
   Attn rank1(args, dir.file("err1"), "RANK=1 " + env);
   ASSERT_TRUE(rank0.started() && rank1.started());
@@ -266,8 +272,7 @@ TEST(DataParallel, AKilledRankMakesTheOtherExitWithAMessage) {
 TEST(DataParallel, NprocStopsTheOtherRanksWhenOneIsKilled) {
   if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   attnkit::testing::TempDir dir;
-  Attn launcher(training_args(dir, dir.file("run"), 1, 1000) + " --nproc 2",
-                dir.file("err"));
+  Attn launcher(training_args(dir, dir.file("run"), 1, 1000) + " --nproc 2", dir.file("err"));
   ASSERT_TRUE(launcher.started());
   ASSERT_TRUE(wait_until(launcher, [&] { return fs::exists(dir.file("run/log.jsonl")); }))
       << slurp(dir.file("err"));
@@ -294,10 +299,10 @@ TEST(DataParallel, AnUnreachableMasterIsNamed) {
   const int port = free_port();
   const auto start = Clock::now();
   // Run through the environment, as torchrun's variables come.
-  const std::string command = "RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
-                              std::to_string(port) + " " + std::string(ATTNKIT_BINARY) +
-                              " train classifier --dist-timeout 2 --out " + dir.file("run") +
-                              " >/dev/null 2>" + dir.file("err");
+  const std::string command =
+      "RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port) + " " +
+      std::string(ATTNKIT_BINARY) + " train classifier --dist-timeout 2 --out " + dir.file("run") +
+      " >/dev/null 2>" + dir.file("err");
   const int status = std::system(command.c_str());
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;

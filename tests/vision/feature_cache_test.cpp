@@ -3,14 +3,14 @@
 // short resumes with only the missing shards, and another encoder gets another folder.
 #include "vision/train/feature_cache.h"
 
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
 #include <filesystem>
 #include <fstream>
+#include <opencv2/core.hpp>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <opencv2/core.hpp>
-#include <torch/torch.h>
 
 #include "tests/vision/test_support.h"
 #include "vision/image/image_io.h"
@@ -44,7 +44,7 @@ FeatureEncoder counting_encoder(int64_t* encoded, uint64_t key) {
   encoder.key = key;
   encoder.encode = [encoded](const torch::Tensor& images) {
     *encoded += images.size(0);
-    const auto means = images.mean({2, 3});                   // (B, 3)
+    const auto means = images.mean({2, 3});                    // (B, 3)
     const auto scale = torch::arange(1, 5).to(torch::kFloat);  // 4 tokens
     return means.unsqueeze(1) * scale.view({1, 4, 1}) + 0.123456789;
   };
@@ -107,8 +107,8 @@ TEST(FeatureCache, AnInterruptedPassComputesOnlyTheMissingShards) {
   options.directory = dir.file("cache");
   options.shard_images = 4;
   int64_t encoded = 0;
-  const auto first = FeatureCache::open(counting_encoder(&encoded, 7), paths, small_preprocess(),
-                                        options);
+  const auto first =
+      FeatureCache::open(counting_encoder(&encoded, 7), paths, small_preprocess(), options);
   const auto before = first->gather({0, 5, 9});
   // A pass killed while writing the second shard: its record (written last) is missing, and
   // what was written of its features is a temporary that never replaced the shard.
@@ -116,8 +116,8 @@ TEST(FeatureCache, AnInterruptedPassComputesOnlyTheMissingShards) {
   fs::remove(folder / "shard-00001.json");
   std::ofstream(folder / "shard-00001.bin", std::ios::trunc) << "torn";
   encoded = 0;
-  const auto second = FeatureCache::open(counting_encoder(&encoded, 7), paths, small_preprocess(),
-                                         options);
+  const auto second =
+      FeatureCache::open(counting_encoder(&encoded, 7), paths, small_preprocess(), options);
   EXPECT_EQ(second->folder(), first->folder());
   EXPECT_EQ(second->reused_shards(), 2);
   EXPECT_EQ(second->computed_shards(), 1);
@@ -127,24 +127,25 @@ TEST(FeatureCache, AnInterruptedPassComputesOnlyTheMissingShards) {
   // A shard whose features file is shorter than its record says is computed again.
   fs::resize_file(folder / "shard-00002.bin", 10);
   encoded = 0;
-  const auto third = FeatureCache::open(counting_encoder(&encoded, 7), paths, small_preprocess(),
-                                        options);
+  const auto third =
+      FeatureCache::open(counting_encoder(&encoded, 7), paths, small_preprocess(), options);
   EXPECT_EQ(third->computed_shards(), 1);
   EXPECT_EQ(encoded, 2);
 
   // Another encoder, preprocessing or image list: another folder beside it.
   encoded = 0;
-  const auto other = FeatureCache::open(counting_encoder(&encoded, 8), paths, small_preprocess(),
-                                        options);
+  const auto other =
+      FeatureCache::open(counting_encoder(&encoded, 8), paths, small_preprocess(), options);
   EXPECT_NE(other->folder(), first->folder());
   EXPECT_EQ(other->computed_shards(), 3);
   auto preprocess = small_preprocess();
   preprocess.height = 9;
-  const auto resized = FeatureCache::open(counting_encoder(&encoded, 7), paths, preprocess, options);
+  const auto resized =
+      FeatureCache::open(counting_encoder(&encoded, 7), paths, preprocess, options);
   EXPECT_NE(resized->folder(), first->folder());
   const std::vector<std::string> fewer(paths.begin(), paths.begin() + 6);
-  const auto subset = FeatureCache::open(counting_encoder(&encoded, 7), fewer, small_preprocess(),
-                                         options);
+  const auto subset =
+      FeatureCache::open(counting_encoder(&encoded, 7), fewer, small_preprocess(), options);
   EXPECT_NE(subset->folder(), first->folder());
 }
 

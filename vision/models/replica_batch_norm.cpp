@@ -1,9 +1,9 @@
 // vision/models/replica_batch_norm.cpp: BatchNorm over the batch of every replica.
 #include "vision/models/replica_batch_norm.h"
 
-#include <atomic>
-
 #include <torch/torch.h>
+
+#include <atomic>
 
 namespace attnkit::vision {
 namespace {
@@ -25,8 +25,8 @@ torch::Tensor replica_batch_norm(torch::nn::BatchNorm2d& bn, const torch::Tensor
   const auto input = x.to(torch::kFloat);  // statistics in fp32, also under bf16 autocast
   // Two passes (mean, then the mean square deviation), as BatchNorm itself does, rather than
   // E[x^2] - E[x]^2, which cancels badly when the mean is large against the spread.
-  const auto local_count = torch::full({1}, static_cast<double>(input.numel() / channels),
-                                       input.options());
+  const auto local_count =
+      torch::full({1}, static_cast<double>(input.numel() / channels), input.options());
   const auto totals = sum(torch::cat({input.sum({0, 2, 3}), local_count}));
   const auto count = totals[channels];
   const auto mean = totals.narrow(0, 0, channels) / count;

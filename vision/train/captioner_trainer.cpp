@@ -96,10 +96,9 @@ std::vector<ObjectCells> object_cells(const CaptionData& data, const Vocabulary&
 /// Sum over the batch's object words of -log(attention mass on the object's cells), and how many
 /// such words there are (the loss is the sum over their count, over every rank's rows).
 /// probabilities (B, T, L); targets (B, T) the predicted words; rows[b] the image of row b.
-std::pair<torch::Tensor, int64_t> attention_correctness_loss(const torch::Tensor& probabilities,
-                                                             const torch::Tensor& targets,
-                                                             const std::vector<int64_t>& rows,
-                                                             const std::vector<ObjectCells>& cells) {
+std::pair<torch::Tensor, int64_t> attention_correctness_loss(
+    const torch::Tensor& probabilities, const torch::Tensor& targets,
+    const std::vector<int64_t>& rows, const std::vector<ObjectCells>& cells) {
   const int64_t batch = probabilities.size(0), steps = probabilities.size(1);
   auto mask = torch::zeros({batch * steps, probabilities.size(2)});
   const auto target_words = targets.contiguous();
@@ -191,7 +190,8 @@ struct CaptionerTrainer::Impl {
     if (!parallel) return values;
     auto t = torch::tensor(values, torch::kDouble);
     parallel->sum_(t);
-    for (size_t i = 0; i < values.size(); ++i) values[i] = t[static_cast<int64_t>(i)].item<double>();
+    const auto sums = t.accessor<double, 1>();
+    for (size_t i = 0; i < values.size(); ++i) values[i] = sums[static_cast<int64_t>(i)];
     return values;
   }
 };

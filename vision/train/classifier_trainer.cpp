@@ -60,9 +60,8 @@ struct ClassifierTrainer::Impl {
     const int64_t begin = n * rank() / world(), end = n * (rank() + 1) / world();
     ClassificationMetrics local;
     if (end > begin) {
-      local = evaluate_classifier(model, world() == 1 ? validation
-                                                      : validation.subset(torch::arange(begin, end)),
-                                  preprocess, options.eval_batch_size);
+      const auto part = world() == 1 ? validation : validation.subset(torch::arange(begin, end));
+      local = evaluate_classifier(model, part, preprocess, options.eval_batch_size);
     }
     if (!parallel) return local;
     const double count = static_cast<double>(local.count);

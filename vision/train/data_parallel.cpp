@@ -1,14 +1,14 @@
 // vision/train/data_parallel.cpp: the c10d group, gradient buckets and the replica sum.
 #include "vision/train/data_parallel.h"
 
+#include <torch/torch.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <mutex>
-
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#include <torch/torch.h>
 
 #include "vision/errors.h"
 #include "vision/models/replica_batch_norm.h"
@@ -24,8 +24,9 @@ std::optional<long> integer_variable(const char* name, long low, long high) {
   errno = 0;
   const long value = std::strtol(text, &end, 10);
   if (errno != 0 || *end != '\0' || value < low || value > high) {
-    throw DistributedError(std::string("$") + name + "=" + text + ": expected a whole number from " +
-                           std::to_string(low) + " to " + std::to_string(high));
+    throw DistributedError(std::string("$") + name + "=" + text +
+                           ": expected a whole number from " + std::to_string(low) + " to " +
+                           std::to_string(high));
   }
   return value;
 }
@@ -59,11 +60,11 @@ void all_reduce_sum(const c10::intrusive_ptr<c10d::ProcessGroupGloo>& group, tor
   try {
     work = group->allreduce(tensors);
   } catch (const std::exception& e) {
-    throw DistributedError(std::string("data-parallel training: ") + what + " failed (" +
-                           e.what() + ")");
+    throw DistributedError(std::string("data-parallel training: ") + what + " failed (" + e.what() +
+                           ")");
   }
-  wait_for(work, what, "rank " + std::to_string(group->getRank()) + " of " +
-                           std::to_string(group->getSize()));
+  wait_for(work, what,
+           "rank " + std::to_string(group->getRank()) + " of " + std::to_string(group->getSize()));
 }
 
 // Sum over the replicas whose backward is the sum of the gradients over the replicas: the
@@ -111,7 +112,7 @@ struct DataParallel::Impl {
   struct Bucket {
     std::vector<size_t> members;  // parameter indices
     std::vector<int64_t> offsets;
-    torch::Tensor flat;           // the gradients, concatenated
+    torch::Tensor flat;  // the gradients, concatenated
     size_t pending = 0;
     bool ready = false;
     c10::intrusive_ptr<c10d::Work> work;
@@ -187,9 +188,9 @@ DataParallel::DataParallel(const DataParallelOptions& options) : impl_(std::make
                   " (MASTER_ADDR:MASTER_PORT), or the other " +
                   std::to_string(options.world_size - 1) + " process(es) did not join within " +
                   std::to_string(options.timeout.count()) + " s: " + reason
-            : "data-parallel training: " + impl_->who() + " cannot reach the master at " +
-                  address + " (MASTER_ADDR:MASTER_PORT) within " +
-                  std::to_string(options.timeout.count()) + " s: " + reason);
+            : "data-parallel training: " + impl_->who() + " cannot reach the master at " + address +
+                  " (MASTER_ADDR:MASTER_PORT) within " + std::to_string(options.timeout.count()) +
+                  " s: " + reason);
   }
   try {
     auto group_options = c10d::ProcessGroupGloo::Options::create();
@@ -199,8 +200,8 @@ DataParallel::DataParallel(const DataParallelOptions& options) : impl_(std::make
             ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
             : c10d::ProcessGroupGloo::createDefaultDevice());
     group_options->timeout = options.timeout;
-    impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(
-        impl_->store, options.rank, options.world_size, group_options);
+    impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, options.rank,
+                                                               options.world_size, group_options);
   } catch (const std::exception& e) {
     throw DistributedError("data-parallel training: " + impl_->who() +
                            " cannot connect to the other processes (rendezvous at " + address +
@@ -256,10 +257,9 @@ void DataParallel::attach_gradient_hooks(const std::vector<torch::Tensor>& param
     auto& bucket = impl.buckets.back();
     impl.bucket_of[k] = impl.buckets.size() - 1;
     impl.slot_of[k] = bucket.members.size();
-    bucket.offsets.push_back(bucket.members.empty()
-                                 ? 0
-                                 : bucket.offsets.back() +
-                                       parameters[bucket.members.back()].numel());
+    bucket.offsets.push_back(
+        bucket.members.empty() ? 0
+                               : bucket.offsets.back() + parameters[bucket.members.back()].numel());
     bucket.members.push_back(k);
     bytes += static_cast<size_t>(parameters[k].numel()) * sizeof(float);
   }

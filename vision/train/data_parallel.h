@@ -2,6 +2,8 @@
 // on PyTorch's c10d (a TCPStore for the rendezvous, ProcessGroupGloo for CPU collectives).
 #pragma once
 
+#include <torch/types.h>
+
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -9,17 +11,15 @@
 #include <utility>
 #include <vector>
 
-#include <torch/types.h>
-
 namespace attnkit::vision {
 
 /// Where this process stands in a data-parallel run (torchrun's variables).
 struct DataParallelOptions {
-  int rank = 0;                     ///< RANK: 0 .. world_size-1; rank 0 serves the store
-  int world_size = 1;               ///< WORLD_SIZE
-  int local_rank = 0;               ///< LOCAL_RANK: the rank on this host
+  int rank = 0;                           ///< RANK: 0 .. world_size-1; rank 0 serves the store
+  int world_size = 1;                     ///< WORLD_SIZE
+  int local_rank = 0;                     ///< LOCAL_RANK: the rank on this host
   std::string master_addr = "127.0.0.1";  ///< MASTER_ADDR: rank 0's host
-  int master_port = 29500;          ///< MASTER_PORT
+  int master_port = 29500;                ///< MASTER_PORT
   /// How long the rendezvous and every collective may wait for the other processes.
   std::chrono::seconds timeout{120};
 };

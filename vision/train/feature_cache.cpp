@@ -2,6 +2,7 @@
 #include "vision/train/feature_cache.h"
 
 #include <fcntl.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,10 +12,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <thread>
-
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
+#include <thread>
 
 #include "vision/atomic_file.h"
 #include "vision/errors.h"
@@ -58,9 +57,9 @@ json shard_json(const ShardInfo& s) {
   for (const auto& [index, file] : s.unreadable) {
     unreadable.push_back({{"index", index}, {"path", file.path}, {"error", file.error}});
   }
-  return {{"count", s.count},       {"tokens", s.tokens}, {"dim", s.dim},
-          {"grid", {s.grid_height, s.grid_width}}, {"sizes", sizes},
-          {"unreadable", unreadable}};
+  return {{"count", s.count}, {"tokens", s.tokens},
+          {"dim", s.dim},     {"grid", {s.grid_height, s.grid_width}},
+          {"sizes", sizes},   {"unreadable", unreadable}};
 }
 
 // A complete shard's record, or nothing when the shard is missing, torn or not this cache's.
@@ -79,9 +78,9 @@ std::optional<ShardInfo> read_shard(const fs::path& folder, int64_t shard, int64
     s.grid_width = j.at("grid").at(1).get<int64_t>();
     for (const auto& size : j.at("sizes")) s.sizes.emplace_back(size.at(0), size.at(1));
     for (const auto& u : j.at("unreadable")) {
-      s.unreadable.push_back({u.at("index").get<int64_t>(),
-                              SkippedFile{u.at("path").get<std::string>(),
-                                          u.at("error").get<std::string>()}});
+      s.unreadable.push_back(
+          {u.at("index").get<int64_t>(),
+           SkippedFile{u.at("path").get<std::string>(), u.at("error").get<std::string>()}});
     }
     const auto bytes = fs::file_size(folder / shard_name(shard, "bin"), ec);
     const auto expected =
@@ -182,8 +181,8 @@ struct FeatureCache::Impl {
     if (info.tokens == 0) {
       // Not one image of the shard could be read: its features are all zeros of the size the
       // other shards have; the shape comes from a probe of the encoder.
-      const auto probe = encoder.encode(torch::zeros(
-          {1, preprocess.channels, preprocess.height, preprocess.width}));
+      const auto probe = encoder.encode(
+          torch::zeros({1, preprocess.channels, preprocess.height, preprocess.width}));
       info.tokens = probe.size(1);
       info.dim = probe.size(2);
       const auto zeros = torch::zeros({info.tokens, info.dim}, torch::TensorOptions(dtype));
@@ -203,8 +202,8 @@ FeatureCache::~FeatureCache() = default;
 
 std::shared_ptr<FeatureCache> FeatureCache::open(
     const FeatureEncoder& encoder, const std::vector<std::string>& image_paths,
-    const PreprocessConfig& preprocess, const FeatureCacheOptions& options,
-    DataParallel* parallel, const std::function<void(int64_t, int64_t)>& on_progress) {
+    const PreprocessConfig& preprocess, const FeatureCacheOptions& options, DataParallel* parallel,
+    const std::function<void(int64_t, int64_t)>& on_progress) {
   TORCH_CHECK(options.dtype == torch::kHalf || options.dtype == torch::kBFloat16,
               "FeatureCache: the dtype must be float16 or bfloat16, got ", options.dtype);
   TORCH_CHECK(options.shard_images > 0 && options.batch_size > 0,
@@ -275,8 +274,7 @@ std::shared_ptr<FeatureCache> FeatureCache::open(
                       std::to_string(impl.dim));
     }
     impl.sizes.insert(impl.sizes.end(), info->sizes.begin(), info->sizes.end());
-    impl.unreadable.insert(impl.unreadable.end(), info->unreadable.begin(),
-                           info->unreadable.end());
+    impl.unreadable.insert(impl.unreadable.end(), info->unreadable.begin(), info->unreadable.end());
     const auto bin = (impl.folder / shard_name(s, "bin")).string();
     const int fd = ::open(bin.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) throw DataError(bin + ": cannot open (" + std::strerror(errno) + ")");
@@ -316,10 +314,9 @@ torch::Tensor FeatureCache::gather(const std::vector<int64_t>& rows) const {
       const ssize_t n = ::pread(fd, base + i * row_bytes + got, row_bytes - got, offset + got);
       if (n <= 0) {
         if (n < 0 && errno == EINTR) continue;
-        throw DataError(impl.folder.string() + ": cannot read the features of image " +
-                        std::to_string(row) + " (" +
-                        (n < 0 ? std::strerror(errno) : "the shard is shorter than recorded") +
-                        ")");
+        throw DataError(
+            impl.folder.string() + ": cannot read the features of image " + std::to_string(row) +
+            " (" + (n < 0 ? std::strerror(errno) : "the shard is shorter than recorded") + ")");
       }
       got += static_cast<size_t>(n);
     }

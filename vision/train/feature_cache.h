@@ -3,14 +3,14 @@
 // and by every rank, read back a batch at a time, so memory stays bounded whatever the dataset.
 #pragma once
 
+#include <torch/types.h>
+
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "vision/data/skipped_file.h"
 #include "vision/image/preprocess.h"
@@ -56,9 +56,9 @@ class FeatureCache {
       const std::function<void(int64_t, int64_t)>& on_progress = {});
   ~FeatureCache();
 
-  int64_t size() const;        ///< N images
-  int64_t tokens() const;      ///< L
-  int64_t dim() const;         ///< D
+  int64_t size() const;    ///< N images
+  int64_t tokens() const;  ///< L
+  int64_t dim() const;     ///< D
   int64_t grid_height() const;
   int64_t grid_width() const;
   std::string folder() const;  ///< where the shards are
