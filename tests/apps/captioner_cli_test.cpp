@@ -15,13 +15,6 @@ namespace {
 
 using nlohmann::json;
 
-std::vector<json> read_jsonl(const std::string& path) {
-  std::ifstream in(path);
-  std::vector<json> lines;
-  for (std::string line; std::getline(in, line);) lines.push_back(json::parse(line));
-  return lines;
-}
-
 TEST(CaptionerCli, ScenesTrainEvalCaption) {
   if (!std::filesystem::exists(std::string(vision::kFashionMnistDir) +
                                "/train-images-idx3-ubyte.gz")) {

@@ -11,8 +11,12 @@
 #include <iterator>
 #include <string>
 #include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "tests/vision/test_support.h"
+#include "vision/data/fashion_mnist.h"
 
 extern char** environ;
 
@@ -95,6 +99,26 @@ bool wait_until(Attn& attn, F ready) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   return false;
+}
+
+/// True when Debian's dataset-fashion-mnist is installed (the training tests need it).
+inline bool have_fashion_mnist() {
+  return std::ifstream(std::string(vision::kFashionMnistDir) + "/train-images-idx3-ubyte.gz")
+      .good();
+}
+
+/// A whole file's bytes ("" when it cannot be read).
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+/// One JSON value per line (a training log).
+inline std::vector<nlohmann::json> read_jsonl(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<nlohmann::json> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  return lines;
 }
 
 /// Sets $ATTNKIT_CPU_FEATURES for the scope, so the `attn` runs inside it choose their defaults

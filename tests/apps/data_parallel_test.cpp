@@ -32,22 +32,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-bool have_fashion_mnist() {
-  return fs::exists(std::string(vision::kFashionMnistDir) + "/train-images-idx3-ubyte.gz");
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-std::vector<json> read_jsonl(const std::string& path) {
-  std::ifstream in(path);
-  std::vector<json> lines;
-  for (std::string line; std::getline(in, line);) lines.push_back(json::parse(line));
-  return lines;
-}
-
 // A TCP port on 127.0.0.1 nothing listens on (the kernel's pick for port 0, released).
 int free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -253,7 +237,7 @@ TEST(DataParallel, AKilledRankMakesTheOtherExitWithAMessage) {
   ASSERT_TRUE(rank0.started() && rank1.started());
   // Training has begun once rank 0 has written its first epoch's log line.
   ASSERT_TRUE(wait_until(rank0, [&] { return fs::exists(dir.file("run/log.jsonl")); }))
-      << slurp(dir.file("err0"));
+      << read_file(dir.file("err0"));
   ASSERT_TRUE(rank1.kill9());
   const auto killed_at = Clock::now();
   const int status = wait_for_exit(rank0, 60);
@@ -261,7 +245,7 @@ TEST(DataParallel, AKilledRankMakesTheOtherExitWithAMessage) {
   ASSERT_NE(status, -1) << "rank 0 still running 60 s after rank 1 was killed";
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
   EXPECT_LT(seconds, 60);
-  const auto err = slurp(dir.file("err0"));
+  const auto err = read_file(dir.file("err0"));
   EXPECT_NE(err.find("attn train: error: data-parallel training: rank 0 of 2"), std::string::npos)
       << err;
   EXPECT_NE(err.find("another process has died or stopped answering"), std::string::npos) << err;
@@ -275,7 +259,7 @@ TEST(DataParallel, NprocStopsTheOtherRanksWhenOneIsKilled) {
   Attn launcher(training_args(dir, dir.file("run"), 1, 1000) + " --nproc 2", dir.file("err"));
   ASSERT_TRUE(launcher.started());
   ASSERT_TRUE(wait_until(launcher, [&] { return fs::exists(dir.file("run/log.jsonl")); }))
-      << slurp(dir.file("err"));
+      << read_file(dir.file("err"));
   // The ranks are the launcher's children: kill the second one.
   std::vector<pid_t> children;
   std::ifstream list("/proc/" + std::to_string(launcher.pid()) + "/task/" +
@@ -286,7 +270,7 @@ TEST(DataParallel, NprocStopsTheOtherRanksWhenOneIsKilled) {
   const int status = wait_for_exit(launcher, 60);
   ASSERT_NE(status, -1) << "--nproc still running 60 s after a rank was killed";
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
-  const auto err = slurp(dir.file("err"));
+  const auto err = read_file(dir.file("err"));
   EXPECT_NE(err.find("attn train: error: rank 1 of 2 was killed by signal 9 (SIGKILL); "
                      "stopping the other ranks"),
             std::string::npos)
@@ -307,7 +291,7 @@ TEST(DataParallel, AnUnreachableMasterIsNamed) {
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
   EXPECT_LT(seconds, 60);
-  const auto err = slurp(dir.file("err"));
+  const auto err = read_file(dir.file("err"));
   EXPECT_NE(err.find("rank 1 of 2 cannot reach the master at 127.0.0.1:" + std::to_string(port) +
                      " (MASTER_ADDR:MASTER_PORT)"),
             std::string::npos)
@@ -329,9 +313,9 @@ TEST(DataParallel, BadSettingsAreUsageErrors) {
                                      " train classifier" + out + " 2>" + dir.file("err"))
                                         .c_str());
   EXPECT_EQ(WEXITSTATUS(bad_rank), 2);
-  EXPECT_NE(slurp(dir.file("err")).find("$RANK=2: expected a whole number from 0 to 1"),
+  EXPECT_NE(read_file(dir.file("err")).find("$RANK=2: expected a whole number from 0 to 1"),
             std::string::npos)
-      << slurp(dir.file("err"));
+      << read_file(dir.file("err"));
   EXPECT_EQ(run_attn("train classifier --nproc -1" + out).exit_code, 2);
 }
 

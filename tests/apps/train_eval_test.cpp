@@ -20,13 +20,6 @@ using nlohmann::json;
 
 const std::string kFashionSamples = std::string(ATTNKIT_SOURCE_DIR) + "/samples/fashion";
 
-std::vector<json> read_jsonl(const std::string& path) {
-  std::ifstream in(path);
-  std::vector<json> lines;
-  for (std::string line; std::getline(in, line);) lines.push_back(json::parse(line));
-  return lines;
-}
-
 /// One smoke training of the shipped recipe for the whole suite: 2 epochs of 30 steps.
 class TrainEval : public ::testing::Test {
  protected:

@@ -178,7 +178,6 @@ struct CaptionerTrainer::Impl {
   std::string out_dir;
   std::unique_ptr<torch::optim::Adam> optimizer;
   DataParallel* parallel = nullptr;  // one process when null
-  bool hooks_attached = false;
   std::shared_ptr<FeatureCache> feature_cache;
 
   int rank() const { return parallel ? parallel->rank() : 0; }
@@ -277,17 +276,7 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
   TORCH_CHECK(batch_size % world == 0, "CaptionerTrainer: the batch of ", batch_size,
               " captions does not split into ", world, " equal parts");
   const int64_t rank_rows = batch_size / world;
-  if (impl_->parallel && !impl_->hooks_attached) {
-    auto tensors = model->parameters();
-    for (const auto& buffer : model->buffers()) tensors.push_back(buffer);
-    impl_->parallel->broadcast_(tensors);
-    std::vector<torch::Tensor> trainable;
-    for (const auto& p : model->parameters()) {
-      if (p.requires_grad()) trainable.push_back(p);
-    }
-    impl_->parallel->attach_gradient_hooks(trainable);
-    impl_->hooks_attached = true;
-  }
+  if (impl_->parallel) impl_->parallel->replicate(*model);
 
   const auto& cache = impl_->feature_cache;
   torch::Tensor cached_features;

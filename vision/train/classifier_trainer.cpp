@@ -40,7 +40,6 @@ struct ClassifierTrainer::Impl {
   std::string out_dir;
   std::unique_ptr<torch::optim::AdamW> optimizer;
   DataParallel* parallel = nullptr;  // one process when null
-  bool hooks_attached = false;
 
   int rank() const { return parallel ? parallel->rank() : 0; }
   int world() const { return parallel ? parallel->world_size() : 1; }
@@ -155,14 +154,7 @@ TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
   TORCH_CHECK(batch_size % world == 0, "ClassifierTrainer: the batch of ", batch_size,
               " does not split into ", world, " equal parts");
   const int64_t rank_rows = batch_size / world;
-  if (impl_->parallel && !impl_->hooks_attached) {
-    // The same starting point everywhere, then gradients averaged as backward produces them.
-    auto tensors = model->parameters();
-    for (const auto& buffer : model->buffers()) tensors.push_back(buffer);
-    impl_->parallel->broadcast_(tensors);
-    impl_->parallel->attach_gradient_hooks(model->parameters());
-    impl_->hooks_attached = true;
-  }
+  if (impl_->parallel) impl_->parallel->replicate(*model);
 
   model->train();
   while (state_.epoch < options.epochs && !state_.stopped_early) {

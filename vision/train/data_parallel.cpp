@@ -239,6 +239,19 @@ void DataParallel::broadcast_(std::vector<torch::Tensor> tensors) {
   }
 }
 
+void DataParallel::replicate(torch::nn::Module& module) {
+  if (!impl_->parameters.empty()) return;
+  // The same starting point everywhere, then gradients averaged as backward produces them.
+  auto tensors = module.parameters();
+  for (const auto& buffer : module.buffers()) tensors.push_back(buffer);
+  broadcast_(tensors);
+  std::vector<torch::Tensor> trainable;
+  for (const auto& p : module.parameters()) {
+    if (p.requires_grad()) trainable.push_back(p);
+  }
+  attach_gradient_hooks(trainable);
+}
+
 void DataParallel::attach_gradient_hooks(const std::vector<torch::Tensor>& parameters,
                                          size_t bucket_bytes) {
   auto& impl = *impl_;

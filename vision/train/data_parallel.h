@@ -11,6 +11,10 @@
 #include <utility>
 #include <vector>
 
+namespace torch::nn {
+class Module;
+}  // namespace torch::nn
+
 namespace attnkit::vision {
 
 /// Where this process stands in a data-parallel run (torchrun's variables).
@@ -55,6 +59,11 @@ class DataParallel {
   void sum_(torch::Tensor& tensor);
   /// Copies rank 0's values of `tensors` into every rank's.
   void broadcast_(std::vector<torch::Tensor> tensors);
+
+  /// Makes `module` one replica of the group: rank 0's parameters and buffers are copied to
+  /// every rank, and the gradients of its trainable parameters are averaged from now on
+  /// (attach_gradient_hooks). Once per group; later calls do nothing.
+  void replicate(torch::nn::Module& module);
 
   /// Averages the gradients of `parameters` over the ranks from now on: hooks copy each
   /// gradient into a bucket of about `bucket_bytes` as backward produces it, and a full bucket is
