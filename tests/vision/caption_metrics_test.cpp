@@ -135,5 +135,52 @@ TEST(PointingGame, CountsObjectWordsWhoseAttentionPeakIsInTheirBox) {
   EXPECT_EQ(cropped.hits, 1);
 }
 
+// What data-parallel validation relies on: BLEU's counts add up over parts of a corpus, and an
+// image's CIDEr-D depends on its own caption and the corpus' references only.
+TEST(CaptionMetrics, PartsOfACorpusAddUpToTheWhole) {
+  const std::vector<std::vector<Tokens>> references = {
+      {{"a", "red", "shoe", "left", "of", "a", "bag"}, {"a", "shoe", "and", "a", "bag"}},
+      {{"a", "coat", "above", "a", "shirt"}, {"a", "shirt", "below", "a", "coat"}},
+      {{"a", "sandal"}, {"one", "sandal", "on", "black"}},
+      {{"a", "bag", "right", "of", "a", "dress"}, {"a", "dress", "and", "a", "bag"}},
+      {{"two", "shoes"}, {"a", "pair", "of", "shoes"}}};
+  const std::vector<Tokens> hypotheses = {{"a", "shoe", "left", "of", "a", "bag"},
+                                          {"a", "coat", "above", "a", "coat"},
+                                          {"sandal"},
+                                          {"a", "dress", "and", "a", "bag", "and", "a", "bag"},
+                                          {"a", "pair", "of", "shoes"}};
+  const auto whole = corpus_bleu(references, hypotheses);
+  BleuScores summed;
+  for (const auto& [first, last] : {std::pair<size_t, size_t>{0, 2}, {2, 5}}) {
+    const std::vector<std::vector<Tokens>> refs(references.begin() + first,
+                                                references.begin() + last);
+    const std::vector<Tokens> hyps(hypotheses.begin() + first, hypotheses.begin() + last);
+    const auto part = corpus_bleu(refs, hyps);
+    for (size_t n = 0; n < 4; ++n) {
+      summed.matched[n] += part.matched[n];
+      summed.total[n] += part.total[n];
+    }
+    summed.hypothesis_length += part.hypothesis_length;
+    summed.reference_length += part.reference_length;
+  }
+  const auto from_parts = bleu_from_counts(summed);
+  ASSERT_GT(whole.bleu[3], 0.0);
+  for (size_t n = 0; n < 4; ++n) EXPECT_DOUBLE_EQ(from_parts.bleu[n], whole.bleu[n]) << n;
+  EXPECT_DOUBLE_EQ(from_parts.brevity_penalty, whole.brevity_penalty);
+
+  std::vector<double> per_image, only_two;
+  const double mean = cider_d(references, hypotheses, &per_image);
+  std::vector<Tokens> two_only(hypotheses.size());
+  two_only[1] = hypotheses[1];
+  two_only[3] = hypotheses[3];
+  cider_d(references, two_only, &only_two);
+  EXPECT_GT(per_image[3], 0.0);
+  EXPECT_DOUBLE_EQ(only_two[1], per_image[1]);
+  EXPECT_DOUBLE_EQ(only_two[3], per_image[3]);
+  double sum = 0;
+  for (double v : per_image) sum += v;
+  EXPECT_NEAR(sum / 5, mean, 1e-12);
+}
+
 }  // namespace
 }  // namespace attnkit::vision

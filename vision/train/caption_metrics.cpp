@@ -38,8 +38,9 @@ void check_corpus(const std::vector<std::vector<Tokens>>& references,
 BleuScores corpus_bleu(const std::vector<std::vector<Tokens>>& references,
                        const std::vector<Tokens>& hypotheses) {
   check_corpus(references, hypotheses, "BLEU");
-  std::array<int64_t, 4> matched{}, total{};
   BleuScores out;
+  auto& matched = out.matched;
+  auto& total = out.total;
   for (size_t s = 0; s < hypotheses.size(); ++s) {
     const auto& hypothesis = hypotheses[s];
     for (size_t n = 1; n <= 4; ++n) {
@@ -74,6 +75,12 @@ BleuScores corpus_bleu(const std::vector<std::vector<Tokens>>& references,
     out.hypothesis_length += c;
     out.reference_length += closest;
   }
+  return bleu_from_counts(out);
+}
+
+BleuScores bleu_from_counts(BleuScores out) {
+  const auto& matched = out.matched;
+  const auto& total = out.total;
   const double c = static_cast<double>(out.hypothesis_length);
   const double r = static_cast<double>(out.reference_length);
   out.brevity_penalty = c > r ? 1.0 : (c == 0 ? 0.0 : std::exp(1.0 - r / c));

@@ -20,7 +20,15 @@ struct BleuScores {
   double brevity_penalty = 0;
   int64_t hypothesis_length = 0;       ///< c: total candidate words
   int64_t reference_length = 0;        ///< r: sum of the closest reference lengths
+  /// Clipped n-gram matches and the n-gram denominators, summed over the sentences: with c and r,
+  /// what the corpus scores are made from. They add up over parts of a corpus (bleu_from_counts).
+  std::array<int64_t, 4> matched{};
+  std::array<int64_t, 4> total{};
 };
+
+/// The scores of the counts in `counts` (matched, total, hypothesis_length, reference_length;
+/// the rest is recomputed): BLEU of a corpus whose parts' counts were summed.
+BleuScores bleu_from_counts(BleuScores counts);
 
 /// Corpus BLEU: clipped n-gram counts summed over the corpus, the closest reference length per
 /// sentence (the shorter on ties), BP = exp(1 - r/c) when c <= r. Without smoothing, a zero

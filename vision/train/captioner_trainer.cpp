@@ -123,15 +123,19 @@ std::pair<torch::Tensor, int64_t> attention_correctness_loss(
 CaptionerEvaluation evaluate_captioner(Captioner& model, const CaptionData& data,
                                        const Vocabulary& vocabulary, int64_t beam,
                                        int64_t max_len, int64_t batch_size,
-                                       const std::function<void(int64_t)>& on_batch) {
+                                       const std::function<void(int64_t)>& on_batch,
+                                       DataParallel* parallel) {
   CaptionerEvaluation result;
   const bool was_training = model->is_training();
   model->eval();
   std::vector<std::vector<Tokens>> references;
   double loss_sum = 0, word_count = 0;
   torch::NoGradGuard no_grad;
-  for (int64_t start = 0; start < data.size(); start += batch_size) {
-    const int64_t n = std::min(batch_size, data.size() - start);
+  const int64_t world = parallel ? parallel->world_size() : 1;
+  const int64_t rank = parallel ? parallel->rank() : 0;
+  const int64_t first = data.size() * rank / world, last = data.size() * (rank + 1) / world;
+  for (int64_t start = first; start < last; start += batch_size) {
+    const int64_t n = std::min(batch_size, last - start);
     const auto encoded = model->encode(data.images.narrow(0, start, n));
     const auto captions = beam == 1
                               ? greedy_decode(model, encoded, vocabulary, max_len)
@@ -162,9 +166,45 @@ CaptionerEvaluation evaluate_captioner(Captioner& model, const CaptionData& data
     if (on_batch) on_batch(start + n);
   }
   if (was_training) model->train();
-  result.bleu = corpus_bleu(references, result.captions);
-  result.cider = cider_d(references, result.captions);
-  result.loss = word_count > 0 ? loss_sum / word_count : 0.0;
+  if (world == 1) {
+    result.bleu = corpus_bleu(references, result.captions);
+    result.cider = cider_d(references, result.captions);
+    result.loss = word_count > 0 ? loss_sum / word_count : 0.0;
+    return result;
+  }
+  // This rank's part: BLEU's counts, CIDEr-D per image against the document frequencies of
+  // every reference (the other images' captions left empty), then the sums over the ranks.
+  const auto part_bleu = corpus_bleu(references, result.captions);
+  std::vector<std::vector<Tokens>> all_references;
+  for (const auto& record : data.records) all_references.push_back(record.captions);
+  std::vector<Tokens> hypotheses(static_cast<size_t>(data.size()));
+  for (int64_t i = first; i < last; ++i) hypotheses[i] = result.captions[i - first];
+  std::vector<double> per_image;
+  cider_d(all_references, hypotheses, &per_image);
+  double cider_sum = 0;
+  for (int64_t i = first; i < last; ++i) cider_sum += per_image[i];
+  std::vector<double> sums;
+  for (size_t k = 0; k < 4; ++k) sums.push_back(static_cast<double>(part_bleu.matched[k]));
+  for (size_t k = 0; k < 4; ++k) sums.push_back(static_cast<double>(part_bleu.total[k]));
+  sums.insert(sums.end(), {static_cast<double>(part_bleu.hypothesis_length),
+                           static_cast<double>(part_bleu.reference_length), cider_sum,
+                           static_cast<double>(result.pointing.hits),
+                           static_cast<double>(result.pointing.total), loss_sum, word_count});
+  auto reduced = torch::tensor(sums, torch::kDouble);
+  parallel->sum_(reduced);
+  const auto s = reduced.accessor<double, 1>();
+  BleuScores counts;
+  for (size_t k = 0; k < 4; ++k) {
+    counts.matched[k] = std::llround(s[k]);
+    counts.total[k] = std::llround(s[4 + k]);
+  }
+  counts.hypothesis_length = std::llround(s[8]);
+  counts.reference_length = std::llround(s[9]);
+  result.bleu = bleu_from_counts(counts);
+  result.cider = data.size() > 0 ? s[10] / static_cast<double>(data.size()) : 0.0;
+  result.pointing.hits = std::llround(s[11]);
+  result.pointing.total = std::llround(s[12]);
+  result.loss = s[14] > 0 ? s[13] / s[14] : 0.0;
   return result;
 }
 
@@ -425,7 +465,7 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
     const auto eval_start = Clock::now();
     if (impl_->validation.size() > 0) {
       const auto evaluation = evaluate_captioner(model, impl_->validation, impl_->vocabulary, 1,
-                                                 o.max_len, 128);
+                                                 o.max_len, 128, {}, impl_->parallel);
       report.val_loss = evaluation.loss;
       report.val_bleu = evaluation.bleu;
       report.val_cider = evaluation.cider;

@@ -75,11 +75,16 @@ struct CaptionerEvaluation {
   std::vector<std::vector<std::string>> captions;  ///< generated, per image
 };
 
-/// Decodes every image of `data` and scores the captions against all references.
+/// Decodes every image of `data` and scores the captions against all references. With
+/// `parallel`, each rank decodes its contiguous 1/N of the images and the figures are summed
+/// over the ranks (BLEU from its n-gram counts, CIDEr-D per image with the document frequencies
+/// of all references): every rank gets the figures one process would, and `captions` holds its
+/// own part only.
 CaptionerEvaluation evaluate_captioner(Captioner& model, const CaptionData& data,
                                        const Vocabulary& vocabulary, int64_t beam,
                                        int64_t max_len, int64_t batch_size,
-                                       const std::function<void(int64_t)>& on_batch = {});
+                                       const std::function<void(int64_t)>& on_batch = {},
+                                       DataParallel* parallel = nullptr);
 
 /// Writes last.safetensors, best.safetensors (best validation BLEU-4) and log.jsonl into
 /// `out_dir`; see ClassifierTrainer for the checkpoint contract.
@@ -92,8 +97,7 @@ class CaptionerTrainer {
   /// Trains as one rank of `parallel`, as ClassifierTrainer::set_data_parallel says: each rank
   /// takes its contiguous 1/N of every global batch of captions, the loss terms are normalised
   /// by the whole batch's word, image and object-word counts, and REINFORCE's baseline follows
-  /// the whole batch's mean. Validation is not split: every rank decodes the whole validation
-  /// set (the same captions), and rank 0 logs them.
+  /// the whole batch's mean; validation is split over the ranks (evaluate_captioner).
   void set_data_parallel(DataParallel* parallel);
   /// Reads the frozen encoder's training features from `cache` (rows: the training data's
   /// feature_rows) instead of computing them into memory: for datasets whose features do not fit
