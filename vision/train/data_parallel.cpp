@@ -194,9 +194,13 @@ DataParallel::DataParallel(const DataParallelOptions& options) : impl_(std::make
   }
   try {
     auto group_options = c10d::ProcessGroupGloo::Options::create();
-    // Loopback for a one-host run, else the interface that routes to the master.
+    // $GLOO_SOCKET_IFNAME names the interface, as for torch.distributed; else loopback for a
+    // one-host run, and the interface this host's name resolves to for several hosts.
+    const char* interface = std::getenv("GLOO_SOCKET_IFNAME");
     group_options->devices.push_back(
-        options.master_addr == "127.0.0.1" || options.master_addr == "localhost"
+        interface != nullptr && *interface != '\0'
+            ? c10d::ProcessGroupGloo::createDeviceForInterface(interface)
+        : options.master_addr == "127.0.0.1" || options.master_addr == "localhost"
             ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
             : c10d::ProcessGroupGloo::createDefaultDevice());
     group_options->timeout = options.timeout;
