@@ -44,30 +44,7 @@ std::shared_ptr<vision::FeatureCache> open_feature_cache(
     vision::Captioner& model, const vision::CaptionData& train,
     const vision::PreprocessConfig& preprocess, const std::string& folder,
     const std::string& dtype, vision::DataParallel* parallel, bool main_rank) {
-  auto& encoder_module = *model->encoder;
-  vision::FeatureEncoder encoder;
-  encoder.encode = [&model](const torch::Tensor& images) {
-    torch::NoGradGuard no_grad;
-    const bool training = model->encoder->is_training();
-    model->encoder->eval();  // a frozen encoder: BatchNorm with its running statistics
-    auto features = model->encode(images).features.to(torch::kFloat);
-    if (training) model->encoder->train();
-    return features;
-  };
-  {
-    torch::NoGradGuard no_grad;
-    const bool training = encoder_module.is_training();
-    encoder_module.eval();
-    const auto probe = model->encode(
-        torch::zeros({1, preprocess.channels, preprocess.height, preprocess.width}));
-    if (training) encoder_module.train();
-    encoder.grid_height = probe.grid_height;
-    encoder.grid_width = probe.grid_width;
-  }
-  std::vector<std::pair<std::string, torch::Tensor>> state;
-  for (const auto& p : encoder_module.named_parameters()) state.emplace_back(p.key(), p.value());
-  for (const auto& b : encoder_module.named_buffers()) state.emplace_back(b.key(), b.value());
-  encoder.key = vision::feature_cache_key(state, model->config().encoder.to_json());
+  const auto encoder = vision::frozen_feature_encoder(model, preprocess);
   std::vector<std::string> paths;
   for (const auto& record : train.records) paths.push_back(record.image_path);
   vision::FeatureCacheOptions options;

@@ -39,6 +39,8 @@ std::vector<std::string> make_images(const attnkit::testing::TempDir& dir) {
 // A stand-in encoder: per image, 4 tokens of 3 values from its channel means; counts its images.
 FeatureEncoder counting_encoder(int64_t* encoded, uint64_t key) {
   FeatureEncoder encoder;
+  encoder.tokens = 4;
+  encoder.dim = 3;
   encoder.grid_height = 2;
   encoder.grid_width = 2;
   encoder.key = key;
@@ -147,6 +149,29 @@ TEST(FeatureCache, AnInterruptedPassComputesOnlyTheMissingShards) {
   const auto subset =
       FeatureCache::open(counting_encoder(&encoded, 7), fewer, small_preprocess(), options);
   EXPECT_NE(subset->folder(), first->folder());
+}
+
+TEST(FeatureCache, ABatchWithNoReadableImageStillHasItsRows) {
+  // The second shard's first batch (images 4 and 5) holds no readable image: its rows are
+  // zeros, and the images after it keep their own rows.
+  attnkit::testing::TempDir dir;
+  auto paths = make_images(dir);
+  for (int i : {4, 5}) std::ofstream(paths[i], std::ios::trunc) << "broken";
+  FeatureCacheOptions options;
+  options.directory = dir.file("cache");
+  options.shard_images = 4;
+  options.batch_size = 2;
+  int64_t encoded = 0;
+  const auto encoder = counting_encoder(&encoded, 9);
+  const auto cache = FeatureCache::open(encoder, paths, small_preprocess(), options);
+  EXPECT_EQ(cache->unreadable().size(), 3u);
+  const auto got = cache->gather({4, 5, 6, 7});
+  EXPECT_EQ(got.narrow(0, 0, 2).abs().sum().item<float>(), 0.0F);
+  for (int i : {6, 7}) {
+    const auto image = preprocess_image(load_image_rgb(paths[i]), small_preprocess());
+    const auto expected = encoder.encode(image.unsqueeze(0))[0].to(torch::kHalf).to(torch::kFloat);
+    EXPECT_TRUE(torch::equal(got[i - 4], expected)) << i;
+  }
 }
 
 TEST(FeatureCache, TheKeyFollowsTheWeightsAndTheDescription) {

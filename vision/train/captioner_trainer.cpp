@@ -14,7 +14,6 @@
 #include "vision/models/caption_decoder.h"
 #include "vision/train/cpu_autocast.h"
 #include "vision/train/data_parallel.h"
-#include "vision/train/feature_cache.h"
 #include "vision/train/lr_schedule.h"
 #include "vision/train/train_checkpoint.h"
 
@@ -206,6 +205,24 @@ CaptionerEvaluation evaluate_captioner(Captioner& model, const CaptionData& data
   result.pointing.total = std::llround(s[12]);
   result.loss = s[14] > 0 ? s[13] / s[14] : 0.0;
   return result;
+}
+
+FeatureEncoder frozen_feature_encoder(Captioner& model, const PreprocessConfig& preprocess) {
+  FeatureEncoder encoder;
+  encoder.encode = [model](const torch::Tensor& images) mutable {
+    return encode_batch(model, images, /*frozen=*/true).features.to(torch::kFloat);
+  };
+  const auto probe = encode_batch(
+      model, torch::zeros({1, preprocess.channels, preprocess.height, preprocess.width}), true);
+  encoder.tokens = probe.features.size(1);
+  encoder.dim = probe.features.size(2);
+  encoder.grid_height = probe.grid_height;
+  encoder.grid_width = probe.grid_width;
+  std::vector<std::pair<std::string, torch::Tensor>> state;
+  for (const auto& p : model->encoder->named_parameters()) state.emplace_back(p.key(), p.value());
+  for (const auto& b : model->encoder->named_buffers()) state.emplace_back(b.key(), b.value());
+  encoder.key = feature_cache_key(state, model->config().encoder.to_json());
+  return encoder;
 }
 
 struct CaptionerTrainer::Impl {

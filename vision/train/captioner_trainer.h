@@ -13,6 +13,7 @@
 #include "vision/models/vocabulary.h"
 #include "vision/train/caption_data.h"
 #include "vision/train/caption_metrics.h"
+#include "vision/train/feature_cache.h"
 #include "vision/train/train_state.h"
 
 namespace attnkit::vision {
@@ -85,6 +86,11 @@ CaptionerEvaluation evaluate_captioner(Captioner& model, const CaptionData& data
                                        int64_t max_len, int64_t batch_size,
                                        const std::function<void(int64_t)>& on_batch = {},
                                        DataParallel* parallel = nullptr);
+
+/// The captioner's encoder as a frozen feature encoder for a FeatureCache: eval mode (BatchNorm
+/// with its running statistics), no gradients, fp32 features, keyed by its weights, buffers and
+/// config. A probe of one blank image at `preprocess`'s size gives the feature shape and grid.
+FeatureEncoder frozen_feature_encoder(Captioner& model, const PreprocessConfig& preprocess);
 
 /// Writes last.safetensors, best.safetensors (best validation BLEU-4) and log.jsonl into
 /// `out_dir`; see ClassifierTrainer for the checkpoint contract.

@@ -139,6 +139,8 @@ struct FeatureCache::Impl {
                      int64_t batch_size, const std::function<void(int64_t)>& advance) {
     ShardInfo info;
     info.count = shard_size(shard);
+    info.tokens = encoder.tokens;
+    info.dim = encoder.dim;
     info.grid_height = encoder.grid_height;
     info.grid_width = encoder.grid_width;
     const auto bin_path = (folder / shard_name(shard, "bin")).string();
@@ -162,12 +164,14 @@ struct FeatureCache::Impl {
         }
       }
       torch::Tensor features;
-      if (!pixels.empty()) features = encoder.encode(torch::stack(pixels)).to(dtype).contiguous();
-      if (info.tokens == 0 && features.defined()) {
-        info.tokens = features.size(1);
-        info.dim = features.size(2);
+      if (!pixels.empty()) {
+        features = encoder.encode(torch::stack(pixels)).to(dtype).contiguous();
+        TORCH_CHECK(features.dim() == 3 && features.size(1) == info.tokens &&
+                        features.size(2) == info.dim,
+                    "FeatureCache: the encoder promised (B, ", info.tokens, ", ", info.dim,
+                    ") features and gave ", features.sizes());
       }
-      if (info.tokens == 0) continue;  // nothing readable yet: zeros are written below
+      // An unreadable image's row is zeros, so every shard holds count rows in order.
       int64_t next = 0;
       const auto zeros = torch::zeros({info.tokens, info.dim}, torch::TensorOptions(dtype));
       for (bool ok : readable) {
@@ -175,21 +179,6 @@ struct FeatureCache::Impl {
         out.write(row.data_ptr(), static_cast<size_t>(row.numel()) * element_size());
       }
       advance(n);
-    }
-    TORCH_CHECK(info.tokens > 0 || info.unreadable.size() == static_cast<size_t>(info.count),
-                "FeatureCache: no features in shard ", shard);
-    if (info.tokens == 0) {
-      // Not one image of the shard could be read: its features are all zeros of the size the
-      // other shards have; the shape comes from a probe of the encoder.
-      const auto probe = encoder.encode(
-          torch::zeros({1, preprocess.channels, preprocess.height, preprocess.width}));
-      info.tokens = probe.size(1);
-      info.dim = probe.size(2);
-      const auto zeros = torch::zeros({info.tokens, info.dim}, torch::TensorOptions(dtype));
-      for (int64_t i = 0; i < info.count; ++i) {
-        out.write(zeros.data_ptr(), static_cast<size_t>(zeros.numel()) * element_size());
-      }
-      advance(info.count);
     }
     out.commit();
     const auto text = shard_json(info).dump();
@@ -209,6 +198,9 @@ std::shared_ptr<FeatureCache> FeatureCache::open(
   TORCH_CHECK(options.shard_images > 0 && options.batch_size > 0,
               "FeatureCache: shard_images and batch_size must be positive");
   TORCH_CHECK(!image_paths.empty(), "FeatureCache: no images");
+  TORCH_CHECK(encoder.tokens > 0 && encoder.dim > 0,
+              "FeatureCache: the encoder must state its feature shape, got ", encoder.tokens,
+              " x ", encoder.dim);
   std::shared_ptr<FeatureCache> cache(new FeatureCache());
   auto& impl = *cache->impl_;
   impl.dtype = options.dtype;

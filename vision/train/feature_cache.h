@@ -29,6 +29,8 @@ struct FeatureCacheOptions {
 /// The encoder: normalised images (B, C, H, W) -> features (B, L, D) on a (gh, gw) grid.
 struct FeatureEncoder {
   std::function<torch::Tensor(const torch::Tensor&)> encode;
+  int64_t tokens = 0;  ///< L
+  int64_t dim = 0;     ///< D
   int64_t grid_height = 0;
   int64_t grid_width = 0;
   /// What makes its features what they are: a hash of its weights, its config and the
