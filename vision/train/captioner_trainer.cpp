@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -189,9 +190,7 @@ CaptionerEvaluation evaluate_captioner(Captioner& model, const CaptionData& data
                            static_cast<double>(part_bleu.reference_length), cider_sum,
                            static_cast<double>(result.pointing.hits),
                            static_cast<double>(result.pointing.total), loss_sum, word_count});
-  auto reduced = torch::tensor(sums, torch::kDouble);
-  parallel->sum_(reduced);
-  const auto s = reduced.accessor<double, 1>();
+  const auto s = parallel->sum(std::move(sums));
   BleuScores counts;
   for (size_t k = 0; k < 4; ++k) {
     counts.matched[k] = std::llround(s[k]);
@@ -243,12 +242,7 @@ struct CaptionerTrainer::Impl {
 
   // Sums of figures over the ranks (each element summed separately); as given on one process.
   std::vector<double> sum_over_ranks(std::vector<double> values) const {
-    if (!parallel) return values;
-    auto t = torch::tensor(values, torch::kDouble);
-    parallel->sum_(t);
-    const auto sums = t.accessor<double, 1>();
-    for (size_t i = 0; i < values.size(); ++i) values[i] = sums[static_cast<int64_t>(i)];
-    return values;
+    return parallel ? parallel->sum(std::move(values)) : values;
   }
 };
 

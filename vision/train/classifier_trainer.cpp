@@ -47,10 +47,7 @@ struct ClassifierTrainer::Impl {
 
   // The mean of a per-rank mean over the ranks (every rank's part of the batch is the same size).
   double mean_over_ranks(double value) const {
-    if (!parallel) return value;
-    auto t = torch::full({1}, value, torch::kDouble);
-    parallel->sum_(t);
-    return t.item<double>() / world();
+    return parallel ? parallel->sum({value})[0] / world() : value;
   }
 
   // Validation split over the ranks in contiguous parts, the figures summed over them.
@@ -64,10 +61,8 @@ struct ClassifierTrainer::Impl {
     }
     if (!parallel) return local;
     const double count = static_cast<double>(local.count);
-    auto sums = torch::tensor({local.loss * count, local.top1 * count, local.top5 * count, count},
-                              torch::kDouble);
-    parallel->sum_(sums);
-    const auto s = sums.accessor<double, 1>();
+    const auto s =
+        parallel->sum({local.loss * count, local.top1 * count, local.top5 * count, count});
     ClassificationMetrics total;
     total.count = static_cast<int64_t>(s[3]);
     if (s[3] > 0) {

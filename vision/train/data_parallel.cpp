@@ -233,6 +233,14 @@ void DataParallel::sum_(torch::Tensor& tensor) {
   all_reduce_sum(impl_->group, tensor, "an all-reduce");
 }
 
+std::vector<double> DataParallel::sum(std::vector<double> values) {
+  auto t = torch::tensor(values, torch::kDouble);
+  sum_(t);
+  const auto sums = t.accessor<double, 1>();
+  for (size_t i = 0; i < values.size(); ++i) values[i] = sums[static_cast<int64_t>(i)];
+  return values;
+}
+
 void DataParallel::broadcast_(std::vector<torch::Tensor> tensors) {
   for (auto& t : tensors) {
     torch::NoGradGuard no_grad;

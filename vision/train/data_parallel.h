@@ -57,6 +57,9 @@ class DataParallel {
 
   /// Sums `tensor` over the ranks, in place (every rank gets the sum).
   void sum_(torch::Tensor& tensor);
+  /// Sums each of `values` over the ranks (figures: counts, losses); every rank gets the sums.
+  /// Also a barrier: it returns once every rank has called it.
+  std::vector<double> sum(std::vector<double> values);
   /// Copies rank 0's values of `tensors` into every rank's.
   void broadcast_(std::vector<torch::Tensor> tensors);
 

@@ -242,10 +242,7 @@ std::shared_ptr<FeatureCache> FeatureCache::open(
   for (size_t m = static_cast<size_t>(rank); m < missing.size(); m += world) {
     impl.compute_shard(missing[m], encoder, image_paths, preprocess, options.batch_size, advance);
   }
-  if (parallel && world > 1) {  // a barrier: every rank's shards are on disk after it
-    auto flag = torch::ones({1});
-    parallel->sum_(flag);
-  }
+  if (parallel && world > 1) parallel->sum({1.0});  // a barrier: every rank's shards are done
 
   for (int64_t s = 0; s < shards; ++s) {
     const auto info = read_shard(impl.folder, s, impl.shard_size(s), impl.element_size());
