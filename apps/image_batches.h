@@ -27,9 +27,10 @@ struct DecodedImage {
 };
 
 /// Decodes `items` in order on its own thread, at most `budget_pixels` ahead of the consumer
-/// (always at least one image, and up to `min_ahead` within four times the budget), so decoding overlaps the caller's forward passes while a folder
-/// of large photos holds a bounded amount of decoded pixels. The reader thread runs OpenCV only,
-/// no LibTorch, so it starts no OpenMP team of its own to fight the forward pass for the cores.
+/// (always at least one image, and up to `min_ahead` within four times the budget), so decoding
+/// overlaps the caller's forward passes while a folder of large photos holds a bounded amount of
+/// decoded pixels. The reader thread runs OpenCV only, no LibTorch, so it starts no OpenMP team
+/// of its own to fight the forward pass for the cores.
 /// Items with an `error` are passed on as failed; those `skip` names (videos) are passed on
 /// undecoded.
 class ImageReader {
@@ -39,8 +40,8 @@ class ImageReader {
 
   /// `min_ahead`: how many images the consumer takes at once (its batch size).
   ImageReader(const std::vector<InputItem>& items, size_t min_ahead,
-                       std::function<bool(const InputItem&)> skip = {},
-                       int64_t budget_pixels = kDefaultBudgetPixels);
+              std::function<bool(const InputItem&)> skip = {},
+              int64_t budget_pixels = kDefaultBudgetPixels);
   ~ImageReader();
   ImageReader(const ImageReader&) = delete;
   ImageReader& operator=(const ImageReader&) = delete;
