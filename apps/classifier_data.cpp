@@ -2,7 +2,10 @@
 // commands' shared warning and --tta option.
 #include "apps/classifier_data.h"
 
+#include <algorithm>
 #include <stdexcept>
+
+#include <torch/torch.h>
 
 #include "apps/cli_common.h"
 #include "vision/data/fashion_mnist.h"
@@ -32,6 +35,22 @@ vision::LabeledImages load_classifier_data(const std::string& spec, const std::s
   auto data = vision::load_image_folder(spec, preprocess);
   for (const auto& skipped : data.skipped) print_warning(command, "skipped " + skipped.error);
   return data;
+}
+
+void relabel_with_model_labels(vision::LabeledImages& dataset,
+                               const std::vector<std::string>& model_labels,
+                               const std::string& data) {
+  if (model_labels.empty()) return;
+  std::vector<int64_t> mapping;
+  for (const auto& name : dataset.classes) {
+    const auto it = std::find(model_labels.begin(), model_labels.end(), name);
+    if (it == model_labels.end()) {
+      throw vision::DataError(data + ": class folder '" + name + "' is not one of the model's " +
+                              std::to_string(model_labels.size()) + " labels");
+    }
+    mapping.push_back(it - model_labels.begin());
+  }
+  dataset.labels = torch::tensor(mapping).index_select(0, dataset.labels);
 }
 
 std::string fashion_domain_warning(const vision::ModelInfo& info, int width, int height,

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "vision/checkpoint/model_file.h"
 #include "vision/data/labeled_images.h"
@@ -22,6 +23,12 @@ vision::LabeledImages load_classifier_data(const std::string& spec, const std::s
                                            const std::string& fashion_dir,
                                            const vision::PreprocessConfig& preprocess,
                                            const std::string& command);
+
+/// Re-indexes an image folder's labels onto the model's (matched by name) when the model has
+/// labels; throws vision::DataError naming `data` and the first folder that is not a label.
+void relabel_with_model_labels(vision::LabeledImages& dataset,
+                               const std::vector<std::string>& model_labels,
+                               const std::string& data);
 
 /// For a model that `attn train classifier` made on Fashion-MNIST (its file records the domain),
 /// the warning to print once when it is given an image that is not a 28x28 item: its answers

@@ -14,6 +14,7 @@ int run_train(int argc, char** argv);
 int run_train_classifier(int argc, char** argv);
 int run_train_captioner(int argc, char** argv);
 int run_eval_captioner(int argc, char** argv);
+int run_eval_maps(int argc, char** argv);
 int run_eval(int argc, char** argv);
 int run_data(int argc, char** argv);
 

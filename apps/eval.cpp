@@ -122,19 +122,13 @@ int run_eval_classifier(int argc, char** argv) {
     print_error("eval", e.what());
     return kExitNoInput;
   }
-  if (data != "fashion-mnist" && !loaded.info.labels.empty()) {
-    // Map folder names onto the model's label indices.
-    std::vector<int64_t> mapping;
-    for (const auto& name : dataset.classes) {
-      auto it = std::find(loaded.info.labels.begin(), loaded.info.labels.end(), name);
-      if (it == loaded.info.labels.end()) {
-        print_error("eval", data + ": class folder '" + name + "' is not one of the model's " +
-                                std::to_string(loaded.info.labels.size()) + " labels");
-        return kExitNoInput;
-      }
-      mapping.push_back(it - loaded.info.labels.begin());
+  if (data != "fashion-mnist") {
+    try {
+      relabel_with_model_labels(dataset, loaded.info.labels, data);
+    } catch (const vision::Error& e) {
+      print_error("eval", e.what());
+      return kExitNoInput;
     }
-    dataset.labels = torch::tensor(mapping).index_select(0, dataset.labels);
   }
   dataset.classes = loaded.info.labels;
   if (dataset.classes.empty()) {
@@ -315,7 +309,9 @@ int run_eval(int argc, char** argv) {
       {{"classifier", run_eval_classifier,
         "top-1 / top-5 / confusion matrix on Fashion-MNIST or an image folder"},
        {"captioner", run_eval_captioner,
-        "BLEU-1..4, CIDEr-D and the pointing game on a Karpathy split JSON"}});
+        "BLEU-1..4, CIDEr-D and the pointing game on a Karpathy split JSON"},
+       {"maps", run_eval_maps,
+        "how faithful each explanation method is: deletion / insertion, ROAD, sanity checks"}});
 }
 
 }  // namespace attnkit::apps

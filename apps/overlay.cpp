@@ -1,5 +1,6 @@
 // apps/overlay.cpp: `attn overlay`: attention maps drawn on images and on every frame of a video,
-// for a ViT classifier (cls, rollout, grad-rollout, pool) or a captioner (one map per word).
+// for a ViT classifier (cls, rollout, grad-rollout, relevance, gradcam, pool) or a captioner (one
+// map per word).
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -110,14 +111,18 @@ int run_overlay(int argc, char** argv) {
       ("method", po::value(&s.method)->default_value(s.method),
        "cls: the class token's attention in one layer; rollout: attention rolled out over "
        "all layers (Abnar and Zuidema 2020); grad-rollout: rollout weighted by the gradient of "
-       "--class ('why this class'); pool: the attention-pool head's weights; caption: one map "
-       "per generated word")
+       "--class ('why this class'); relevance: relevance propagated through every block's "
+       "gradient-weighted attention (Chefer, Gur and Wolf 2021), for --class; gradcam: Grad-CAM "
+       "on the tokens block --layer's attention reads, for --class; pool: the attention-pool "
+       "head's weights; caption: one map per generated word")
       ("class", po::value(&target),
-       "grad-rollout: the class to explain, by index or label (default: each image's top-1)")
+       "grad-rollout, relevance, gradcam: the class to explain, by index or label (default: "
+       "each image's top-1)")
       ("head", po::value(&head)->default_value(head),
        "cls: head index, -1 = fuse the heads (--fusion), 'all' = a panel of every head")
       ("layer", po::value(&layer)->default_value(layer),
-       "cls: layer index (-1 = last), 'all' = a panel of every layer")
+       "cls: layer index (-1 = last), 'all' = a panel of every layer; gradcam: the block whose "
+       "tokens are weighted (-1 = last)")
       ("fusion", po::value(&fusion)->default_value(fusion), "head fusion: mean | max | min")
       ("discard", po::value(&s.explain.discard_ratio)->default_value(0.0),
        "rollout: zero the lowest fraction of each layer's attention first (e.g. 0.9)")
@@ -147,7 +152,7 @@ int run_overlay(int argc, char** argv) {
        "images or video frames per forward pass")
       ("precision,p", po::value(&precision_name)->default_value(precision_name),
        (std::string(kInferencePrecisionHelp) +
-        ".\ngrad-rollout needs gradients: its forward pass runs in fp32")
+        ".\ngrad-rollout, relevance and gradcam need gradients: their pass runs in fp32")
            .c_str())
       ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp);
   add_max_pixels_option(options);
@@ -181,20 +186,29 @@ int run_overlay(int argc, char** argv) {
   if (s.upscale < 0) throw UsageError("--upscale must be >= 0");
   if (s.beam < 1) throw UsageError("--beam must be >= 1");
   check_max_len(s.max_len);
-  static const std::set<std::string> kMethods = {"cls", "rollout", "grad-rollout", "pool",
-                                                 "caption"};
+  static const std::set<std::string> kMethods = {"cls",       "rollout", "grad-rollout", "pool",
+                                                 "relevance", "gradcam", "caption"};
   if (kMethods.count(s.method) == 0) {
-    throw UsageError("--method must be cls, rollout, grad-rollout, pool or caption, got '" +
-                     s.method + "'");
+    throw UsageError("--method must be cls, rollout, grad-rollout, relevance, gradcam, pool or "
+                     "caption, got '" + s.method + "'");
   }
+  const bool class_specific =
+      s.method == "grad-rollout" || s.method == "relevance" || s.method == "gradcam";
   s.explain.head = index_or_all(head, "--head");
   s.explain.layer = index_or_all(layer, "--layer");
-  if ((vm["head"].defaulted() == false || vm["layer"].defaulted() == false) &&
-      s.method != "cls") {
-    throw UsageError("--head and --layer choose the map of --method cls");
+  if (!vm["head"].defaulted() && s.method != "cls") {
+    throw UsageError("--head chooses the map of --method cls");
+  }
+  if (!vm["layer"].defaulted() && s.method != "cls" && s.method != "gradcam") {
+    throw UsageError("--layer chooses the map of --method cls or gradcam");
+  }
+  if (s.method == "gradcam" && s.explain.layer == vision::ExplainOptions::kAll) {
+    throw UsageError("--layer all is for --method cls; gradcam takes one block");
   }
   if (!target.empty()) {
-    if (s.method != "grad-rollout") throw UsageError("--class is for --method grad-rollout");
+    if (!class_specific) {
+      throw UsageError("--class is for --method grad-rollout, relevance or gradcam");
+    }
     try {
       size_t used = 0;
       s.explain.target_class = std::stoll(target, &used);

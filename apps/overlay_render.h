@@ -16,7 +16,7 @@
 namespace attnkit::apps {
 
 struct OverlaySettings {
-  std::string method = "rollout";  ///< cls | rollout | grad-rollout | pool | caption
+  std::string method = "rollout";  ///< cls | rollout | grad-rollout | relevance | gradcam | pool | caption
   vision::ExplainOptions explain;
   std::string target_label;        ///< --class given as a label name (resolved on load)
   vision::OverlayStyle style;

@@ -1,4 +1,5 @@
-// attention/attention_maps.cpp: class-token maps, rollout and gradient rollout.
+// attention/attention_maps.cpp: class-token maps, rollout, gradient rollout, relevance and
+// Grad-CAM.
 #include "attention/attention_maps.h"
 
 #include <stdexcept>
@@ -70,6 +71,27 @@ torch::Tensor roll_out(const std::vector<torch::Tensor>& fused) {
   return result;
 }
 
+/// Per layer, mean over heads of max(0, A * dy/dA) on the explained tokens' rows and columns,
+/// not renormalised: the weights are not probabilities any more. -> one (B, N', N') per layer.
+std::vector<torch::Tensor> positive_gradient_attention(const std::vector<torch::Tensor>& attentions,
+                                                       const std::vector<torch::Tensor>& gradients,
+                                                       const TokenLayout& layout) {
+  TORCH_CHECK(attentions.size() == gradients.size(), "attention maps: ", attentions.size(),
+              " attention layers but ", gradients.size(), " gradients");
+  std::vector<torch::Tensor> weighted;
+  for (size_t i = 0; i < attentions.size(); ++i) {
+    TORCH_CHECK(gradients[i].sizes() == attentions[i].sizes(), "attention maps: layer ", i,
+                " gradient ", gradients[i].sizes(), " for attention ", attentions[i].sizes());
+    const auto positive = (attentions[i].detach().to(torch::kFloat) *
+                           gradients[i].detach().to(torch::kFloat))
+                              .clamp_min(0.0);
+    check_layout(positive, layout);
+    const auto keep = explained_indices(layout).to(positive.device());
+    weighted.push_back(positive.index_select(2, keep).index_select(3, keep).mean(1));
+  }
+  return weighted;
+}
+
 }  // namespace
 
 HeadFusion head_fusion_from_string(const std::string& name) {
@@ -128,23 +150,39 @@ torch::Tensor attention_rollout(const std::vector<torch::Tensor>& attentions,
 torch::Tensor gradient_rollout(const std::vector<torch::Tensor>& attentions,
                                const std::vector<torch::Tensor>& gradients,
                                const TokenLayout& layout, double discard_ratio) {
-  TORCH_CHECK(attentions.size() == gradients.size(), "gradient_rollout: ", attentions.size(),
-              " attention layers but ", gradients.size(), " gradients");
   std::vector<torch::Tensor> fused;
-  for (size_t i = 0; i < attentions.size(); ++i) {
-    TORCH_CHECK(gradients[i].sizes() == attentions[i].sizes(), "gradient_rollout: layer ", i,
-                " gradient ", gradients[i].sizes(), " for attention ", attentions[i].sizes());
-    const auto weighted = (attentions[i].detach().to(torch::kFloat) *
-                           gradients[i].detach().to(torch::kFloat))
-                              .clamp_min(0.0);
-    // Only the explained tokens' rows and columns; no renormalisation, the weights are not
-    // probabilities any more.
-    check_layout(weighted, layout);
-    const auto keep = explained_indices(layout).to(weighted.device());
-    const auto kept = weighted.index_select(2, keep).index_select(3, keep);
-    fused.push_back(discard_lowest(kept.mean(1), discard_ratio, layout.class_index >= 0));
+  for (auto& weighted : positive_gradient_attention(attentions, gradients, layout)) {
+    fused.push_back(discard_lowest(weighted, discard_ratio, layout.class_index >= 0));
   }
   return read_out(roll_out(fused), layout);
+}
+
+torch::Tensor relevance(const std::vector<torch::Tensor>& attentions,
+                        const std::vector<torch::Tensor>& gradients, const TokenLayout& layout) {
+  const auto weighted = positive_gradient_attention(attentions, gradients, layout);
+  TORCH_CHECK(!weighted.empty(), "relevance: no layers");
+  const auto& first = weighted.front();
+  auto r = torch::eye(first.size(1), first.options()).expand_as(first).clone();
+  for (const auto& a : weighted) r = r + torch::matmul(a, r);
+  return read_out(r, layout);
+}
+
+torch::Tensor grad_cam(const torch::Tensor& tokens, const torch::Tensor& gradients,
+                       const TokenLayout& layout) {
+  TORCH_CHECK(tokens.dim() == 3 && gradients.sizes() == tokens.sizes(),
+              "grad_cam: expected tokens and gradients (B, N, D) of one shape, got ",
+              tokens.sizes(), " and ", gradients.sizes());
+  const int64_t cells = layout.grid_height * layout.grid_width;
+  TORCH_CHECK(layout.grid_start + cells == tokens.size(1), "grad_cam: ", tokens.size(1),
+              " tokens, expected ", layout.grid_start, " prefix + ", layout.grid_height, "x",
+              layout.grid_width, " patches");
+  const auto activation = tokens.detach().to(torch::kFloat).narrow(1, layout.grid_start, cells);
+  const auto gradient = gradients.detach().to(torch::kFloat).narrow(1, layout.grid_start, cells);
+  const auto channel_weights = gradient.mean(1, /*keepdim=*/true);  // (B, 1, D)
+  return (activation * channel_weights)
+      .sum(-1)
+      .clamp_min(0.0)
+      .reshape({tokens.size(0), layout.grid_height, layout.grid_width});
 }
 
 torch::Tensor pool_map(const torch::Tensor& pool_weights, const TokenLayout& layout) {

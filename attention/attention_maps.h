@@ -1,6 +1,7 @@
 // attention/attention_maps.h: explanation maps from a transformer's attention weights: the
-// class-token attention of one layer, attention rollout (Abnar and Zuidema 2020) and
-// gradient-weighted rollout, each as a (gh, gw) grid for any grid shape.
+// class-token attention of one layer, attention rollout (Abnar and Zuidema 2020), gradient-weighted
+// rollout, relevance propagation (Chefer, Gur and Wolf 2021) and Grad-CAM on the token grid, each
+// as a (gh, gw) grid for any grid shape.
 #pragma once
 
 #include <string>
@@ -58,6 +59,23 @@ torch::Tensor attention_rollout(const std::vector<torch::Tensor>& attentions,
 torch::Tensor gradient_rollout(const std::vector<torch::Tensor>& attentions,
                                const std::vector<torch::Tensor>& gradients,
                                const TokenLayout& layout, double discard_ratio = 0.0);
+
+/// Relevance propagation for self-attention (Chefer, Gur and Wolf, "Generic Attention-model
+/// Explainability for Interpreting Bi-Modal and Encoder-Decoder Transformers", ICCV 2021, eqs. 5-6):
+/// R starts as the identity and each layer adds  mean over heads of max(0, dy/dA * A) . R ; read
+/// out like the other maps. Prefix tokens other than the class token are left out as
+/// gradient_rollout leaves them out. attentions and gradients: one (B, H, N, N) per layer ->
+/// (B, gh, gw).
+torch::Tensor relevance(const std::vector<torch::Tensor>& attentions,
+                        const std::vector<torch::Tensor>& gradients, const TokenLayout& layout);
+
+/// Grad-CAM (Selvaraju et al. 2017) on a transformer's token grid, as pytorch-grad-cam applies it
+/// to ViTs: the patch tokens are the channels-by-cells activation, each channel is weighted by
+/// its gradient averaged over the cells, and the map is max(0, sum over channels). tokens and
+/// gradients (B, N, D) -> (B, gh, gw). Unscaled: pytorch-grad-cam's min-max scaling is a display
+/// step, which the overlay does.
+torch::Tensor grad_cam(const torch::Tensor& tokens, const torch::Tensor& gradients,
+                       const TokenLayout& layout);
 
 /// Attention-pool (map head) weights over the token sequence (B, N) -> (B, gh, gw).
 torch::Tensor pool_map(const torch::Tensor& pool_weights, const TokenLayout& layout);

@@ -10,7 +10,13 @@ computes, in float64:
   - attention rollout (Abnar and Zuidema 2020): A = 0.5 W + 0.5 I, rows renormalised, multiplied
     over the layers, class-token row; with a discard ratio (the lowest entries of each fused
     matrix zeroed, the class token's self-attention kept, as in Gildenblat's vit-explain);
-  - gradient rollout: per layer mean over heads of max(0, W * d logit_c / d W), rolled out.
+  - gradient rollout: per layer mean over heads of max(0, W * d logit_c / d W), rolled out;
+  - relevance propagation (Chefer, Gur and Wolf, ICCV 2021, eqs. 5-6): R = I, then per layer
+    R = R + mean over heads of max(0, d logit_c / d W * W) @ R, class-token row;
+  - Grad-CAM on the token grid (Selvaraju et al. 2017 as pytorch-grad-cam applies it to a ViT):
+    the tokens a block's attention reads (its ln_1 output), patch tokens only, each channel
+    weighted by its gradient averaged over the patches, summed, max(0, .); for the last block
+    and for block 1.
 At the native 64x64 input (an 8x8 grid) and at 48x80 (a 6x10 grid: position embeddings
 resampled as vit_reference.py does).
 
@@ -30,8 +36,9 @@ CONFIG = dict(image_size=64, patch_size=8, num_layers=3, num_heads=4, hidden_dim
 SIZES = {"native": (64, 64), "nonsquare": (48, 80)}
 
 
-def capture_attention(model):
-    """Makes every block record its (B, H, N, N) attention weights into the returned list.
+def capture_attention(model, inputs):
+    """Makes every block record its (B, H, N, N) attention weights into the returned list, and
+    the (B, N, D) tokens its attention reads (ln_1's output) into `inputs`.
 
     The weights nn.MultiheadAttention returns are a view that the output does not depend on, so
     they carry no gradient; the wrapper recomputes the output from them (softmax(q k^T / sqrt(d))
@@ -44,6 +51,8 @@ def capture_attention(model):
         def forward(query, key, value, attention=attention, original=original, **kwargs):
             kwargs["need_weights"] = True
             kwargs["average_attn_weights"] = False
+            query.retain_grad()
+            inputs.append(query)
             reference, _ = original(query, key, value, **kwargs)
             b, n, d = query.shape
             heads = attention.num_heads
@@ -104,10 +113,12 @@ def main():
     model = VisionTransformer(**CONFIG).eval()
     randomize(model, gen)
     save_safetensors(os.path.join(args.out, "torchvision.safetensors"), model.state_dict())
-    store = capture_attention(model)
+    inputs = []
+    store = capture_attention(model, inputs)
     manifest = {"config": CONFIG, "cases": []}
     for tag, (h, w) in SIZES.items():
         store.clear()
+        inputs.clear()
         images = torch.randn(2, 3, h, w, generator=gen)
         logits = model(images) if tag == "native" else forward_any_size(model, images, CONFIG["patch_size"])
         target = 3
@@ -126,6 +137,16 @@ def main():
                 maps[f"rollout_{how}_{ratio}"] = rollout(fused)
         weighted = [(a * g).clamp(min=0).mean(1) for a, g in zip(attentions, gradients)]
         maps["grad_rollout"] = rollout(weighted)
+        n = attentions[0].shape[-1]
+        relevance = torch.eye(n, dtype=torch.float64).repeat(2, 1, 1)
+        for cam in weighted:
+            relevance = relevance + cam @ relevance
+        maps["relevance"] = relevance[:, 0, 1:]
+        for name, layer in (("gradcam_last", -1), ("gradcam_layer1", 1)):
+            tokens = inputs[layer].detach().double()[:, 1:]
+            grads = inputs[layer].grad.detach().double()[:, 1:]
+            channel_weights = grads.mean(1, keepdim=True)
+            maps[name] = (tokens * channel_weights).sum(-1).clamp(min=0)
         write_raw(os.path.join(args.out, f"{tag}_input.f32"), images)
         case = {"tag": tag, "input_shape": list(images.shape), "grid": list(grid),
                 "target_class": target, "maps": []}

@@ -1,6 +1,7 @@
-// tests/vision/attention_maps_test.cpp: class-token maps, rollout and gradient rollout against
-// torchvision with hooked attention (tests/oracle/attention_maps_reference.py), non-square grids
-// and extra tokens, and gradient rollout finding the evidence on a planted task.
+// tests/vision/attention_maps_test.cpp: class-token maps, rollout, gradient rollout, relevance and
+// Grad-CAM against torchvision with hooked attention (tests/oracle/attention_maps_reference.py),
+// non-square grids and extra tokens, and the class-specific maps finding the evidence on a
+// planted task.
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -8,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "attention/attention_maps.h"
+#include "tests/vision/planted_task.h"
 #include "tests/vision/test_support.h"
 #include "vision/checkpoint/import.h"
 #include "vision/checkpoint/model_file.h"
@@ -27,12 +29,13 @@ std::vector<OracleMap> oracle_maps() {
   using attention::HeadFusion;
   std::vector<OracleMap> maps;
   auto add = [&](const char* name, MapMethod method, HeadFusion fusion, int64_t head,
-                 double discard) {
+                 double discard, int64_t layer = -1) {
     ExplainOptions o;
     o.method = method;
     o.fusion = fusion;
     o.head = head;
     o.discard_ratio = discard;
+    o.layer = layer;
     maps.push_back({name, o});
   };
   add("cls_mean", MapMethod::kClassToken, HeadFusion::kMean, -1, 0);
@@ -44,6 +47,9 @@ std::vector<OracleMap> oracle_maps() {
   add("rollout_max_0.0", MapMethod::kRollout, HeadFusion::kMax, -1, 0);
   add("rollout_max_0.5", MapMethod::kRollout, HeadFusion::kMax, -1, 0.5);
   add("grad_rollout", MapMethod::kGradRollout, HeadFusion::kMean, -1, 0);
+  add("relevance", MapMethod::kRelevance, HeadFusion::kMean, -1, 0);
+  add("gradcam_last", MapMethod::kGradCam, HeadFusion::kMean, -1, 0, -1);
+  add("gradcam_layer1", MapMethod::kGradCam, HeadFusion::kMean, -1, 0, 1);
   return maps;
 }
 
@@ -71,14 +77,18 @@ TEST(AttentionMapsOracle, EqualTorchvisionWithHookedAttentionOnSquareAndNonSquar
       const auto explained = explain_vit(model, input, map.options);
       ASSERT_EQ(explained.maps.sizes(), (torch::IntArrayRef{input.size(0), 1, grid[0], grid[1]}))
           << tag << " " << map.name;
-      const double error = (explained.maps.squeeze(1) - expected).abs().max().item<double>();
-      std::cout << "[oracle] " << tag << " " << map.name << ": max abs error " << error
+      // Relative to the map's largest value: gradient-weighted maps of this small random model
+      // are ~1e-4, where an absolute 1e-5 would prove little.
+      const double scale = std::max(1e-12, expected.abs().max().item<double>());
+      const double error =
+          (explained.maps.squeeze(1) - expected).abs().max().item<double>() / scale;
+      std::cout << "[oracle] " << tag << " " << map.name << ": max relative error " << error
                 << std::endl;
       EXPECT_LE(error, 1e-5) << tag << " " << map.name;
       ++compared;
     }
   }
-  EXPECT_EQ(compared, 18);
+  EXPECT_EQ(compared, 24);
 }
 
 // Register and distillation tokens take no part: the maps equal those of the same attention with
@@ -143,52 +153,56 @@ TEST(AttentionMaps, AveragePooledModelsWithAClassTokenReadThePatchRows) {
   EXPECT_TRUE(model->is_training());
 }
 
-// A planted task: class 1 images hold one bright patch at a random cell, class 0 images are
-// noise only. After training, gradient rollout for class 1 peaks at the bright patch's cell.
-TEST(AttentionMaps, GradientRolloutPointsAtThePlantedCell) {
-  torch::manual_seed(0);
-  auto config = attnkit::testing::tiny_vit_config(16, 16, 2);
-  config.patch_size = 4;
-  config.dim = 32;
-  config.num_heads = 2;
-  config.mlp_hidden_dim = 64;
-  VisionTransformer model(config);
-  auto make_batch = [](int64_t n, torch::Tensor* cells) {
-    auto images = 0.1 * torch::randn({n, 3, 16, 16});
-    auto labels = torch::randint(0, 2, {n}, torch::kLong);
-    *cells = torch::randint(0, 16, {n}, torch::kLong);
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t cell = (*cells)[i].item<int64_t>();
-      if (labels[i].item<int64_t>() == 0) continue;
-      images[i].narrow(1, cell / 4 * 4, 4).narrow(2, cell % 4 * 4, 4).add_(2.0);
-    }
-    return std::make_pair(images, labels);
-  };
-  torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(3e-3));
-  model->train();
-  torch::Tensor cells;
-  for (int step = 0; step < 300; ++step) {
-    auto [images, labels] = make_batch(64, &cells);
-    auto loss = torch::nn::functional::cross_entropy(model->forward(images), labels);
-    optimizer.zero_grad();
-    loss.backward();
-    optimizer.step();
+// The planted task (planted_task.h): after training, gradient rollout and relevance for class 1
+// peak at the bright patch's cell. (Grad-CAM on the last block's tokens does not: on this model it
+// ranks that cell last; the README's findings discuss it, and the oracle test proves the method.)
+TEST(AttentionMaps, ClassSpecificMapsPointAtThePlantedCell) {
+  auto& model = attnkit::testing::planted_model();
+  torch::manual_seed(1);
+  const auto batch = attnkit::testing::planted_batch(200);
+  const auto positives = batch.labels.eq(1);
+  for (const auto method : {MapMethod::kGradRollout, MapMethod::kRelevance}) {
+    ExplainOptions options;
+    options.method = method;
+    options.target_class = 1;
+    const auto explained = explain_vit(model, batch.images, options);
+    const auto accuracy = explained.probabilities.argmax(1).eq(batch.labels).to(torch::kFloat)
+                              .mean().item<double>();
+    ASSERT_GT(accuracy, 0.95) << "the planted task was not learned";
+    const auto peaks = explained.maps.reshape({200, -1}).argmax(1);
+    const double pointing = peaks.eq(batch.cells).masked_select(positives).to(torch::kFloat)
+                                .mean().item<double>();
+    std::cout << "[planted] accuracy " << accuracy << ", " << map_method_name(method)
+              << " at the planted cell " << pointing << std::endl;
+    EXPECT_GT(pointing, 0.9) << map_method_name(method);
   }
-  auto [images, labels] = make_batch(200, &cells);
-  ExplainOptions options;
-  options.method = MapMethod::kGradRollout;
-  options.target_class = 1;
-  const auto explained = explain_vit(model, images, options);
-  const auto positives = labels.eq(1);
-  const auto accuracy =
-      explained.probabilities.argmax(1).eq(labels).to(torch::kFloat).mean().item<double>();
-  ASSERT_GT(accuracy, 0.95) << "the planted task was not learned";
-  const auto peaks = explained.maps.reshape({200, -1}).argmax(1);
-  const double pointing = peaks.eq(cells).masked_select(positives).to(torch::kFloat).mean()
-                              .item<double>();
-  std::cout << "[planted] accuracy " << accuracy << ", grad-rollout at the planted cell "
-            << pointing << std::endl;
-  EXPECT_GT(pointing, 0.9);
+}
+
+// Relevance propagation by hand on two layers of one head: R = I + A1' R0 ..., where A' is
+// max(0, A * G); the class token's row read out over the patches.
+TEST(AttentionMaps, RelevanceIsTheIdentityPlusPropagatedGradientWeightedAttention) {
+  torch::manual_seed(3);
+  const int64_t n = 5;  // class token + 2x2 patches
+  std::vector<torch::Tensor> attentions, gradients;
+  for (int layer = 0; layer < 2; ++layer) {
+    attentions.push_back(torch::softmax(torch::randn({1, 2, n, n}), -1));
+    gradients.push_back(torch::randn({1, 2, n, n}));
+  }
+  auto r = torch::eye(n).unsqueeze(0);
+  for (int layer = 0; layer < 2; ++layer) {
+    const auto a = (attentions[layer] * gradients[layer]).clamp_min(0).mean(1);
+    r = r + torch::matmul(a, r);
+  }
+  const attention::TokenLayout layout{0, 1, 2, 2};
+  const auto map = attention::relevance(attentions, gradients, layout);
+  EXPECT_TRUE(torch::allclose(map, r.select(1, 0).narrow(1, 1, 4).reshape({1, 2, 2})));
+  // Grad-CAM: channel weights are the mean gradient over the 4 patch tokens.
+  const auto tokens = torch::randn({1, n, 3});
+  const auto grads = torch::randn({1, n, 3});
+  const auto weights = grads.narrow(1, 1, 4).mean(1, true);
+  const auto cam = (tokens.narrow(1, 1, 4) * weights).sum(-1).clamp_min(0).reshape({1, 2, 2});
+  EXPECT_TRUE(torch::allclose(attention::grad_cam(tokens, grads, layout), cam));
+  EXPECT_THROW(attention::grad_cam(tokens, grads.narrow(1, 0, 4), layout), c10::Error);
 }
 
 TEST(AttentionMaps, ClsMapsPerHeadAndPerLayerAndClearErrors) {
@@ -217,7 +231,14 @@ TEST(AttentionMaps, ClsMapsPerHeadAndPerLayerAndClearErrors) {
   options.layer = -1;
   options.method = MapMethod::kPool;
   EXPECT_THROW(explain_vit(model, images, options), std::invalid_argument);
-  EXPECT_THROW(map_method_from_string("gradcam"), std::invalid_argument);
+  EXPECT_THROW(map_method_from_string("grad-cam"), std::invalid_argument);
+  for (const auto method : {MapMethod::kClassToken, MapMethod::kRollout, MapMethod::kGradRollout,
+                            MapMethod::kPool, MapMethod::kRelevance, MapMethod::kGradCam}) {
+    EXPECT_EQ(map_method_from_string(map_method_name(method)), method);
+  }
+  options.method = MapMethod::kGradCam;
+  options.layer = 3;
+  EXPECT_THROW(explain_vit(model, images, options), std::invalid_argument);
   EXPECT_THROW(attention::head_fusion_from_string("median"), std::invalid_argument);
 }
 

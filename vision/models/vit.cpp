@@ -126,17 +126,21 @@ torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& images) {
   return forward_head(forward_features(images), nullptr);
 }
 
-ViTOutput VisionTransformerImpl::forward_all(const torch::Tensor& images, bool keep_attention) {
+ViTOutput VisionTransformerImpl::forward_all(const torch::Tensor& images, bool keep_attention,
+                                             bool keep_attention_inputs) {
   ViTOutput out;
-  out.tokens = forward_features(images, &out.grid_height, &out.grid_width,
-                                keep_attention ? &out.attentions : nullptr);
+  out.tokens = forward_features(
+      images, &out.grid_height, &out.grid_width,
+      keep_attention || keep_attention_inputs ? &out.attentions : nullptr,
+      keep_attention_inputs ? &out.attention_inputs : nullptr);
   out.logits = forward_head(out.tokens, &out.pool_weights);
   return out;
 }
 
 torch::Tensor VisionTransformerImpl::forward_features(const torch::Tensor& images,
                                                       int64_t* grid_height, int64_t* grid_width,
-                                                      std::vector<torch::Tensor>* attentions) {
+                                                      std::vector<torch::Tensor>* attentions,
+                                                      std::vector<torch::Tensor>* attention_inputs) {
   const ViTConfig& c = config_;
   auto x = patch_embed(images);  // (B, L, D)
   const int64_t batch = x.size(0);
@@ -168,9 +172,10 @@ torch::Tensor VisionTransformerImpl::forward_features(const torch::Tensor& image
   if (norm_pre) x = norm_pre(x);
   for (auto& block : block_refs_) {
     if (attentions) {
-      torch::Tensor weights;
-      x = block->forward(x, weights);
+      torch::Tensor weights, input;
+      x = block->forward(x, weights, attention_inputs ? &input : nullptr);
       attentions->push_back(weights);
+      if (attention_inputs) attention_inputs->push_back(input);
     } else {
       x = block->forward(x);
     }

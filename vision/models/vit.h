@@ -23,6 +23,9 @@ struct ViTOutput {
   torch::Tensor tokens;  ///< (B, N, D) after the final norm; N = prefix + gh * gw
   /// One (B, H, N, N) tensor per block, in the autograd graph (empty unless asked for).
   std::vector<torch::Tensor> attentions;
+  /// One (B, N, D) tensor per block: the normalised tokens its attention reads (timm's
+  /// blocks.<i>.norm1 output), in the autograd graph (empty unless asked for).
+  std::vector<torch::Tensor> attention_inputs;
   /// (B, N') attention-pool weights (map pooling only): N' = N with pool_include_prefix, else
   /// the gh * gw patches only.
   torch::Tensor pool_weights;
@@ -49,12 +52,15 @@ class VisionTransformerImpl : public torch::nn::Module {
 
   /// images (B, C, H, W) -> logits (B, num_classes).
   torch::Tensor forward(const torch::Tensor& images);
-  /// The full pass; with `keep_attention`, every block's attention weights too.
-  ViTOutput forward_all(const torch::Tensor& images, bool keep_attention);
+  /// The full pass; with `keep_attention`, every block's attention weights too, and with
+  /// `keep_attention_inputs` the tokens each block's attention reads.
+  ViTOutput forward_all(const torch::Tensor& images, bool keep_attention,
+                        bool keep_attention_inputs = false);
   /// The token sequence (B, N, D) after the final norm, and the grid it came from.
   torch::Tensor forward_features(const torch::Tensor& images, int64_t* grid_height = nullptr,
                                  int64_t* grid_width = nullptr,
-                                 std::vector<torch::Tensor>* attentions = nullptr);
+                                 std::vector<torch::Tensor>* attentions = nullptr,
+                                 std::vector<torch::Tensor>* attention_inputs = nullptr);
 
   const ViTConfig& config() const { return config_; }
 

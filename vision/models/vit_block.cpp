@@ -40,13 +40,16 @@ torch::Tensor ViTBlockImpl::forward(const torch::Tensor& x) {
   return residuals(x, attn(norm1(x)));
 }
 
-torch::Tensor ViTBlockImpl::forward(const torch::Tensor& x, torch::Tensor& weights) {
+torch::Tensor ViTBlockImpl::forward(const torch::Tensor& x, torch::Tensor& weights,
+                                    torch::Tensor* attention_input) {
+  const auto normed = norm1(x);
+  if (attention_input) *attention_input = normed;
   if (!ls1) {
-    auto out = attn->forward_residual(norm1(x), x, /*keep_weights=*/true);
+    auto out = attn->forward_residual(normed, x, /*keep_weights=*/true);
     weights = out.weights;
     return mlp->forward_residual(norm2(out.output), out.output);
   }
-  auto out = attn->forward_with_weights(norm1(x));
+  auto out = attn->forward_with_weights(normed);
   weights = out.weights;
   return residuals(x, out.output);
 }

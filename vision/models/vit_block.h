@@ -41,8 +41,10 @@ class ViTBlockImpl : public torch::nn::Module {
   void reset();
   /// x (B, N, D) -> (B, N, D)
   torch::Tensor forward(const torch::Tensor& x);
-  /// Also returns the block's attention weights (B, H, N, N) in `weights`.
-  torch::Tensor forward(const torch::Tensor& x, torch::Tensor& weights);
+  /// Also returns the block's attention weights (B, H, N, N) in `weights` and, when asked, the
+  /// normalised tokens its attention reads (norm1's output, (B, N, D)) in `attention_input`.
+  torch::Tensor forward(const torch::Tensor& x, torch::Tensor& weights,
+                        torch::Tensor* attention_input = nullptr);
 
   ViTBlockOptions options;
   torch::nn::LayerNorm norm1{nullptr};

@@ -1,5 +1,5 @@
-// vision/models/vit_explain.cpp: one forward pass (and a backward one for gradient rollout) that
-// keeps every block's attention, then the maps of attention/attention_maps.
+// vision/models/vit_explain.cpp: one forward pass (and a backward one for the class-specific
+// methods) that keeps every block's attention, then the maps of attention/attention_maps.
 #include "vision/models/vit_explain.h"
 
 #include <stdexcept>
@@ -13,9 +13,49 @@ MapMethod map_method_from_string(const std::string& name) {
   if (name == "rollout") return MapMethod::kRollout;
   if (name == "grad-rollout") return MapMethod::kGradRollout;
   if (name == "pool") return MapMethod::kPool;
+  if (name == "relevance") return MapMethod::kRelevance;
+  if (name == "gradcam") return MapMethod::kGradCam;
   throw std::invalid_argument("unknown map method '" + name +
-                              "' (cls, rollout, grad-rollout or pool)");
+                              "' (cls, rollout, grad-rollout, relevance, gradcam or pool)");
 }
+
+std::string map_method_name(MapMethod method) {
+  switch (method) {
+    case MapMethod::kClassToken:
+      return "cls";
+    case MapMethod::kRollout:
+      return "rollout";
+    case MapMethod::kGradRollout:
+      return "grad-rollout";
+    case MapMethod::kPool:
+      return "pool";
+    case MapMethod::kRelevance:
+      return "relevance";
+    case MapMethod::kGradCam:
+      return "gradcam";
+  }
+  return "?";
+}
+
+bool is_class_specific(MapMethod method) {
+  return method == MapMethod::kGradRollout || method == MapMethod::kRelevance ||
+         method == MapMethod::kGradCam;
+}
+
+namespace {
+
+/// A layer index as asked (negative counts from the end) -> 0..depth-1, or a clear error.
+int64_t resolve_layer(int64_t asked, int64_t depth) {
+  const int64_t layer = asked < 0 ? depth + asked : asked;
+  if (layer < 0 || layer >= depth) {
+    throw std::invalid_argument("layer " + std::to_string(asked) +
+                                " out of range: the model has " + std::to_string(depth) +
+                                " layers (0.." + std::to_string(depth - 1) + ", or -1)");
+  }
+  return layer;
+}
+
+}  // namespace
 
 attention::TokenLayout token_layout(const ViTConfig& config, int64_t grid_height,
                                     int64_t grid_width) {
@@ -41,7 +81,7 @@ Explanation explain_vit(VisionTransformer& model, const torch::Tensor& images,
   if (config.num_classes == 0) {
     throw std::invalid_argument("the model has no classifier head to explain");
   }
-  const bool needs_gradient = options.method == MapMethod::kGradRollout;
+  const bool needs_gradient = is_class_specific(options.method);
   torch::NoGradGuard no_grad_guard;
   std::unique_ptr<torch::AutoGradMode> grad_mode;
   if (needs_gradient) grad_mode = std::make_unique<torch::AutoGradMode>(true);
@@ -52,12 +92,25 @@ Explanation explain_vit(VisionTransformer& model, const torch::Tensor& images,
     ~ModeRestorer() { model->train(training); }
   } restore{model, model->is_training()};
   model->eval();
-  auto out = model->forward_all(images, /*keep_attention=*/options.method != MapMethod::kPool);
+  auto out = model->forward_all(images, /*keep_attention=*/options.method != MapMethod::kPool,
+                                /*keep_attention_inputs=*/options.method == MapMethod::kGradCam);
 
   Explanation result;
   result.probabilities = torch::softmax(out.logits.detach().to(torch::kFloat), 1);
   const int64_t batch = images.size(0);
-  if (options.target_class >= 0) {
+  if (options.target_classes.defined()) {
+    TORCH_CHECK(options.target_classes.dim() == 1 && options.target_classes.size(0) == batch,
+                "explain_vit: expected ", batch, " target classes, got ",
+                options.target_classes.sizes());
+    const auto low = options.target_classes.min().item<int64_t>();
+    const auto high = options.target_classes.max().item<int64_t>();
+    if (low < 0 || high >= config.num_classes) {
+      throw std::invalid_argument("class " + std::to_string(low < 0 ? low : high) +
+                                  " out of range: the model has " +
+                                  std::to_string(config.num_classes) + " classes");
+    }
+    result.classes = options.target_classes.to(torch::kLong).to(out.logits.device());
+  } else if (options.target_class >= 0) {
     if (options.target_class >= config.num_classes) {
       throw std::invalid_argument("class " + std::to_string(options.target_class) +
                                   " out of range: the model has " +
@@ -84,12 +137,23 @@ Explanation explain_vit(VisionTransformer& model, const torch::Tensor& images,
                                                  options.discard_ratio)
                         .unsqueeze(1);
       break;
-    case MapMethod::kGradRollout: {
+    case MapMethod::kGradRollout:
+    case MapMethod::kRelevance: {
       const auto score = out.logits.gather(1, result.classes.view({-1, 1})).sum();
       const auto gradients = torch::autograd::grad({score}, out.attentions);
-      result.maps = attention::gradient_rollout(out.attentions, gradients, layout,
-                                                options.discard_ratio)
-                        .unsqueeze(1);
+      result.maps = options.method == MapMethod::kRelevance
+                        ? attention::relevance(out.attentions, gradients, layout)
+                        : attention::gradient_rollout(out.attentions, gradients, layout,
+                                                      options.discard_ratio);
+      result.maps = result.maps.unsqueeze(1);
+      break;
+    }
+    case MapMethod::kGradCam: {
+      const int64_t layer = resolve_layer(options.layer, depth);
+      const auto score = out.logits.gather(1, result.classes.view({-1, 1})).sum();
+      const auto& tokens = out.attention_inputs[layer];
+      const auto gradient = torch::autograd::grad({score}, {tokens}).front();
+      result.maps = attention::grad_cam(tokens, gradient, layout).unsqueeze(1);
       break;
     }
     case MapMethod::kClassToken: {
@@ -98,13 +162,7 @@ Explanation explain_vit(VisionTransformer& model, const torch::Tensor& images,
       if (options.layer == ExplainOptions::kAll) {
         for (int64_t i = 0; i < depth; ++i) layers.push_back(i);
       } else {
-        const int64_t layer = options.layer < 0 ? depth + options.layer : options.layer;
-        if (layer < 0 || layer >= depth) {
-          throw std::invalid_argument("layer " + std::to_string(options.layer) +
-                                      " out of range: the model has " + std::to_string(depth) +
-                                      " layers (0.." + std::to_string(depth - 1) + ", or -1)");
-        }
-        layers.push_back(layer);
+        layers.push_back(resolve_layer(options.layer, depth));
       }
       if (options.head != ExplainOptions::kAll && (options.head >= heads || options.head < -1)) {
         throw std::invalid_argument("head " + std::to_string(options.head) +

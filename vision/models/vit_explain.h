@@ -1,5 +1,6 @@
 // vision/models/vit_explain.h: runs a ViT and turns its attention into explanation maps over the
-// patch grid: class-token attention, rollout, gradient rollout for a class, or the pool weights.
+// patch grid: class-token attention, rollout, gradient rollout or relevance propagation for a
+// class, Grad-CAM on a block's tokens, or the pool weights.
 #pragma once
 
 #include <string>
@@ -10,20 +11,31 @@
 
 namespace attnkit::vision {
 
-enum class MapMethod { kClassToken, kRollout, kGradRollout, kPool };
+enum class MapMethod { kClassToken, kRollout, kGradRollout, kPool, kRelevance, kGradCam };
 
-/// "cls" | "rollout" | "grad-rollout" | "pool"; throws std::invalid_argument naming the choices.
+/// "cls" | "rollout" | "grad-rollout" | "pool" | "relevance" | "gradcam"; throws
+/// std::invalid_argument naming the choices.
 MapMethod map_method_from_string(const std::string& name);
+
+/// The name map_method_from_string reads.
+std::string map_method_name(MapMethod method);
+
+/// Whether the method explains one class (needs a backward pass) rather than the attention flow.
+bool is_class_specific(MapMethod method);
 
 struct ExplainOptions {
   MapMethod method = MapMethod::kRollout;
   attention::HeadFusion fusion = attention::HeadFusion::kMean;
   /// cls: one head (>= 0), all heads as separate maps (kAll), or fused (-1).
   int64_t head = -1;
-  /// cls: the layer (>= 0, negative counts from the end: -1 = last), or every layer (kAll).
+  /// cls and gradcam: the layer (>= 0, negative counts from the end: -1 = last); cls also takes
+  /// every layer (kAll).
   int64_t layer = -1;
   double discard_ratio = 0.0;  ///< rollout and grad-rollout
-  int64_t target_class = -1;   ///< grad-rollout: the class explained (-1 = each image's top-1)
+  /// grad-rollout, relevance, gradcam: the class explained (-1 = each image's top-1).
+  int64_t target_class = -1;
+  /// Per image (B) classes to explain instead of target_class, when defined.
+  torch::Tensor target_classes;
   static constexpr int64_t kAll = -1000;
 };
 
