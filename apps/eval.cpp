@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include <boost/program_options.hpp>
@@ -21,8 +22,11 @@
 #include "vision/data/karpathy.h"
 #include "vision/data/fashion_mnist.h"
 #include "vision/errors.h"
+#include "vision/explain/caption_faithfulness.h"
 #include "vision/image/confusion_plot.h"
 #include "vision/image/image_io.h"
+#include "vision/models/caption_decoder.h"
+#include "vision/models/eval_mode_guard.h"
 #include "vision/models/test_time_augmentation.h"
 #include "vision/train/captioner_trainer.h"
 #include "vision/train/classification_metrics.h"
@@ -199,13 +203,73 @@ int run_eval_classifier(int argc, char** argv) {
   return dataset.skipped.empty() ? kExitOk : kExitSomeFailed;
 }
 
+/// Captions `dataset` again and masks each word's picked cells against random ones.
+vision::CaptionFaithfulnessSummary measure_faithfulness(
+    vision::Captioner& model, const vision::CaptionData& dataset, int64_t beam, int64_t max_len,
+    int64_t batch_size, const vision::CaptionFaithfulnessOptions& options,
+    const vision::Vocabulary& vocabulary) {
+  ProgressBar progress("faithfulness", dataset.size());
+  std::vector<std::vector<vision::WordFaithfulness>> words;
+  for (int64_t start = 0; start < dataset.size(); start += batch_size) {
+    const int64_t n = std::min(batch_size, dataset.size() - start);
+    vision::EncodedImages encoded;
+    {
+      torch::NoGradGuard no_grad;
+      vision::EvalModeGuard eval_mode(*model);
+      encoded = model->encode(dataset.images.narrow(0, start, n));
+    }
+    const auto captions = vision::beam_search(model, encoded, vocabulary, beam, max_len);
+    auto batch_options = options;
+    batch_options.seed += static_cast<uint64_t>(start);
+    for (auto& caption : vision::caption_faithfulness(model, encoded, captions, batch_options)) {
+      words.push_back(std::move(caption));
+    }
+    progress.advance(n);
+  }
+  progress.finish();
+  return vision::summarize_faithfulness(words);
+}
+
+json faithfulness_json(const vision::CaptionFaithfulnessSummary& s,
+                       const vision::CaptionFaithfulnessOptions& options) {
+  auto figure = [](const vision::MetricSummary& m) {
+    return json{{"mean", m.mean}, {"low", m.low}, {"high", m.high}};
+  };
+  return {{"words", s.words},
+          {"mass", options.mass},
+          {"random_draws", options.random_draws},
+          {"mean_cells", s.mean_cells},
+          {"attended_drop", figure(s.attended_drop)},
+          {"random_drop", figure(s.random_drop)},
+          {"difference", figure(s.difference)},
+          {"attended_wins", s.attended_wins}};
+}
+
+void print_faithfulness(const vision::CaptionFaithfulnessSummary& s,
+                        const vision::CaptionFaithfulnessOptions& options) {
+  auto interval = [](const vision::MetricSummary& m) {
+    std::ostringstream out;
+    out << std::fixed << std::setprecision(4) << m.mean << " [" << m.low << ", " << m.high << "]";
+    return out.str();
+  };
+  std::cout << std::fixed << std::setprecision(1) << "faithfulness: " << s.words
+            << " words; masking the cells holding " << 100 * options.mass
+            << "% of a word's attention (" << s.mean_cells << " cells on average)\n"
+            << "  p(word) drop, attended cells masked: " << interval(s.attended_drop)
+            << "\n  p(word) drop, as many random cells:  " << interval(s.random_drop)
+            << "\n  difference:                          " << interval(s.difference)
+            << "\n  words where the attended cells matter more: " << std::setprecision(1)
+            << 100 * s.attended_wins << "%\n";
+}
+
 }  // namespace
 
 int run_eval_captioner(int argc, char** argv) {
   std::string model_path, data, images, split = "test", precision_name = "fp32";
   int64_t beam = 3, max_len = 20, batch_size = 64;
   int threads = 0;
-  bool as_json = false;
+  bool as_json = false, faithfulness = false;
+  vision::CaptionFaithfulnessOptions faithfulness_options;
   po::options_description options("Options");
   options.add_options()
       ("help,h", "show this help")
@@ -220,21 +284,38 @@ int run_eval_captioner(int argc, char** argv) {
       ("precision,p", po::value(&precision_name)->default_value(precision_name),
        kInferencePrecisionHelp)
       ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)
-      ("json", po::bool_switch(&as_json), "print the metrics as JSON");
+      ("json", po::bool_switch(&as_json), "print the metrics as JSON")
+      ("faithfulness", po::bool_switch(&faithfulness),
+       "also measure the word maps: per word, the drop in its probability when the cells its "
+       "attention picked are masked (their features replaced by the image's mean), against "
+       "masking as many random cells")
+      ("faithfulness-mass", po::value(&faithfulness_options.mass)->default_value(0.5),
+       "the picked cells: the fewest top cells holding this share of the word's attention")
+      ("faithfulness-draws", po::value(&faithfulness_options.random_draws)->default_value(4),
+       "random cell sets per word, averaged");
   add_max_pixels_option(options);
   po::variables_map vm;
   if (!parse_command_line(
           argc, argv, options, "", "attn eval captioner --data SPLIT.json [options]",
           "Captions a split and scores it against all its references: corpus BLEU-1..4 (as\n"
           "NLTK's corpus_bleu), CIDEr-D, and where the data has object boxes the pointing\n"
-          "game (is each object word's attention peak inside that object?).\n\n"
-          "Example:\n"
-          "  attn eval captioner --data data/scenes-test/scenes.json --beam 3 --json",
+          "game (is each object word's attention peak inside that object?). --faithfulness asks\n"
+          "whether the word maps show where the words came from: masking the cells a word's\n"
+          "attention picked should lower its probability more than masking random cells.\n\n"
+          "Examples:\n"
+          "  attn eval captioner --data data/scenes-test/scenes.json --beam 3 --json\n"
+          "  attn eval captioner --data data/scenes-test/scenes.json --faithfulness",
           vm)) {
     return kExitOk;
   }
   if (data.empty()) throw UsageError("--data is required (a Karpathy split JSON)");
   if (beam < 1 || batch_size < 1) throw UsageError("--beam and --batch-size must be at least 1");
+  if (!(faithfulness_options.mass > 0 && faithfulness_options.mass <= 1)) {
+    throw UsageError("--faithfulness-mass must be in (0, 1]");
+  }
+  if (faithfulness_options.random_draws < 1) {
+    throw UsageError("--faithfulness-draws must be at least 1");
+  }
   check_max_len(max_len);
   const auto precision = choose_precision_option("eval", precision_name);
   set_threads(threads);
@@ -270,8 +351,13 @@ int run_eval_captioner(int argc, char** argv) {
   progress.finish();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::optional<vision::CaptionFaithfulnessSummary> faithful;
+  if (faithfulness) {
+    faithful = measure_faithfulness(loaded.model, dataset, beam, max_len, batch_size,
+                                    faithfulness_options, loaded.vocabulary);
+  }
   if (as_json) {
-    std::cout << json_text(json{{"model", model_path},
+    json out{{"model", model_path},
                                {"data", data},
                                {"split", split},
                                {"count", dataset.size()},
@@ -285,9 +371,9 @@ int run_eval_captioner(int argc, char** argv) {
                                              {"accuracy", result.pointing.accuracy()}}},
                                {"loss", result.loss},
                                {"seconds", seconds},
-                               {"skipped", skipped_json(dataset.skipped)}},
-                           2)
-              << std::endl;
+                               {"skipped", skipped_json(dataset.skipped)}};
+    if (faithful) out["faithfulness"] = faithfulness_json(*faithful, faithfulness_options);
+    std::cout << json_text(out, 2) << std::endl;
   } else {
     std::cout << std::fixed << std::setprecision(4) << "model:    " << model_path
               << "\ndata:     " << data << " (" << split << "), " << dataset.size()
@@ -296,8 +382,9 @@ int run_eval_captioner(int argc, char** argv) {
               << "\nCIDEr-D:  " << result.cider << "\npointing: "
               << std::setprecision(1) << 100 * result.pointing.accuracy() << "% ("
               << result.pointing.hits << "/" << result.pointing.total << ")\nspeed:    "
-              << dataset.size() / seconds << " images/s (decoding and teacher-forced loss)\n"
-              << skipped_note(dataset.skipped);
+              << dataset.size() / seconds << " images/s (decoding and teacher-forced loss)\n";
+    if (faithful) print_faithfulness(*faithful, faithfulness_options);
+    std::cout << skipped_note(dataset.skipped);
   }
   // The metrics cover a subset: exit 1 says so to scripts as well.
   return dataset.skipped.empty() ? kExitOk : kExitSomeFailed;

@@ -35,7 +35,7 @@ using nlohmann::json;
 struct EvalMapsParams {
   std::string model_path, data = "fashion-mnist", split = "test", fashion_dir, plot;
   std::string methods = "cls,rollout,grad-rollout,relevance,gradcam,random";
-  std::string target = "auto", baseline = "blur", percentiles = "10,20,30,40,50,60,70,80,90";
+  std::string target = "auto", baseline = "zero", percentiles = "10,20,30,40,50,60,70,80,90";
   int64_t count = 500, steps = 16, batch_size = 32, sanity_count = 100;
   double blur_sigma = 0;
   uint64_t seed = 0;
@@ -228,18 +228,18 @@ void print_table(const vision::MapEvaluator& evaluator, const EvalMapsParams& p)
             << evaluator.count() << " images, baseline " << p.baseline << ", "
             << evaluator.fractions().size(0) - 1 << " steps\n"
             << "mean ±95% interval over the images; the arrow says which way is more faithful\n\n"
-            << pad_right("metric", 26);
+            << pad_right("metric", 28);
   for (const auto& m : methods) std::cout << pad_right(m.name, 16);
   std::cout << "\n";
   for (const auto& [metric, direction] : kMetrics) {
     if (evaluator.results().front().per_image.count(metric) == 0) continue;
-    std::cout << pad_right(metric + (direction == "lower" ? " (v)" : " (^)"), 26);
+    std::cout << pad_right(metric + (direction == "lower" ? " (v)" : " (^)"), 28);
     for (const auto& r : evaluator.results()) {
       std::cout << pad_right(cell_text(vision::summarize(r.per_image.at(metric))), 16);
     }
     std::cout << "\n";
   }
-  std::cout << pad_right("ms / image (map, metrics)", 26);
+  std::cout << pad_right("ms / image (map, metrics)", 28);
   for (const auto& r : evaluator.results()) {
     std::ostringstream t;
     t << std::fixed << std::setprecision(1) << 1e3 * r.map_seconds / evaluator.count() << ", "
@@ -252,11 +252,11 @@ void print_table(const vision::MapEvaluator& evaluator, const EvalMapsParams& p)
 void print_sanity(const vision::SanityResults& s) {
   std::cout << "\nsanity check: Spearman's rho between the trained model's maps and the maps\n"
                "after re-randomising from the head down to each stage (1 = unchanged)\n"
-            << pad_right("randomised down to", 26);
+            << pad_right("randomised down to", 28);
   for (const auto& m : s.methods) std::cout << pad_right(m, 16);
   std::cout << "\n";
   for (size_t stage = 0; stage < s.stages.size(); ++stage) {
-    std::cout << pad_right(s.stages[stage], 26);
+    std::cout << pad_right(s.stages[stage], 28);
     for (size_t m = 0; m < s.methods.size(); ++m) {
       std::ostringstream t;
       t << std::fixed << std::setprecision(3) << s.correlation[stage][m];

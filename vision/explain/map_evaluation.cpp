@@ -2,7 +2,6 @@
 #include "vision/explain/map_evaluation.h"
 
 #include <chrono>
-#include <cmath>
 #include <stdexcept>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -41,22 +40,6 @@ EvaluatedMethod evaluated_method_from_string(const std::string& name) {
                                 "random)");
   }
   return method;
-}
-
-MetricSummary summarize(const std::vector<double>& values) {
-  MetricSummary s;
-  s.count = static_cast<int64_t>(values.size());
-  if (values.empty()) return s;
-  double sum = 0;
-  for (const double v : values) sum += v;
-  s.mean = sum / static_cast<double>(s.count);
-  double squares = 0;
-  for (const double v : values) squares += (v - s.mean) * (v - s.mean);
-  const double sd = s.count > 1 ? std::sqrt(squares / static_cast<double>(s.count - 1)) : 0.0;
-  const double half = 1.96 * sd / std::sqrt(static_cast<double>(s.count));
-  s.low = s.mean - half;
-  s.high = s.mean + half;
-  return s;
 }
 
 torch::Tensor method_maps(VisionTransformer& model, const EvaluatedMethod& method,

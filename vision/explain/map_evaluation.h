@@ -11,6 +11,7 @@
 #include <torch/types.h>
 
 #include "vision/explain/deletion_insertion.h"
+#include "vision/explain/metric_summary.h"
 #include "vision/explain/road.h"
 #include "vision/models/vit_explain.h"
 
@@ -34,13 +35,6 @@ struct MapEvaluationOptions {
   RoadOptions road_options;
   uint64_t seed = 0;  ///< random maps
 };
-
-/// One figure over the images: its mean and a 95% interval (mean -/+ 1.96 standard errors).
-struct MetricSummary {
-  double mean = 0, low = 0, high = 0;
-  int64_t count = 0;
-};
-MetricSummary summarize(const std::vector<double>& values);
 
 /// Per-image figures of one method, in image order, keyed by metric name: "deletion_auc",
 /// "insertion_auc", "confidence_change", "drop_in_confidence", "increase_in_confidence",

@@ -7,6 +7,8 @@
 
 #include <torch/torch.h>
 
+#include "vision/models/eval_mode_guard.h"
+
 namespace attnkit::vision {
 namespace {
 
@@ -22,21 +24,6 @@ torch::Tensor selectable_mask(int64_t vocab, bool first_step, torch::ScalarType 
   if (first_step) mask[Vocabulary::kEnd] = kNegInf;
   return mask;
 }
-
-/// Switches the model to eval mode for the scope and restores training mode after.
-class EvalScope {
- public:
-  explicit EvalScope(Captioner& model) : model_(model), was_training_(model->is_training()) {
-    model_->eval();
-  }
-  ~EvalScope() {
-    if (was_training_) model_->train();
-  }
-
- private:
-  Captioner& model_;
-  bool was_training_;
-};
 
 /// One beam-search step's choices, kept so captions are read back once at the end instead of
 /// every hypothesis' history being copied at every step (which made decoding quadratic).
@@ -89,7 +76,7 @@ std::string Caption::text() const {
 std::vector<Caption> greedy_decode(Captioner& model, const EncodedImages& encoded,
                                    const Vocabulary& vocabulary, int64_t max_len) {
   TORCH_CHECK(max_len >= 1, "greedy_decode: max_len must be at least 1, got ", max_len);
-  EvalScope eval(model);
+  EvalModeGuard eval_mode(*model);
   torch::NoGradGuard no_grad;
   const auto& features = encoded.features;
   const int64_t batch = features.size(0);
@@ -135,7 +122,7 @@ std::vector<Caption> beam_search(Captioner& model, const EncodedImages& encoded,
                                  const Vocabulary& vocabulary, int64_t beam, int64_t max_len) {
   TORCH_CHECK(beam >= 1 && max_len >= 1, "beam_search: beam and max_len must be >= 1, got ", beam,
               " and ", max_len);
-  EvalScope eval(model);
+  EvalModeGuard eval_mode(*model);
   torch::NoGradGuard no_grad;
   const int64_t batch = encoded.features.size(0);
   const int64_t k = beam;

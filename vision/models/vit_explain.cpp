@@ -6,6 +6,8 @@
 
 #include <torch/torch.h>
 
+#include "vision/models/eval_mode_guard.h"
+
 namespace attnkit::vision {
 
 MapMethod map_method_from_string(const std::string& name) {
@@ -85,13 +87,7 @@ Explanation explain_vit(VisionTransformer& model, const torch::Tensor& images,
   torch::NoGradGuard no_grad_guard;
   std::unique_ptr<torch::AutoGradMode> grad_mode;
   if (needs_gradient) grad_mode = std::make_unique<torch::AutoGradMode>(true);
-  // Evaluation mode for the pass, the caller's mode afterwards (even on an exception).
-  struct ModeRestorer {
-    VisionTransformer& model;
-    bool training;
-    ~ModeRestorer() { model->train(training); }
-  } restore{model, model->is_training()};
-  model->eval();
+  EvalModeGuard eval_mode(*model);
   auto out = model->forward_all(images, /*keep_attention=*/options.method != MapMethod::kPool,
                                 /*keep_attention_inputs=*/options.method == MapMethod::kGradCam);
 

@@ -13,6 +13,7 @@
 #include "vision/checkpoint/captioner_file.h"
 #include "vision/errors.h"
 #include "vision/models/caption_decoder.h"
+#include "vision/models/eval_mode_guard.h"
 #include "vision/train/cpu_autocast.h"
 #include "vision/train/data_parallel.h"
 #include "vision/train/lr_schedule.h"
@@ -126,8 +127,7 @@ CaptionerEvaluation evaluate_captioner(Captioner& model, const CaptionData& data
                                        const std::function<void(int64_t)>& on_batch,
                                        DataParallel* parallel) {
   CaptionerEvaluation result;
-  const bool was_training = model->is_training();
-  model->eval();
+  EvalModeGuard eval_mode(*model);
   std::vector<std::vector<Tokens>> references;
   double loss_sum = 0, word_count = 0;
   torch::NoGradGuard no_grad;
@@ -165,7 +165,6 @@ CaptionerEvaluation evaluate_captioner(Captioner& model, const CaptionData& data
     }
     if (on_batch) on_batch(start + n);
   }
-  if (was_training) model->train();
   if (world == 1) {
     result.bleu = corpus_bleu(references, result.captions);
     result.cider = cider_d(references, result.captions);

@@ -3,6 +3,8 @@
 
 #include <torch/torch.h>
 
+#include "vision/models/eval_mode_guard.h"
+
 namespace attnkit::vision {
 
 ClassificationMetrics evaluate_classifier(VisionTransformer& model, const LabeledImages& data,
@@ -13,8 +15,7 @@ ClassificationMetrics evaluate_classifier(VisionTransformer& model, const Labele
   const int64_t classes = static_cast<int64_t>(data.classes.size());
   TORCH_CHECK(model->config().num_classes == classes, "evaluate_classifier: the model has ",
               model->config().num_classes, " classes, the dataset ", classes);
-  const bool was_training = model->is_training();
-  model->eval();
+  EvalModeGuard eval_mode(*model);
   ClassificationMetrics metrics;
   metrics.count = data.size();
   metrics.confusion = torch::zeros({classes, classes}, torch::kLong);
@@ -37,7 +38,6 @@ ClassificationMetrics evaluate_classifier(VisionTransformer& model, const Labele
       if (on_batch) on_batch(start + n);
     }
   }
-  if (was_training) model->train();
   if (metrics.count > 0) {
     metrics.top1 = static_cast<double>(top1) / metrics.count;
     metrics.top5 = static_cast<double>(top5) / metrics.count;
