@@ -1,15 +1,15 @@
 // apps/eval_maps.cpp: `attn eval maps`: how faithful each explanation method is for a ViT
 // classifier: deletion / insertion areas, image-times-map confidence, ROAD, against random maps,
 // and the cascading-randomisation sanity check.
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <boost/program_options.hpp>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
-#include <sstream>
-
-#include <ATen/CPUGeneratorImpl.h>
-#include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
+#include <sstream>
 
 #include "apps/classifier_data.h"
 #include "apps/cli_common.h"
@@ -45,10 +45,14 @@ struct EvalMapsParams {
 
 /// The metrics in the order printed, with the direction a faithful map moves them.
 const std::vector<std::pair<std::string, std::string>> kMetrics = {
-    {"deletion_auc", "lower"},          {"insertion_auc", "higher"},
-    {"confidence_change", "higher"},    {"drop_in_confidence", "lower"},
-    {"increase_in_confidence", "higher"}, {"road_morf", "lower"},
-    {"road_lerf", "higher"},            {"road_combined", "higher"}};
+    {"deletion_auc", "lower"},
+    {"insertion_auc", "higher"},
+    {"confidence_change", "higher"},
+    {"drop_in_confidence", "lower"},
+    {"increase_in_confidence", "higher"},
+    {"road_morf", "lower"},
+    {"road_lerf", "higher"},
+    {"road_combined", "higher"}};
 
 std::vector<std::string> split_list(const std::string& text) {
   std::vector<std::string> out;
@@ -63,6 +67,8 @@ bool parse_eval_maps(int argc, char** argv, EvalMapsParams& p) {
   p.model_path = default_model_path("classifier");
   p.fashion_dir = vision::kFashionMnistDir;
   po::options_description options("Options");
+  // One option a line, as in the other commands.
+  // clang-format off
   options.add_options()
       ("help,h", "show this help")
       ("model,m", po::value(&p.model_path)->default_value(p.model_path), "ViT model file")
@@ -98,6 +104,7 @@ bool parse_eval_maps(int argc, char** argv, EvalMapsParams& p) {
       ("threads,t", po::value(&p.threads)->default_value(0), kThreadsHelp)
       ("json", po::bool_switch(&p.as_json), "print the results as JSON")
       ("plot", po::value(&p.plot), "draw the mean deletion and insertion curves into this PNG");
+  // clang-format on
   add_max_pixels_option(options);
   po::variables_map vm;
   return parse_command_line(
@@ -138,8 +145,8 @@ bool is_photo_folder(const std::string& data) {
 EvalImages load_eval_images(const EvalMapsParams& p, const vision::LoadedViT& loaded) {
   EvalImages out;
   if (!is_photo_folder(p.data)) {
-    auto dataset = load_classifier_data(p.data, p.split, p.fashion_dir, loaded.info.preprocess,
-                                        "eval");
+    auto dataset =
+        load_classifier_data(p.data, p.split, p.fashion_dir, loaded.info.preprocess, "eval");
     if (p.data != "fashion-mnist") relabel_with_model_labels(dataset, loaded.info.labels, p.data);
     out.pixels = dataset.images;
     out.labels = dataset.labels;
@@ -149,8 +156,8 @@ EvalImages load_eval_images(const EvalMapsParams& p, const vision::LoadedViT& lo
     for (const auto& item : expand_inputs({p.data})) {
       try {
         if (!item.error.empty()) throw vision::ImageError(item.error);
-        pixels.push_back(vision::resize_crop_image(vision::load_image_rgb(item.path),
-                                                   loaded.info.preprocess));
+        pixels.push_back(
+            vision::resize_crop_image(vision::load_image_rgb(item.path), loaded.info.preprocess));
       } catch (const vision::Error& e) {
         print_error("eval", std::string(e.what()) + " (skipped)");
         out.skipped.push_back({item.path, e.what()});
@@ -224,9 +231,9 @@ std::string cell_text(const vision::MetricSummary& s) {
 void print_table(const vision::MapEvaluator& evaluator, const EvalMapsParams& p) {
   const auto& methods = evaluator.methods();
   std::cout << "model: " << p.model_path << "\ndata:  " << p.data
-            << (p.data == "fashion-mnist" ? " (" + p.split + ")" : "") << ", "
-            << evaluator.count() << " images, baseline " << p.baseline << ", "
-            << evaluator.fractions().size(0) - 1 << " steps\n"
+            << (p.data == "fashion-mnist" ? " (" + p.split + ")" : "") << ", " << evaluator.count()
+            << " images, baseline " << p.baseline << ", " << evaluator.fractions().size(0) - 1
+            << " steps\n"
             << "mean ±95% interval over the images; the arrow says which way is more faithful\n\n"
             << pad_right("metric", 28);
   for (const auto& m : methods) std::cout << pad_right(m.name, 16);
@@ -310,10 +317,10 @@ json results_json(const vision::MapEvaluator& evaluator, const EvalMapsParams& p
 }
 
 void save_plot(const vision::MapEvaluator& evaluator, const std::string& path) {
-  vision::PlotPanel deletion{"Deletion (lower area: more faithful)", "share of patches removed",
-                             "p(target)", {}};
-  vision::PlotPanel insertion{"Insertion (higher area: more faithful)",
-                              "share of patches revealed", "p(target)", {}};
+  vision::PlotPanel deletion{
+      "Deletion (lower area: more faithful)", "share of patches removed", "p(target)", {}};
+  vision::PlotPanel insertion{
+      "Insertion (higher area: more faithful)", "share of patches revealed", "p(target)", {}};
   const auto x = to_vector(evaluator.fractions());
   const double n = static_cast<double>(evaluator.count());
   for (size_t m = 0; m < evaluator.methods().size(); ++m) {
@@ -325,11 +332,8 @@ void save_plot(const vision::MapEvaluator& evaluator, const std::string& path) {
   vision::save_image_rgb(path, vision::draw_curve_panels({deletion, insertion}));
 }
 
-}  // namespace
-
-int run_eval_maps(int argc, char** argv) {
-  EvalMapsParams p;
-  if (!parse_eval_maps(argc, argv, p)) return kExitOk;
+/// Checks the numbers and names parse_eval_maps left as text; the metrics' options.
+vision::MapEvaluationOptions evaluation_options(const EvalMapsParams& p) {
   if (p.count < 0 || p.steps < 0) throw UsageError("--count and --steps must be >= 0");
   if (p.batch_size < 1 || p.sanity_count < 1) {
     throw UsageError("--batch-size and --sanity-count must be at least 1");
@@ -338,6 +342,10 @@ int run_eval_maps(int argc, char** argv) {
     throw UsageError("--target must be label, top1 or auto, got '" + p.target + "'");
   }
   if (!(p.blur_sigma >= 0 && p.blur_sigma < 1e4)) throw UsageError("--blur-sigma must be >= 0");
+  // Said now, not after the run.
+  if (!p.plot.empty() && !vision::has_writable_image_extension(p.plot)) {
+    throw UsageError("--plot " + p.plot + ": name a .png, .jpg, .webp or .bmp file");
+  }
   vision::MapEvaluationOptions options;
   try {
     options.curves.baseline = vision::removal_baseline_from_string(p.baseline);
@@ -348,8 +356,54 @@ int run_eval_maps(int argc, char** argv) {
   options.road = !options.road_options.percentiles.empty();
   options.curves.steps = p.steps;
   options.curves.blur_sigma = p.blur_sigma;
+  // Perturbed copies are scored in larger batches than the maps are computed in.
   options.curves.batch_size = options.road_options.batch_size = 4 * p.batch_size;
   options.seed = options.road_options.seed = p.seed;
+  return options;
+}
+
+/// The cascade on the first --sanity-count images, with its own progress bar.
+vision::SanityResults run_sanity(const EvalMapsParams& p, vision::LoadedViT& loaded,
+                                 const std::vector<vision::EvaluatedMethod>& methods,
+                                 const EvalImages& data, vision::MapEvaluator& evaluator) {
+  const int64_t n = std::min(p.sanity_count, data.pixels.size(0));
+  const auto input = vision::normalize_pixels(data.pixels.narrow(0, 0, n), loaded.info.preprocess);
+  const auto targets = batch_targets(p, data, 0, input, evaluator);
+  ProgressBar bar("sanity",
+                  static_cast<int64_t>(vision::randomization_stages(loaded.config).size()));
+  auto result = vision::sanity_check(loaded.model, methods, input, targets, p.seed, p.batch_size,
+                                     [&](int64_t, int64_t) { bar.advance(1); });
+  bar.finish();
+  return result;
+}
+
+/// The table or JSON, then the plot (a plot that cannot be written loses no figures);
+/// kExitSomeFailed when files were skipped or the plot failed.
+int report(const EvalMapsParams& p, const vision::MapEvaluator& evaluator, const EvalImages& data,
+           const vision::SanityResults* sanity) {
+  if (p.as_json) {
+    std::cout << json_text(results_json(evaluator, p, data, sanity), 2) << std::endl;
+  } else {
+    print_table(evaluator, p);
+    if (sanity) print_sanity(*sanity);
+  }
+  if (!p.plot.empty()) {
+    try {
+      save_plot(evaluator, p.plot);
+    } catch (const vision::Error& e) {
+      print_error("eval", e.what());
+      return kExitSomeFailed;
+    }
+  }
+  return data.skipped.empty() ? kExitOk : kExitSomeFailed;
+}
+
+}  // namespace
+
+int run_eval_maps(int argc, char** argv) {
+  EvalMapsParams p;
+  if (!parse_eval_maps(argc, argv, p)) return kExitOk;
+  const auto options = evaluation_options(p);
   set_threads(p.threads);
   vision::LoadedViT loaded;
   try {
@@ -379,40 +433,18 @@ int run_eval_maps(int argc, char** argv) {
   ProgressBar progress("eval maps", total);
   for (int64_t start = 0; start < total; start += p.batch_size) {
     const int64_t n = std::min(p.batch_size, total - start);
-    const auto input = vision::normalize_pixels(data.pixels.narrow(0, start, n),
-                                                loaded.info.preprocess);
+    const auto input =
+        vision::normalize_pixels(data.pixels.narrow(0, start, n), loaded.info.preprocess);
     evaluator.add(input, batch_targets(p, data, start, input, evaluator));
     progress.advance(n);
   }
   progress.finish();
   std::unique_ptr<vision::SanityResults> sanity;
   if (p.sanity) {
-    const int64_t n = std::min(p.sanity_count, total);
-    const auto input = vision::normalize_pixels(data.pixels.narrow(0, 0, n),
-                                                loaded.info.preprocess);
-    const auto targets = batch_targets(p, data, 0, input, evaluator);
-    const auto stages = static_cast<int64_t>(vision::randomization_stages(loaded.config).size());
-    ProgressBar bar("sanity", stages);
-    sanity = std::make_unique<vision::SanityResults>(vision::sanity_check(
-        loaded.model, methods, input, targets, p.seed, p.batch_size,
-        [&](int64_t, int64_t) { bar.advance(1); }));
-    bar.finish();
+    sanity =
+        std::make_unique<vision::SanityResults>(run_sanity(p, loaded, methods, data, evaluator));
   }
-  if (!p.plot.empty()) {
-    try {
-      save_plot(evaluator, p.plot);
-    } catch (const vision::Error& e) {
-      print_error("eval", e.what());
-      return kExitSomeFailed;
-    }
-  }
-  if (p.as_json) {
-    std::cout << json_text(results_json(evaluator, p, data, sanity.get()), 2) << std::endl;
-  } else {
-    print_table(evaluator, p);
-    if (sanity) print_sanity(*sanity);
-  }
-  return data.skipped.empty() ? kExitOk : kExitSomeFailed;
+  return report(p, evaluator, data, sanity.get());
 }
 
 }  // namespace attnkit::apps

@@ -1,10 +1,10 @@
 // tests/apps/eval_maps_test.cpp: the real `attn eval maps`, `attn eval captioner --faithfulness`
 // and `attn overlay --method relevance|gradcam` end to end: the JSON's invariants, the plot, the
 // sanity check's stages, photo folders with a bad file, and the usage errors.
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <fstream>
-
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "tests/apps/cli_support.h"
@@ -27,9 +27,10 @@ const std::string kSamples = std::string(ATTNKIT_SOURCE_DIR) + "/samples";
 TEST(EvalMapsCli, JsonCurvesMeetAtTheWholeImageAndTheWholeBaseline) {
   if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   attnkit::testing::TempDir tmp;
-  const auto r = run_attn("eval maps --count 12 --methods rollout,relevance,gradcam,random "
-                          "--steps 7 --road-percentiles 50,80 --json -t 1 --plot " +
-                          tmp.file("curves.png"));
+  const auto r = run_attn(
+      "eval maps --count 12 --methods rollout,relevance,gradcam,random "
+      "--steps 7 --road-percentiles 50,80 --json -t 1 --plot " +
+      tmp.file("curves.png"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = json::parse(r.out);
   EXPECT_EQ(j["count"], 12);
@@ -47,9 +48,9 @@ TEST(EvalMapsCli, JsonCurvesMeetAtTheWholeImageAndTheWholeBaseline) {
     EXPECT_NEAR(deletion.front(), insertion.back(), 1e-6) << m["name"];
     EXPECT_NEAR(deletion.back(), insertion.front(), 1e-6) << m["name"];
     EXPECT_NEAR(deletion.front(), first["deletion_curve"][0].get<double>(), 1e-6) << m["name"];
-    for (const char* metric : {"deletion_auc", "insertion_auc", "confidence_change",
-                               "drop_in_confidence", "increase_in_confidence", "road_morf",
-                               "road_lerf", "road_combined"}) {
+    for (const char* metric :
+         {"deletion_auc", "insertion_auc", "confidence_change", "drop_in_confidence",
+          "increase_in_confidence", "road_morf", "road_lerf", "road_combined"}) {
       ASSERT_TRUE(m["metrics"].contains(metric)) << m["name"] << " " << metric;
       EXPECT_EQ(m["metrics"][metric]["count"], 12);
       EXPECT_LE(m["metrics"][metric]["low"].get<double>(),
@@ -64,8 +65,9 @@ TEST(EvalMapsCli, JsonCurvesMeetAtTheWholeImageAndTheWholeBaseline) {
 // stages run from the head down to the embedding.
 TEST(EvalMapsCli, SanityCheckStagesAndRolloutIgnoringTheHead) {
   if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
-  const auto r = run_attn("eval maps --count 8 --methods rollout,grad-rollout,random --steps 4 "
-                          "--road-percentiles none --sanity --json -t 1");
+  const auto r = run_attn(
+      "eval maps --count 8 --methods rollout,grad-rollout,random --steps 4 "
+      "--road-percentiles none --sanity --json -t 1");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = json::parse(r.out);
   const auto stages = j["sanity"]["stages"].get<std::vector<std::string>>();
@@ -101,15 +103,15 @@ TEST(EvalMapsCli, UsageErrorsNameTheOption) {
     std::string args, expected;
     int exit_code;
   };
-  for (const auto& c : std::vector<Case>{
-           {"--methods rollout,saliency", "cls, rollout, grad-rollout", 2},
-           {"--methods pool", "attention-pool", 2},
-           {"--baseline noise", "--baseline", 2},
-           {"--road-percentiles 10,120", "--road-percentiles", 2},
-           {"--target best", "--target", 2},
-           {"--steps -1", "--steps", 2},
-           {"--data /nonexistent/folder", "/nonexistent/folder", 4},
-           {"--model /nonexistent.safetensors", "/nonexistent.safetensors", 3}}) {
+  for (const auto& c :
+       std::vector<Case>{{"--methods rollout,saliency", "cls, rollout, grad-rollout", 2},
+                         {"--methods pool", "attention-pool", 2},
+                         {"--baseline noise", "--baseline", 2},
+                         {"--road-percentiles 10,120", "--road-percentiles", 2},
+                         {"--target best", "--target", 2},
+                         {"--steps -1", "--steps", 2},
+                         {"--data /nonexistent/folder", "/nonexistent/folder", 4},
+                         {"--model /nonexistent.safetensors", "/nonexistent.safetensors", 3}}) {
     const auto r = run_attn("eval maps " + c.args);
     EXPECT_EQ(r.exit_code, c.exit_code) << c.args << ": " << r.err;
     EXPECT_NE(r.err.find(c.expected), std::string::npos) << c.args << ": " << r.err;
@@ -120,10 +122,10 @@ TEST(EvalMapsCli, UsageErrorsNameTheOption) {
 TEST(EvalMapsCli, OverlayRelevanceAndGradCamGridsAreTheLibrarysMaps) {
   attnkit::testing::TempDir tmp;
   const std::string image = kSamples + "/fashion/test0000-ankle-boot.png";
-  auto loaded = vision::load_vit(std::string(ATTNKIT_SOURCE_DIR) +
-                                 "/weights/fashion-vit.safetensors");
-  const auto input = vision::preprocess_image(vision::load_image_rgb(image), loaded.info.preprocess)
-                         .unsqueeze(0);
+  auto loaded =
+      vision::load_vit(std::string(ATTNKIT_SOURCE_DIR) + "/weights/fashion-vit.safetensors");
+  const auto input =
+      vision::preprocess_image(vision::load_image_rgb(image), loaded.info.preprocess).unsqueeze(0);
   for (const std::string method : {"relevance", "gradcam"}) {
     const auto out = tmp.file(method + ".png");
     const auto r = run_attn("overlay " + image + " --method " + method + " --class 5 --json -o " +
@@ -159,8 +161,8 @@ TEST(EvalMapsCli, OverlayRelevanceAndGradCamGridsAreTheLibrarysMaps) {
 TEST(EvalMapsCli, CaptionerWordMapsAreFaithful) {
   if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   attnkit::testing::TempDir tmp;
-  auto r = run_attn("data scenes --out " + tmp.file("scenes") +
-                    " --split test --count 60 --seed 3");
+  auto r =
+      run_attn("data scenes --out " + tmp.file("scenes") + " --split test --count 60 --seed 3");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   r = run_attn("eval captioner --data " + tmp.file("scenes/scenes.json") +
                " --faithfulness --json -t 1");

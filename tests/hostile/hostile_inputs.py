@@ -486,6 +486,17 @@ def build_cases(source, python):
              setup=write("s.json", b"{\"images\": [")),
         Case("datasets", "Karpathy file missing", ["eval", "captioner", "--data", "none.json"],
              4, ["none.json"]),
+        Case("datasets", "eval maps on a folder of photos with a corrupt image", [
+            "eval", "maps", "--data", "photos", "--methods", "rollout,random", "--steps", "2",
+            "--road-percentiles", "none", "--json"], 1, ["bad.png"],
+             setup=steps(write("photos/bad.png", b"\x89PNG\r\n\x1a\nbroken"),
+                         write("photos/a.png", open(boot, "rb").read())),
+             check=json_check(lambda d: None if d["count"] == 1 and len(d["skipped"]) == 1
+                              else "skipped not listed: %r" % d.get("skipped"))),
+        Case("options", "eval maps --plot to a format it cannot write", [
+            "eval", "maps", "--plot", "curves.tiff"], 2, ["--plot", "curves.tiff"]),
+        Case("options", "eval maps --methods with an unknown method", [
+            "eval", "maps", "--methods", "rollout,lime"], 2, ["--methods", "lime"]),
         Case("datasets", "eval classifier on a missing folder", [
             "eval", "classifier", "--data", "nowhere"], 4, ["nowhere"]),
         Case("datasets", "eval classifier on a folder with no class folders", [

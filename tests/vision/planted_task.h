@@ -3,9 +3,9 @@
 // small ViT learns it, so the evidence for class 1 sits in exactly one known cell.
 #pragma once
 
-#include <utility>
-
 #include <torch/torch.h>
+
+#include <utility>
 
 #include "tests/vision/test_support.h"
 #include "vision/models/vit.h"

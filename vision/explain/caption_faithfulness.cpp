@@ -55,8 +55,8 @@ std::vector<std::vector<WordFaithfulness>> caption_faithfulness(
     Captioner& model, const EncodedImages& encoded, const std::vector<Caption>& captions,
     const CaptionFaithfulnessOptions& options) {
   TORCH_CHECK(static_cast<int64_t>(captions.size()) == encoded.features.size(0),
-              "caption_faithfulness: ", captions.size(), " captions for ",
-              encoded.features.size(0), " images");
+              "caption_faithfulness: ", captions.size(), " captions for ", encoded.features.size(0),
+              " images");
   TORCH_CHECK(options.random_draws >= 1, "caption_faithfulness: random draws must be >= 1, got ",
               options.random_draws);
   torch::NoGradGuard no_grad;
@@ -96,8 +96,8 @@ std::vector<std::vector<WordFaithfulness>> caption_faithfulness(
       auto& f = figures[t];
       f.probability = p[0][t].item<double>();
       f.attended_drop = f.probability - p[1 + t][t].item<double>();
-      const auto random = p.narrow(0, 1 + steps + t * options.random_draws, options.random_draws)
-                              .select(1, t);
+      const auto random =
+          p.narrow(0, 1 + steps + t * options.random_draws, options.random_draws).select(1, t);
       f.random_drop = f.probability - random.mean().item<double>();
     }
     out.push_back(std::move(figures));

@@ -23,10 +23,10 @@ struct CaptionFaithfulnessOptions {
 /// caption's teacher-forced pass (so the initial state, which reads the mean, moves too).
 struct WordFaithfulness {
   std::string word;
-  int64_t cells = 0;          ///< how many cells were picked (and masked at random)
-  double probability = 0;     ///< p(word | image, previous words), unmasked
-  double attended_drop = 0;   ///< probability - p with the picked cells masked
-  double random_drop = 0;     ///< probability - p with as many random cells masked (mean)
+  int64_t cells = 0;         ///< how many cells were picked (and masked at random)
+  double probability = 0;    ///< p(word | image, previous words), unmasked
+  double attended_drop = 0;  ///< probability - p with the picked cells masked
+  double random_drop = 0;    ///< probability - p with as many random cells masked (mean)
 };
 
 /// Over many words: how much masking the picked cells lowers a word's probability, against

@@ -37,8 +37,8 @@ bool ends_with(const std::string& name, const std::string& suffix) {
 
 void randomize_stage(VisionTransformer& model, int64_t stage, uint64_t seed) {
   const auto& config = model->config();
-  TORCH_CHECK(stage >= 0 && stage <= config.depth + 1, "randomize_stage: stage ", stage,
-              " of 0..", config.depth + 1);
+  TORCH_CHECK(stage >= 0 && stage <= config.depth + 1, "randomize_stage: stage ", stage, " of 0..",
+              config.depth + 1);
   torch::NoGradGuard no_grad;
   auto generator = at::detail::createCPUGenerator(seed);
   for (auto& item : model->named_parameters()) {

@@ -1,9 +1,9 @@
 // vision/explain/deletion_insertion.cpp: deletion and insertion curves, batched over the steps.
 #include "vision/explain/deletion_insertion.h"
 
-#include <cmath>
-
 #include <torch/torch.h>
+
+#include <cmath>
 
 namespace attnkit::vision {
 
@@ -49,8 +49,8 @@ DeletionInsertionCurves deletion_insertion(const ProbabilityFn& model, const tor
     const auto revealed = base * (1 - pixels) + image * pixels;
     // Both curves of one image in the same model calls.
     const auto target = targets[b].expand({2 * (steps + 1)}).contiguous();
-    const auto probabilities = target_probabilities(model, torch::cat({deleted, revealed}), target,
-                                                    options.batch_size);
+    const auto probabilities =
+        target_probabilities(model, torch::cat({deleted, revealed}), target, options.batch_size);
     deletion.push_back(probabilities.narrow(0, 0, steps + 1));
     insertion.push_back(probabilities.narrow(0, steps + 1, steps + 1));
   }
@@ -64,10 +64,10 @@ torch::Tensor curve_area(const torch::Tensor& curves, const torch::Tensor& fract
                   fractions.size(0) >= 2,
               "curve_area: expected curves (B, S + 1) and fractions (S + 1), S >= 1, got ",
               curves.sizes(), " and ", fractions.sizes());
-  const auto widths = fractions.narrow(0, 1, fractions.size(0) - 1) -
-                      fractions.narrow(0, 0, fractions.size(0) - 1);
-  const auto heights = (curves.narrow(1, 1, curves.size(1) - 1) +
-                        curves.narrow(1, 0, curves.size(1) - 1)) / 2;
+  const auto widths =
+      fractions.narrow(0, 1, fractions.size(0) - 1) - fractions.narrow(0, 0, fractions.size(0) - 1);
+  const auto heights =
+      (curves.narrow(1, 1, curves.size(1) - 1) + curves.narrow(1, 0, curves.size(1) - 1)) / 2;
   return (heights * widths.to(heights.dtype())).sum(1);
 }
 

@@ -14,8 +14,8 @@ struct DeletionInsertionOptions {
   /// (0, or more than the cells: one step per cell, as RISE with a step of one patch).
   int64_t steps = 16;
   RemovalBaseline baseline = RemovalBaseline::kBlur;
-  double blur_sigma = 0.0;   ///< pixels; <= 0: RISE's 5 px per 224 px
-  int64_t batch_size = 64;   ///< perturbed images per model call
+  double blur_sigma = 0.0;  ///< pixels; <= 0: RISE's 5 px per 224 px
+  int64_t batch_size = 64;  ///< perturbed images per model call
 };
 
 /// Both curves for a batch of images.

@@ -1,11 +1,11 @@
 // vision/explain/map_evaluation.cpp: the methods x metrics evaluation and the sanity check.
 #include "vision/explain/map_evaluation.h"
 
-#include <chrono>
-#include <stdexcept>
-
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
+
+#include <chrono>
+#include <stdexcept>
 
 #include "vision/explain/cascading_randomization.h"
 #include "vision/explain/confidence_change.h"
@@ -48,8 +48,8 @@ torch::Tensor method_maps(VisionTransformer& model, const EvaluatedMethod& metho
   const int64_t patch = model->config().patch_size;
   if (method.random) {
     auto generator = at::detail::createCPUGenerator(generator_seed);
-    return torch::rand({images.size(0), images.size(2) / patch, images.size(3) / patch},
-                       generator, torch::kFloat);
+    return torch::rand({images.size(0), images.size(2) / patch, images.size(3) / patch}, generator,
+                       torch::kFloat);
   }
   auto options = method.explain;
   options.target_classes = targets;
@@ -90,13 +90,13 @@ void MapEvaluator::add(const torch::Tensor& images, const torch::Tensor& targets
     append(r.per_image["deletion_auc"], curve_area(curves.deletion, curves.fractions));
     append(r.per_image["insertion_auc"], curve_area(curves.insertion, curves.fractions));
     const auto deletion_sum = curves.deletion.sum(0), insertion_sum = curves.insertion.sum(0);
-    r.deletion_curve_sum = r.deletion_curve_sum.defined() ? r.deletion_curve_sum + deletion_sum
-                                                          : deletion_sum;
-    r.insertion_curve_sum = r.insertion_curve_sum.defined() ? r.insertion_curve_sum + insertion_sum
-                                                            : insertion_sum;
+    r.deletion_curve_sum =
+        r.deletion_curve_sum.defined() ? r.deletion_curve_sum + deletion_sum : deletion_sum;
+    r.insertion_curve_sum =
+        r.insertion_curve_sum.defined() ? r.insertion_curve_sum + insertion_sum : insertion_sum;
     if (options_.confidence) {
-      const auto change = confidence_change(probabilities, input, maps, targets,
-                                            options_.curves.batch_size);
+      const auto change =
+          confidence_change(probabilities, input, maps, targets, options_.curves.batch_size);
       append(r.per_image["confidence_change"], change.change());
       append(r.per_image["drop_in_confidence"], change.drop());
       append(r.per_image["increase_in_confidence"], change.increase());
@@ -115,8 +115,8 @@ void MapEvaluator::add(const torch::Tensor& images, const torch::Tensor& targets
 }
 
 SanityResults sanity_check(VisionTransformer& model, const std::vector<EvaluatedMethod>& methods,
-                           const torch::Tensor& images, const torch::Tensor& targets,
-                           uint64_t seed, int64_t batch_size,
+                           const torch::Tensor& images, const torch::Tensor& targets, uint64_t seed,
+                           int64_t batch_size,
                            const std::function<void(int64_t, int64_t)>& progress) {
   TORCH_CHECK(batch_size > 0, "sanity_check: batch size must be positive, got ", batch_size);
   SanityResults out;

@@ -3,12 +3,12 @@
 // random-map baseline, and the cascading-randomisation sanity check.
 #pragma once
 
+#include <torch/types.h>
+
 #include <functional>
 #include <map>
 #include <string>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "vision/explain/deletion_insertion.h"
 #include "vision/explain/metric_summary.h"
@@ -89,8 +89,8 @@ struct SanityResults {
 /// Runs the cascade on a copy of `model` (the model itself is left unchanged). Random maps are
 /// skipped. `progress(done, total)` after each stage.
 SanityResults sanity_check(VisionTransformer& model, const std::vector<EvaluatedMethod>& methods,
-                           const torch::Tensor& images, const torch::Tensor& targets,
-                           uint64_t seed, int64_t batch_size,
+                           const torch::Tensor& images, const torch::Tensor& targets, uint64_t seed,
+                           int64_t batch_size,
                            const std::function<void(int64_t, int64_t)>& progress = {});
 
 }  // namespace attnkit::vision

@@ -9,8 +9,8 @@
 namespace attnkit::vision {
 
 struct ImputationOptions {
-  double noise = 0.01;        ///< std of the Gaussian noise added to imputed pixels (ROAD's)
-  double tolerance = 1e-6;    ///< conjugate gradients stop at this relative residual
+  double noise = 0.01;      ///< std of the Gaussian noise added to imputed pixels (ROAD's)
+  double tolerance = 1e-6;  ///< conjugate gradients stop at this relative residual
   int64_t max_iterations = 10000;
 };
 

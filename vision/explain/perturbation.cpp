@@ -1,10 +1,10 @@
 // vision/explain/perturbation.cpp: batched target probabilities, removal baselines, map upsampling.
 #include "vision/explain/perturbation.h"
 
+#include <torch/torch.h>
+
 #include <cmath>
 #include <stdexcept>
-
-#include <torch/torch.h>
 
 namespace attnkit::vision {
 
@@ -63,8 +63,8 @@ torch::Tensor gaussian_blur(const torch::Tensor& images, double sigma) {
   auto kernel = torch::exp(-(x * x) / (2.0 * sigma * sigma));
   kernel = kernel / kernel.sum();
   namespace F = torch::nn::functional;
-  auto padded = F::pad(images, F::PadFuncOptions({radius, radius, radius, radius})
-                                   .mode(torch::kReflect));
+  auto padded =
+      F::pad(images, F::PadFuncOptions({radius, radius, radius, radius}).mode(torch::kReflect));
   const auto horizontal = kernel.view({1, 1, 1, -1}).expand({channels, 1, 1, -1});
   const auto vertical = kernel.view({1, 1, -1, 1}).expand({channels, 1, -1, 1});
   auto out = F::conv2d(padded, horizontal, F::Conv2dFuncOptions().groups(channels));
@@ -96,9 +96,7 @@ torch::Tensor cells_to_pixels(const torch::Tensor& cells, int64_t height, int64_
   const int64_t gh = cells.size(1), gw = cells.size(2);
   TORCH_CHECK(height % gh == 0 && width % gw == 0, "cells_to_pixels: a ", gh, "x", gw,
               " grid does not tile ", height, "x", width, " pixels");
-  return cells.unsqueeze(1)
-      .repeat_interleave(height / gh, 2)
-      .repeat_interleave(width / gw, 3);
+  return cells.unsqueeze(1).repeat_interleave(height / gh, 2).repeat_interleave(width / gw, 3);
 }
 
 torch::Tensor scaled_pixel_map(const torch::Tensor& maps, int64_t height, int64_t width) {

@@ -3,10 +3,10 @@
 // ones (blur, the image's mean, zero).
 #pragma once
 
+#include <torch/types.h>
+
 #include <functional>
 #include <string>
-
-#include <torch/types.h>
 
 namespace attnkit::vision {
 

@@ -8,7 +8,8 @@ namespace attnkit::vision {
 torch::Tensor average_ranks(const torch::Tensor& values) {
   TORCH_CHECK(values.dim() == 2, "average_ranks: expected (B, n), got ", values.sizes());
   const auto v = values.to(torch::kDouble).contiguous();
-  const auto order = std::get<1>(v.sort(c10::optional<bool>(true), /*dim=*/1, /*descending=*/false));
+  const auto order =
+      std::get<1>(v.sort(c10::optional<bool>(true), /*dim=*/1, /*descending=*/false));
   auto ranks = torch::empty_like(v);
   auto value = v.accessor<double, 2>();
   auto index = order.accessor<int64_t, 2>();

@@ -13,8 +13,8 @@ torch::Tensor RoadScores::combined() const {
 torch::Tensor keep_below_percentile(const torch::Tensor& pixel_map, double percentile) {
   TORCH_CHECK(pixel_map.dim() == 4 && pixel_map.size(1) == 1,
               "keep_below_percentile: expected (B, 1, H, W), got ", pixel_map.sizes());
-  TORCH_CHECK(percentile >= 0 && percentile <= 100,
-              "ROAD: percentiles must be in [0, 100], got ", percentile);
+  TORCH_CHECK(percentile >= 0 && percentile <= 100, "ROAD: percentiles must be in [0, 100], got ",
+              percentile);
   const auto flat = pixel_map.reshape({pixel_map.size(0), -1}).to(torch::kDouble);
   const auto threshold = torch::quantile(flat, percentile / 100.0, /*dim=*/1, /*keepdim=*/true);
   return flat.lt(threshold).view(pixel_map.sizes());

@@ -4,9 +4,9 @@
 // and the change in the target probability is recorded.
 #pragma once
 
-#include <vector>
-
 #include <torch/types.h>
+
+#include <vector>
 
 #include "vision/explain/noisy_linear_imputation.h"
 #include "vision/explain/perturbation.h"

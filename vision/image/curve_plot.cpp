@@ -3,14 +3,13 @@
 
 #include <algorithm>
 #include <cstdio>
-
 #include <opencv2/imgproc.hpp>
 
 namespace attnkit::vision {
 namespace {
 
 // Tableau's ten colours (RGB), distinguishable and colour-blind friendly enough.
-const cv::Scalar kColours[] = {{31, 119, 180},  {255, 127, 14}, {44, 160, 44},  {214, 39, 40},
+const cv::Scalar kColours[] = {{31, 119, 180},  {255, 127, 14}, {44, 160, 44},   {214, 39, 40},
                                {148, 103, 189}, {140, 86, 75},  {227, 119, 194}, {127, 127, 127},
                                {188, 189, 34},  {23, 190, 207}};
 constexpr int kPanelWidth = 420, kPanelHeight = 320, kLeft = 60, kTop = 40, kRight = 20,
@@ -37,16 +36,15 @@ void draw_panel(cv::Mat& image, int x0, const PlotPanel& panel, double y_max) {
     cv::line(image, to_pixel(0, f * y_max), to_pixel(1, f * y_max), grey, 1);
     cv::putText(image, tick_text(f), to_pixel(f, 0) + cv::Point(-10, 18), kFont, 0.4, black, 1,
                 cv::LINE_AA);
-    cv::putText(image, tick_text(f * y_max), to_pixel(0, f * y_max) + cv::Point(-40, 4), kFont,
-                0.4, black, 1, cv::LINE_AA);
+    cv::putText(image, tick_text(f * y_max), to_pixel(0, f * y_max) + cv::Point(-40, 4), kFont, 0.4,
+                black, 1, cv::LINE_AA);
   }
   cv::rectangle(image, to_pixel(0, y_max), to_pixel(1, 0), black, 1);
   cv::putText(image, panel.title, cv::Point(x0 + kLeft, kTop - 14), kFont, 0.55, black, 1,
               cv::LINE_AA);
   cv::putText(image, panel.x_label, cv::Point(x0 + kLeft + width / 2 - 60, kPanelHeight - 12),
               kFont, 0.45, black, 1, cv::LINE_AA);
-  cv::putText(image, panel.y_label, cv::Point(x0 + 4, kTop - 2), kFont, 0.4, black, 1,
-              cv::LINE_AA);
+  cv::putText(image, panel.y_label, cv::Point(x0 + 4, kTop - 2), kFont, 0.4, black, 1, cv::LINE_AA);
   for (size_t c = 0; c < panel.curves.size(); ++c) {
     const auto& curve = panel.curves[c];
     std::vector<cv::Point> points;
@@ -81,8 +79,8 @@ cv::Mat draw_curve_panels(const std::vector<PlotPanel>& panels) {
       const int x = kLeft + static_cast<int>(c % 4) * 200;
       const int y = kPanelHeight + 10 + static_cast<int>(c / 4) * 22;
       cv::line(image, cv::Point(x, y), cv::Point(x + 24, y), kColours[c % 10], 3, cv::LINE_AA);
-      cv::putText(image, curves[c].name, cv::Point(x + 30, y + 5), kFont, 0.45,
-                  cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+      cv::putText(image, curves[c].name, cv::Point(x + 30, y + 5), kFont, 0.45, cv::Scalar(0, 0, 0),
+                  1, cv::LINE_AA);
     }
   }
   return image;

@@ -2,10 +2,9 @@
 // of `attn eval maps --plot`), drawn with OpenCV.
 #pragma once
 
+#include <opencv2/core/mat.hpp>
 #include <string>
 #include <vector>
-
-#include <opencv2/core/mat.hpp>
 
 namespace attnkit::vision {
 
