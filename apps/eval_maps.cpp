@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <boost/program_options.hpp>
+#include <algorithm>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -82,7 +83,7 @@ bool parse_eval_maps(int argc, char** argv, EvalMapsParams& p) {
        "images to evaluate, a seeded random subset (0 = all)")
       ("methods", po::value(&p.methods)->default_value(p.methods),
        "comma-separated: cls, rollout, grad-rollout, relevance, gradcam, pool, random (uniform "
-       "random cells: the baseline every method must beat)")
+       "random cells: the baseline every method must beat, added when not named)")
       ("target", po::value(&p.target)->default_value(p.target),
        "the class explained: label | top1 | auto (the label where the data has one)")
       ("steps", po::value(&p.steps)->default_value(p.steps),
@@ -211,6 +212,10 @@ std::vector<vision::EvaluatedMethod> parse_methods(const std::string& text,
     }
   }
   if (methods.empty()) throw UsageError("--methods: name at least one method");
+  // Every figure is read against random maps, so the baseline is always there.
+  const bool has_random = std::any_of(methods.begin(), methods.end(),
+                                      [](const auto& m) { return m.random; });
+  if (!has_random) methods.push_back(vision::evaluated_method_from_string("random"));
   return methods;
 }
 
