@@ -12,7 +12,7 @@ namespace {
 const cv::Scalar kColours[] = {{31, 119, 180},  {255, 127, 14}, {44, 160, 44},   {214, 39, 40},
                                {148, 103, 189}, {140, 86, 75},  {227, 119, 194}, {127, 127, 127},
                                {188, 189, 34},  {23, 190, 207}};
-constexpr int kPanelWidth = 420, kPanelHeight = 320, kLeft = 60, kTop = 40, kRight = 20,
+constexpr int kPanelWidth = 420, kPanelHeight = 330, kLeft = 60, kTop = 50, kRight = 20,
               kBottom = 50;
 constexpr int kFont = cv::FONT_HERSHEY_SIMPLEX;
 
@@ -40,11 +40,11 @@ void draw_panel(cv::Mat& image, int x0, const PlotPanel& panel, double y_max) {
                 black, 1, cv::LINE_AA);
   }
   cv::rectangle(image, to_pixel(0, y_max), to_pixel(1, 0), black, 1);
-  cv::putText(image, panel.title, cv::Point(x0 + kLeft, kTop - 14), kFont, 0.55, black, 1,
-              cv::LINE_AA);
+  cv::putText(image, panel.title, cv::Point(x0 + kLeft, 18), kFont, 0.55, black, 1, cv::LINE_AA);
   cv::putText(image, panel.x_label, cv::Point(x0 + kLeft + width / 2 - 60, kPanelHeight - 12),
               kFont, 0.45, black, 1, cv::LINE_AA);
-  cv::putText(image, panel.y_label, cv::Point(x0 + 4, kTop - 2), kFont, 0.4, black, 1, cv::LINE_AA);
+  cv::putText(image, panel.y_label, cv::Point(x0 + 8, kTop - 16), kFont, 0.4, black, 1,
+              cv::LINE_AA);
   for (size_t c = 0; c < panel.curves.size(); ++c) {
     const auto& curve = panel.curves[c];
     std::vector<cv::Point> points;
