@@ -1,5 +1,6 @@
 // apps/eval.cpp: `attn eval classifier`: top-1 / top-5 and the confusion matrix of a model on a
 // dataset, as a table, JSON and a PNG plot.
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <iomanip>
@@ -203,13 +204,19 @@ int run_eval_classifier(int argc, char** argv) {
   return dataset.skipped.empty() ? kExitOk : kExitSomeFailed;
 }
 
+/// The faithfulness figures over every word, and over the words that name an object of their
+/// image (where the data has object boxes).
+struct FaithfulnessFigures {
+  vision::CaptionFaithfulnessSummary all, objects;
+};
+
 /// Captions `dataset` again and masks each word's picked cells against random ones.
-vision::CaptionFaithfulnessSummary measure_faithfulness(
+FaithfulnessFigures measure_faithfulness(
     vision::Captioner& model, const vision::CaptionData& dataset, int64_t beam, int64_t max_len,
     int64_t batch_size, const vision::CaptionFaithfulnessOptions& options,
     const vision::Vocabulary& vocabulary) {
   ProgressBar progress("faithfulness", dataset.size());
-  std::vector<std::vector<vision::WordFaithfulness>> words;
+  std::vector<std::vector<vision::WordFaithfulness>> words, object_words;
   for (int64_t start = 0; start < dataset.size(); start += batch_size) {
     const int64_t n = std::min(batch_size, dataset.size() - start);
     vision::EncodedImages encoded;
@@ -221,23 +228,29 @@ vision::CaptionFaithfulnessSummary measure_faithfulness(
     const auto captions = vision::beam_search(model, encoded, vocabulary, beam, max_len);
     auto batch_options = options;
     batch_options.seed += static_cast<uint64_t>(start);
-    for (auto& caption : vision::caption_faithfulness(model, encoded, captions, batch_options)) {
-      words.push_back(std::move(caption));
+    auto figures = vision::caption_faithfulness(model, encoded, captions, batch_options);
+    for (int64_t b = 0; b < n; ++b) {
+      const auto& objects = dataset.records[start + b].objects;
+      std::vector<vision::WordFaithfulness> named;
+      for (const auto& w : figures[b]) {
+        const bool names_object = std::any_of(objects.begin(), objects.end(),
+                                              [&](const auto& o) { return o.word == w.word; });
+        if (names_object) named.push_back(w);
+      }
+      object_words.push_back(std::move(named));
+      words.push_back(std::move(figures[b]));
     }
     progress.advance(n);
   }
   progress.finish();
-  return vision::summarize_faithfulness(words);
+  return {vision::summarize_faithfulness(words), vision::summarize_faithfulness(object_words)};
 }
 
-json faithfulness_json(const vision::CaptionFaithfulnessSummary& s,
-                       const vision::CaptionFaithfulnessOptions& options) {
+json summary_json(const vision::CaptionFaithfulnessSummary& s) {
   auto figure = [](const vision::MetricSummary& m) {
     return json{{"mean", m.mean}, {"low", m.low}, {"high", m.high}};
   };
   return {{"words", s.words},
-          {"mass", options.mass},
-          {"random_draws", options.random_draws},
           {"mean_cells", s.mean_cells},
           {"attended_drop", figure(s.attended_drop)},
           {"random_drop", figure(s.random_drop)},
@@ -245,21 +258,36 @@ json faithfulness_json(const vision::CaptionFaithfulnessSummary& s,
           {"attended_wins", s.attended_wins}};
 }
 
-void print_faithfulness(const vision::CaptionFaithfulnessSummary& s,
-                        const vision::CaptionFaithfulnessOptions& options) {
+json faithfulness_json(const FaithfulnessFigures& f,
+                       const vision::CaptionFaithfulnessOptions& options) {
+  auto out = summary_json(f.all);
+  out["mass"] = options.mass;
+  out["random_draws"] = options.random_draws;
+  out["object_words"] = summary_json(f.objects);
+  return out;
+}
+
+void print_summary(const std::string& title, const vision::CaptionFaithfulnessSummary& s) {
   auto interval = [](const vision::MetricSummary& m) {
     std::ostringstream out;
     out << std::fixed << std::setprecision(4) << m.mean << " [" << m.low << ", " << m.high << "]";
     return out.str();
   };
-  std::cout << std::fixed << std::setprecision(1) << "faithfulness: " << s.words
-            << " words; masking the cells holding " << 100 * options.mass
-            << "% of a word's attention (" << s.mean_cells << " cells on average)\n"
-            << "  p(word) drop, attended cells masked: " << interval(s.attended_drop)
-            << "\n  p(word) drop, as many random cells:  " << interval(s.random_drop)
-            << "\n  difference:                          " << interval(s.difference)
-            << "\n  words where the attended cells matter more: " << std::setprecision(1)
+  std::cout << std::fixed << std::setprecision(1) << "  " << title << ": " << s.words
+            << " words, " << s.mean_cells << " cells picked on average\n"
+            << "    p(word) drop, attended cells masked: " << interval(s.attended_drop)
+            << "\n    p(word) drop, as many random cells:  " << interval(s.random_drop)
+            << "\n    difference:                          " << interval(s.difference)
+            << "\n    words where the attended cells matter more: " << std::setprecision(1)
             << 100 * s.attended_wins << "%\n";
+}
+
+void print_faithfulness(const FaithfulnessFigures& f,
+                        const vision::CaptionFaithfulnessOptions& options) {
+  std::cout << std::fixed << std::setprecision(1) << "faithfulness: masking the cells holding "
+            << 100 * options.mass << "% of each word's attention (features -> the image's mean)\n";
+  print_summary("every word", f.all);
+  if (f.objects.words > 0) print_summary("words naming an object of the image", f.objects);
 }
 
 }  // namespace
@@ -351,7 +379,7 @@ int run_eval_captioner(int argc, char** argv) {
   progress.finish();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::optional<vision::CaptionFaithfulnessSummary> faithful;
+  std::optional<FaithfulnessFigures> faithful;
   if (faithfulness) {
     faithful = measure_faithfulness(loaded.model, dataset, beam, max_len, batch_size,
                                     faithfulness_options, loaded.vocabulary);

@@ -173,6 +173,11 @@ TEST(EvalMapsCli, CaptionerWordMapsAreFaithful) {
   EXPECT_GT(f["difference"]["low"].get<double>(), 0.0) << f.dump();
   EXPECT_GT(f["attended_drop"]["mean"].get<double>(), 5 * f["random_drop"]["mean"].get<double>())
       << f.dump();
+  // Words that name an object of the scene depend on their cells most.
+  const auto objects = f["object_words"];
+  EXPECT_GT(objects["words"].get<int64_t>(), 50);
+  EXPECT_GT(objects["difference"]["low"].get<double>(), 0.0) << objects.dump();
+  EXPECT_GT(objects["difference"]["mean"].get<double>(), f["difference"]["mean"].get<double>());
   r = run_attn("eval captioner --data " + tmp.file("scenes/scenes.json") +
                " --faithfulness --faithfulness-mass 0");
   EXPECT_EQ(r.exit_code, 2);
