@@ -65,7 +65,9 @@ case "$MODE" in
     # The whole suite runs once, in a build with AddressSanitizer + UBSan (./build-sanitize,
     # -O1): one build and one run instead of a Release run and a sanitized rerun keeps CI within
     # 30 minutes on 2 cores (the Release build is the same code; speed lives in benchmarks).
-    ATTNKIT_SANITIZE_BUILD_DIR="$BUILD-sanitize" tests/run_sanitized_tests.sh --all
+    # A missing Python oracle fails its tests here instead of skipping them.
+    ATTNKIT_REQUIRE_ORACLES=1 ATTNKIT_SANITIZE_BUILD_DIR="$BUILD-sanitize" \
+      tests/run_sanitized_tests.sh --all
     ATTNKIT_FUZZ_BUILD_DIR="$BUILD-fuzz" tests/fuzz/run_fuzzers.sh 60
     ;;
   demo)

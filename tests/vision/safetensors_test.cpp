@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "tests/vision/oracle_skip.h"
 #include "vision/errors.h"
 
 namespace fs = std::filesystem;
@@ -674,7 +675,9 @@ TEST(Safetensors, CorruptedFilesNeverCrashTheParser) {
 // The Python side parses the layout by hand (Debian has torch but not the safetensors
 // package): it checks a file we wrote and writes one we must read.
 TEST(Safetensors, InteroperatesWithAHandWrittenPythonReader) {
-  if (::access(ATTNKIT_ORACLE_PYTHON, X_OK) != 0) GTEST_SKIP() << "no " ATTNKIT_ORACLE_PYTHON;
+  if (::access(ATTNKIT_ORACLE_PYTHON, X_OK) != 0) {
+    ATTNKIT_SKIP_WITHOUT_ORACLE("no " ATTNKIT_ORACLE_PYTHON);
+  }
   TempDir dir;
   const std::string ours = dir.file("ours.safetensors");
   const std::string theirs = dir.file("theirs.safetensors");

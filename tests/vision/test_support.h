@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "tests/vision/oracle_skip.h"
 #include "vision/models/vit_config.h"
 
 namespace attnkit::testing {
