@@ -76,7 +76,7 @@ Explanation explain_vit(VisionTransformer& model, const torch::Tensor& images,
   const auto& config = model->config();
   if (options.method == MapMethod::kPool && config.pooling != Pooling::kMap) {
     throw std::invalid_argument(
-        "--method pool needs a model with an attention-pool (map) head; this one pools by " +
+        "the pool map needs a model with an attention-pool (map) head; this one pools by " +
         std::string(config.pooling == Pooling::kAvg ? "averaging" : "its class token") +
         " (try cls or rollout)");
   }
