@@ -31,13 +31,7 @@ from torchvision.models.vision_transformer import VisionTransformer
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "oracle"))
 from vit_reference import save_safetensors  # noqa: E402
-
-MODELS = {
-    "vit_base_patch16_224": dict(image_size=224, patch_size=16, num_layers=12, num_heads=12,
-                                 hidden_dim=768, mlp_dim=3072),
-    "vit_small_patch16_224": dict(image_size=224, patch_size=16, num_layers=12, num_heads=6,
-                                  hidden_dim=384, mlp_dim=1536),
-}
+from make_random_vit import MODELS  # noqa: E402  (the torchvision configs of the timm names)
 
 # Times one ONNX model: argv = model batch runs warmup threads; prints the pass times in ms.
 ORT_SCRIPT = r"""
