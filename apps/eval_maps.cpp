@@ -143,38 +143,43 @@ bool is_photo_folder(const std::string& data) {
   return true;
 }
 
-EvalImages load_eval_images(const EvalMapsParams& p, const vision::LoadedViT& loaded) {
+/// The seeded random `count` of `total` indices, in order (all of them for count 0).
+torch::Tensor choose_subset(int64_t total, int64_t count, uint64_t seed) {
+  if (count <= 0 || count >= total) return torch::arange(total, torch::kLong);
+  auto generator = at::detail::createCPUGenerator(seed);
+  return std::get<0>(torch::randperm(total, generator, torch::kLong).narrow(0, 0, count).sort());
+}
+
+/// A folder of photos: the subset is chosen from the paths, so only it is read.
+EvalImages load_photos(const EvalMapsParams& p, const vision::LoadedViT& loaded) {
   EvalImages out;
-  if (!is_photo_folder(p.data)) {
-    auto dataset =
-        load_classifier_data(p.data, p.split, p.fashion_dir, loaded.info.preprocess, "eval");
-    if (p.data != "fashion-mnist") relabel_with_model_labels(dataset, loaded.info.labels, p.data);
-    out.pixels = dataset.images;
-    out.labels = dataset.labels;
-    out.skipped = dataset.skipped;
-  } else {
-    std::vector<torch::Tensor> pixels;
-    for (const auto& item : expand_inputs({p.data})) {
-      try {
-        if (!item.error.empty()) throw vision::ImageError(item.error);
-        pixels.push_back(
-            vision::resize_crop_image(vision::load_image_rgb(item.path), loaded.info.preprocess));
-      } catch (const vision::Error& e) {
-        print_error("eval", std::string(e.what()) + " (skipped)");
-        out.skipped.push_back({item.path, e.what()});
-      }
+  const auto items = expand_inputs({p.data});
+  const auto chosen = choose_subset(static_cast<int64_t>(items.size()), p.count, p.seed);
+  std::vector<torch::Tensor> pixels;
+  for (int64_t i = 0; i < chosen.size(0); ++i) {
+    const auto& item = items[static_cast<size_t>(chosen[i].item<int64_t>())];
+    try {
+      if (!item.error.empty()) throw vision::ImageError(item.error);
+      pixels.push_back(
+          vision::resize_crop_image(vision::load_image_rgb(item.path), loaded.info.preprocess));
+    } catch (const vision::Error& e) {
+      print_error("eval", std::string(e.what()) + " (skipped)");
+      out.skipped.push_back({item.path, e.what()});
     }
-    if (pixels.empty()) throw vision::DataError(p.data + ": no readable images");
-    out.pixels = torch::stack(pixels);
   }
-  if (p.count > 0 && p.count < out.pixels.size(0)) {
-    auto generator = at::detail::createCPUGenerator(p.seed);
-    const auto chosen = std::get<0>(
-        torch::randperm(out.pixels.size(0), generator, torch::kLong).narrow(0, 0, p.count).sort());
-    out.pixels = out.pixels.index_select(0, chosen);
-    if (out.labels.defined()) out.labels = out.labels.index_select(0, chosen);
-  }
+  if (pixels.empty()) throw vision::DataError(p.data + ": no readable images");
+  out.pixels = torch::stack(pixels);
   return out;
+}
+
+EvalImages load_eval_images(const EvalMapsParams& p, const vision::LoadedViT& loaded) {
+  if (is_photo_folder(p.data)) return load_photos(p, loaded);
+  auto dataset =
+      load_classifier_data(p.data, p.split, p.fashion_dir, loaded.info.preprocess, "eval");
+  if (p.data != "fashion-mnist") relabel_with_model_labels(dataset, loaded.info.labels, p.data);
+  const auto chosen = choose_subset(dataset.size(), p.count, p.seed);
+  return {dataset.images.index_select(0, chosen), dataset.labels.index_select(0, chosen),
+          dataset.skipped};
 }
 
 /// "10,20,..." -> numbers in [0, 100]; "none" -> empty.
