@@ -19,11 +19,8 @@
 
 namespace {
 
-struct Command {
-  const char* name;
-  int (*run)(int, char**);
-  const char* summary;
-};
+// The commands are tasks of `attn` as `eval classifier` is a task of `attn eval`: one table type.
+using Command = attnkit::apps::Subtask;
 
 const Command kCommands[] = {
     {"classify", attnkit::apps::run_classify, "top-k classes of images with a ViT"},
@@ -31,8 +28,8 @@ const Command kCommands[] = {
     {"overlay", attnkit::apps::run_overlay, "draw attention maps on images and videos"},
     {"import", attnkit::apps::run_import, "convert a timm / Hugging Face / torchvision checkpoint"},
     {"inspect", attnkit::apps::run_inspect, "show what a model file holds"},
-    {"train", attnkit::apps::run_train, "train a classifier on Fashion-MNIST or an image folder"},
-    {"eval", attnkit::apps::run_eval, "measure a model on a dataset (accuracy, confusion)"},
+    {"train", attnkit::apps::run_train, "train a classifier or a captioner"},
+    {"eval", attnkit::apps::run_eval, "measure a model or its maps (accuracy, BLEU, faithfulness)"},
     {"data", attnkit::apps::run_data, "generate the captioned Fashion-MNIST scenes"},
     {"bench", attnkit::apps::run_bench, "time ViT inference"},
     {"info", attnkit::apps::run_info, "the CPU, its features, threads, BLAS and chosen defaults"},
