@@ -61,8 +61,8 @@ torch::Tensor gradient_rollout(const std::vector<torch::Tensor>& attentions,
                                const TokenLayout& layout, double discard_ratio = 0.0);
 
 /// Relevance propagation for self-attention (Chefer, Gur and Wolf, "Generic Attention-model
-/// Explainability for Interpreting Bi-Modal and Encoder-Decoder Transformers", ICCV 2021, eqs. 5-6):
-/// R starts as the identity and each layer adds  mean over heads of max(0, dy/dA * A) . R ; read
+/// Explainability for Interpreting Bi-Modal and Encoder-Decoder Transformers", ICCV 2021): R
+/// starts as the identity and each layer adds  mean over heads of max(0, dy/dA * A) . R ; read
 /// out like the other maps. Prefix tokens other than the class token are left out as
 /// gradient_rollout leaves them out. attentions and gradients: one (B, H, N, N) per layer ->
 /// (B, gh, gw).

@@ -11,7 +11,7 @@ computes, in float64:
     over the layers, class-token row; with a discard ratio (the lowest entries of each fused
     matrix zeroed, the class token's self-attention kept, as in Gildenblat's vit-explain);
   - gradient rollout: per layer mean over heads of max(0, W * d logit_c / d W), rolled out;
-  - relevance propagation (Chefer, Gur and Wolf, ICCV 2021, eqs. 5-6): R = I, then per layer
+  - relevance propagation (Chefer, Gur and Wolf, ICCV 2021): R = I, then per layer
     R = R + mean over heads of max(0, d logit_c / d W * W) @ R, class-token row;
   - Grad-CAM on the token grid (Selvaraju et al. 2017 as pytorch-grad-cam applies it to a ViT):
     the tokens a block's attention reads (its ln_1 output), patch tokens only, each channel
