@@ -3,6 +3,8 @@
 
 #include <torch/torch.h>
 
+#include "vision/checkpoint/safetensors.h"
+
 namespace attnkit::vision {
 
 void save_captioner(const std::string& path, Captioner& model, const Vocabulary& vocabulary,
@@ -14,13 +16,14 @@ void save_captioner(const std::string& path, Captioner& model, const Vocabulary&
 }
 
 LoadedCaptioner load_captioner(const std::string& path) {
+  const auto file = SafetensorsFile::open(path);
   LoadedCaptioner loaded;
-  loaded.info = read_model_info(path);
+  loaded.info = model_info_from_metadata(file.metadata(), path);
   auto spec = captioner_spec_from_info(loaded.info, path);
   loaded.config = std::move(spec.config);
   loaded.vocabulary = std::move(spec.vocabulary);
   loaded.model = Captioner(loaded.config);
-  load_tensors_strict(*loaded.model, model_tensors_from_file(path), path);
+  load_tensors_strict(*loaded.model, model_tensors_from_file(file), path);
   loaded.model->eval();
   return loaded;
 }

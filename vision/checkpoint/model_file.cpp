@@ -32,7 +32,10 @@ std::string name_list(const std::vector<std::string>& names, size_t limit = 8) {
 }  // namespace
 
 NamedTensors model_tensors_from_file(const std::string& path) {
-  auto file = SafetensorsFile::open(path);
+  return model_tensors_from_file(SafetensorsFile::open(path));
+}
+
+NamedTensors model_tensors_from_file(const SafetensorsFile& file) {
   NamedTensors tensors;
   for (const auto& entry : file.entries()) {
     if (entry.name.rfind(kTrainerTensorPrefix, 0) == 0) continue;
@@ -142,7 +145,7 @@ LoadedViT load_vit(const std::string& path) {
   loaded.info = model_info_from_metadata(file.metadata(), path);
   loaded.config = vit_config_from_info(loaded.info, path);
   loaded.model = VisionTransformer(loaded.config);
-  load_tensors_strict(*loaded.model, model_tensors_from_file(path), path);
+  load_tensors_strict(*loaded.model, model_tensors_from_file(file), path);
   loaded.model->eval();
   return loaded;
 }

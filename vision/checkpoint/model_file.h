@@ -26,6 +26,10 @@ constexpr const char* kTrainerTensorPrefix = "trainer.";
 /// Throws CheckpointError.
 NamedTensors model_tensors_from_file(const std::string& path);
 
+class SafetensorsFile;
+/// The same from a file already open (its metadata read first), so it is mapped once.
+NamedTensors model_tensors_from_file(const SafetensorsFile& file);
+
 /// Every parameter and buffer of `module` with its full dotted name.
 NamedTensors module_tensors(const torch::nn::Module& module);
 
