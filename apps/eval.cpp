@@ -247,14 +247,11 @@ FaithfulnessFigures measure_faithfulness(
 }
 
 json summary_json(const vision::CaptionFaithfulnessSummary& s) {
-  auto figure = [](const vision::MetricSummary& m) {
-    return json{{"mean", m.mean}, {"low", m.low}, {"high", m.high}};
-  };
   return {{"words", s.words},
           {"mean_cells", s.mean_cells},
-          {"attended_drop", figure(s.attended_drop)},
-          {"random_drop", figure(s.random_drop)},
-          {"difference", figure(s.difference)},
+          {"attended_drop", metric_summary_json(s.attended_drop)},
+          {"random_drop", metric_summary_json(s.random_drop)},
+          {"difference", metric_summary_json(s.difference)},
           {"attended_wins", s.attended_wins}};
 }
 

@@ -177,9 +177,8 @@ EvalImages load_eval_images(const EvalMapsParams& p, const vision::LoadedViT& lo
   auto dataset =
       load_classifier_data(p.data, p.split, p.fashion_dir, loaded.info.preprocess, "eval");
   if (p.data != "fashion-mnist") relabel_with_model_labels(dataset, loaded.info.labels, p.data);
-  const auto chosen = choose_subset(dataset.size(), p.count, p.seed);
-  return {dataset.images.index_select(0, chosen), dataset.labels.index_select(0, chosen),
-          dataset.skipped};
+  const auto chosen = dataset.subset(choose_subset(dataset.size(), p.count, p.seed));
+  return {chosen.images, chosen.labels, dataset.skipped};
 }
 
 /// "10,20,..." -> numbers in [0, 100]; "none" -> empty.
@@ -295,8 +294,7 @@ json results_json(const vision::MapEvaluator& evaluator, const EvalMapsParams& p
     const auto& r = evaluator.results()[m];
     json metrics = json::object();
     for (const auto& [metric, values] : r.per_image) {
-      const auto s = vision::summarize(values);
-      metrics[metric] = {{"mean", s.mean}, {"low", s.low}, {"high", s.high}, {"count", s.count}};
+      metrics[metric] = metric_summary_json(vision::summarize(values));
     }
     const double n = static_cast<double>(evaluator.count());
     methods.push_back({{"name", evaluator.methods()[m].name},

@@ -27,6 +27,7 @@
 #include "vision/atomic_file.h"
 #include "vision/errors.h"
 #include "vision/image/image_io.h"
+#include "vision/models/vit_explain.h"
 
 namespace attnkit::apps {
 namespace {
@@ -192,8 +193,8 @@ int run_overlay(int argc, char** argv) {
     throw UsageError("--method must be cls, rollout, grad-rollout, relevance, gradcam, pool or "
                      "caption, got '" + s.method + "'");
   }
-  const bool class_specific =
-      s.method == "grad-rollout" || s.method == "relevance" || s.method == "gradcam";
+  const bool class_specific = s.method != "caption" &&
+                              vision::is_class_specific(vision::map_method_from_string(s.method));
   s.explain.head = index_or_all(head, "--head");
   s.explain.layer = index_or_all(layer, "--layer");
   if (!vm["head"].defaulted() && s.method != "cls") {

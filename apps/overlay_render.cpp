@@ -223,7 +223,8 @@ OverlayRenderer::OverlayRenderer(const std::string& model_path, OverlaySettings 
   if (s.explain.method == vision::MapMethod::kPool &&
       impl_->vit.config.pooling != vision::Pooling::kMap) {
     throw std::invalid_argument("--method pool needs a model with an attention-pool (map) head; " +
-                                model_path + " has none (use cls, rollout, grad-rollout, relevance or gradcam)");
+                                model_path +
+                                " has none (use cls, rollout, grad-rollout, relevance or gradcam)");
   }
   const auto& config = impl_->vit.config;
   if (config.num_classes == 0) {

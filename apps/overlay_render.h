@@ -16,7 +16,8 @@
 namespace attnkit::apps {
 
 struct OverlaySettings {
-  std::string method = "rollout";  ///< cls | rollout | grad-rollout | relevance | gradcam | pool | caption
+  /// cls | rollout | grad-rollout | relevance | gradcam | pool | caption
+  std::string method = "rollout";
   vision::ExplainOptions explain;
   std::string target_label;        ///< --class given as a label name (resolved on load)
   vision::OverlayStyle style;

@@ -288,7 +288,9 @@ TEST(MapMetrics, ClassSpecificMapsBeatRandomOnThePlantedTask) {
       std::cout << " " << sanity.stages[stage] << "=" << sanity.correlation[stage][m];
     }
     std::cout << std::endl;
-    if (m < 3) EXPECT_LT(sanity.correlation.back()[m], 0.5) << methods[m].name;
+    if (m < 3) {
+      EXPECT_LT(sanity.correlation.back()[m], 0.5) << methods[m].name;
+    }
   }
   EXPECT_NEAR(sanity.correlation[0][3], 1.0, 1e-9) << "rollout does not read the head";
   EXPECT_LT(sanity.correlation[0][0], 0.9) << "grad-rollout must depend on the head";

@@ -23,9 +23,10 @@ struct ConfidenceChange {
   torch::Tensor increase() const;
 };
 
-/// images (B, C, H, W), maps (B, gh, gw), targets (B).
+/// images (B, C, H, W), maps (B, gh, gw), targets (B). `before` (B), the unperturbed target
+/// probabilities, when the caller has them already (they do not depend on the map).
 ConfidenceChange confidence_change(const ProbabilityFn& model, const torch::Tensor& images,
                                    const torch::Tensor& maps, const torch::Tensor& targets,
-                                   int64_t batch_size);
+                                   int64_t batch_size, const torch::Tensor& before = {});
 
 }  // namespace attnkit::vision

@@ -78,6 +78,9 @@ ProbabilityFn MapEvaluator::probability_fn() {
 void MapEvaluator::add(const torch::Tensor& images, const torch::Tensor& targets) {
   const auto probabilities = probability_fn();
   const auto input = images.to(torch::kFloat);
+  // The unperturbed probabilities are the same for every method and metric: scored once.
+  const auto before =
+      target_probabilities(probabilities, input, targets, options_.curves.batch_size);
   for (size_t m = 0; m < methods_.size(); ++m) {
     auto& r = results_[m];
     auto start = std::chrono::steady_clock::now();
@@ -95,8 +98,8 @@ void MapEvaluator::add(const torch::Tensor& images, const torch::Tensor& targets
     r.insertion_curve_sum =
         r.insertion_curve_sum.defined() ? r.insertion_curve_sum + insertion_sum : insertion_sum;
     if (options_.confidence) {
-      const auto change =
-          confidence_change(probabilities, input, maps, targets, options_.curves.batch_size);
+      const auto change = confidence_change(probabilities, input, maps, targets,
+                                            options_.curves.batch_size, before);
       append(r.per_image["confidence_change"], change.change());
       append(r.per_image["drop_in_confidence"], change.drop());
       append(r.per_image["increase_in_confidence"], change.increase());
@@ -104,7 +107,7 @@ void MapEvaluator::add(const torch::Tensor& images, const torch::Tensor& targets
     if (options_.road) {
       auto road_options = options_.road_options;
       road_options.seed += static_cast<uint64_t>(count_);
-      const auto scores = road(probabilities, input, maps, targets, road_options);
+      const auto scores = road(probabilities, input, maps, targets, road_options, before);
       append(r.per_image["road_morf"], scores.most_relevant_first.mean(1));
       append(r.per_image["road_lerf"], scores.least_relevant_first.mean(1));
       append(r.per_image["road_combined"], scores.combined());

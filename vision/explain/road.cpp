@@ -21,14 +21,17 @@ torch::Tensor keep_below_percentile(const torch::Tensor& pixel_map, double perce
 }
 
 RoadScores road(const ProbabilityFn& model, const torch::Tensor& images, const torch::Tensor& maps,
-                const torch::Tensor& targets, const RoadOptions& options) {
+                const torch::Tensor& targets, const RoadOptions& options,
+                const torch::Tensor& unperturbed) {
   TORCH_CHECK(images.dim() == 4 && maps.dim() == 3 && maps.size(0) == images.size(0),
               "road: expected images (B, C, H, W) and maps (B, gh, gw), got ", images.sizes(),
               " and ", maps.sizes());
   TORCH_CHECK(!options.percentiles.empty(), "ROAD: no percentiles");
   const auto input = images.to(torch::kFloat);
   const auto pixel_map = scaled_pixel_map(maps, images.size(2), images.size(3));
-  const auto before = target_probabilities(model, input, targets, options.batch_size);
+  const auto before = unperturbed.defined()
+                          ? unperturbed
+                          : target_probabilities(model, input, targets, options.batch_size);
   auto generator = at::detail::createCPUGenerator(options.seed);
   std::vector<torch::Tensor> most, least;
   for (const double p : options.percentiles) {

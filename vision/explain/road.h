@@ -36,7 +36,9 @@ struct RoadScores {
 torch::Tensor keep_below_percentile(const torch::Tensor& pixel_map, double percentile);
 
 /// images (B, C, H, W), maps (B, gh, gw) (upsampled as scaled_pixel_map), targets (B).
+/// `unperturbed` (B), the target probabilities of the untouched images, when the caller has them.
 RoadScores road(const ProbabilityFn& model, const torch::Tensor& images, const torch::Tensor& maps,
-                const torch::Tensor& targets, const RoadOptions& options);
+                const torch::Tensor& targets, const RoadOptions& options,
+                const torch::Tensor& unperturbed = {});
 
 }  // namespace attnkit::vision

@@ -119,6 +119,9 @@ Explanation explain_vit(VisionTransformer& model, const torch::Tensor& images,
   }
   const auto layout = token_layout(config, out.grid_height, out.grid_width);
   const auto depth = static_cast<int64_t>(out.attentions.size());
+  // What the class-specific methods differentiate: the explained classes' logits.
+  torch::Tensor score;
+  if (needs_gradient) score = out.logits.gather(1, result.classes.view({-1, 1})).sum();
 
   switch (options.method) {
     case MapMethod::kPool: {
@@ -135,7 +138,6 @@ Explanation explain_vit(VisionTransformer& model, const torch::Tensor& images,
       break;
     case MapMethod::kGradRollout:
     case MapMethod::kRelevance: {
-      const auto score = out.logits.gather(1, result.classes.view({-1, 1})).sum();
       const auto gradients = torch::autograd::grad({score}, out.attentions);
       result.maps = options.method == MapMethod::kRelevance
                         ? attention::relevance(out.attentions, gradients, layout)
@@ -146,7 +148,6 @@ Explanation explain_vit(VisionTransformer& model, const torch::Tensor& images,
     }
     case MapMethod::kGradCam: {
       const int64_t layer = resolve_layer(options.layer, depth);
-      const auto score = out.logits.gather(1, result.classes.view({-1, 1})).sum();
       const auto& tokens = out.attention_inputs[layer];
       const auto gradient = torch::autograd::grad({score}, {tokens}).front();
       result.maps = attention::grad_cam(tokens, gradient, layout).unsqueeze(1);
