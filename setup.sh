@@ -8,6 +8,11 @@
 #                       and fuzz each harness for 60 s (./build-fuzz); any failing stage fails
 #                       the run
 #   ./setup.sh build    install + build everything (the program and the test programs) only
+#   ./setup.sh package  install + build the program and libraries for /usr, then make the Debian
+#                       packages build/attnkit_<version>_amd64.deb and attnkit-dev_... (CPack)
+#   ./setup.sh install [PREFIX]
+#                       install + build, then `cmake --install` to PREFIX (default /usr/local):
+#                       bin/attn, the libraries, headers and CMake package, share/attnkit
 #
 # Idempotent: packages already installed and an up-to-date build are skipped. Run as root or with
 # sudo available. The build goes to ./build (override with ATTNKIT_BUILD_DIR).
@@ -20,6 +25,8 @@ MODE=${1:-demo}
 PACKAGES=(
   cmake ninja-build g++ ccache
   clang-14 libclang-rt-14-dev                 # libFuzzer harnesses (tests/fuzz)
+  clang-format-14                             # the formatting check (tests/check_format.sh)
+  dpkg-dev                                    # CPack's .deb dependencies (dpkg-shlibdeps)
   libtorch-dev libopenblas0-openmp            # LibTorch 1.13 (CPU) + a fast BLAS (the default is ~40x slower)
   libdnnl-dev                                 # oneDNN headers: packed inference kernels (LibTorch's own oneDNN)
   libgloo-dev                                 # Gloo: c10d's CPU collectives (data-parallel training)
@@ -83,8 +90,20 @@ case "$MODE" in
     fi
     echo "setup: overlays written to $BUILD/overlays/"
     ;;
+  package)
+    # The packages' programs look for their data under /usr/share/attnkit.
+    cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr \
+      >/dev/null
+    build_release attn
+    (cd "$BUILD" && cpack -G DEB)
+    echo "setup: packages written to $BUILD/ (sudo apt-get install ./attnkit_*.deb)"
+    ;;
+  install)
+    build_release attn
+    cmake --install "$BUILD" --prefix "${2:-/usr/local}"
+    ;;
   *)
-    echo "usage: ./setup.sh [demo|test|build]" >&2
+    echo "usage: ./setup.sh [demo|test|build|package|install [PREFIX]]" >&2
     exit 2
     ;;
 esac

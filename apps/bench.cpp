@@ -5,9 +5,9 @@
 #include <iomanip>
 #include <iostream>
 
+#include <torch/torch.h>
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
 
 #include "apps/cli_common.h"
 #include "apps/commands.h"
@@ -40,18 +40,16 @@ int run_bench(int argc, char** argv) {
       "precisions to time, side by side (default: fp32); each of:\n" +
       std::string(kInferencePrecisionHelp);
   po::options_description options("Options");
-  options.add_options()
-      ("help,h", "show this help")
-      ("arch", po::value(&archs)->multitoken(),
-       "standard ViTs with random weights (default: vit_base_patch16_224 vit_small_patch16_224)")
-      ("model,m", po::value(&models)->multitoken(), "model files to time instead")
-      ("batch-sizes,b", po::value(&batch_sizes)->multitoken(), "batch sizes (default: 1 8)")
-      ("precision,p", po::value(&precisions)->multitoken(),
-       precision_help.c_str())
-      ("runs,r", po::value(&runs)->default_value(10), "timed runs per case (median reported)")
-      ("warmup,w", po::value(&warmup)->default_value(3), "untimed runs first")
-      ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)
-      ("json", po::bool_switch(&as_json), "print JSON");
+  options.add_options()("help,h", "show this help")(
+      "arch", po::value(&archs)->multitoken(),
+      "standard ViTs with random weights (default: vit_base_patch16_224 vit_small_patch16_224)")(
+      "model,m", po::value(&models)->multitoken(), "model files to time instead")(
+      "batch-sizes,b", po::value(&batch_sizes)->multitoken(), "batch sizes (default: 1 8)")(
+      "precision,p", po::value(&precisions)->multitoken(), precision_help.c_str())(
+      "runs,r", po::value(&runs)->default_value(10), "timed runs per case (median reported)")(
+      "warmup,w", po::value(&warmup)->default_value(3), "untimed runs first")(
+      "threads,t", po::value(&threads)->default_value(0), kThreadsHelp)(
+      "json", po::bool_switch(&as_json), "print JSON");
   po::variables_map vm;
   if (!parse_command_line(argc, argv, options, "", "attn bench [options]",
                           "Times the forward pass (inference mode) and reports the median\n"
@@ -113,7 +111,8 @@ int run_bench(int argc, char** argv) {
               << " warm-up, precisions interleaved\n";
     std::cout << std::left << std::setw(28) << "model" << std::setw(6) << "prec" << std::right
               << std::setw(7) << "batch" << std::setw(14) << "ms/batch" << std::setw(12)
-              << "ms/image" << std::setw(12) << "images/s" << std::setw(9) << "speedup" << "\n";
+              << "ms/image" << std::setw(12) << "images/s" << std::setw(9) << "speedup"
+              << "\n";
   }
   c10::InferenceMode inference;
   for (auto& c : cases) c.model->eval();
@@ -122,7 +121,8 @@ int run_bench(int argc, char** argv) {
     const auto& config = cases[first].model->config();
     for (int64_t batch : batch_sizes) {
       torch::manual_seed(1);
-      auto input = torch::randn({batch, config.in_channels, config.image_height, config.image_width});
+      auto input =
+          torch::randn({batch, config.in_channels, config.image_height, config.image_width});
       std::vector<std::vector<double>> times(per_source);
       for (int i = 0; i < warmup; ++i) {
         for (size_t k = 0; k < per_source; ++k) cases[first + k].model->forward(input);
@@ -143,17 +143,22 @@ int run_bench(int argc, char** argv) {
         const double per_image = ms / static_cast<double>(batch);
         const double speedup = reference_ms / ms;
         if (as_json) {
-          rows.push_back({{"model", c.name}, {"precision", c.precision}, {"batch", batch},
-                          {"ms_per_batch", ms}, {"ms_per_image", per_image},
+          rows.push_back({{"model", c.name},
+                          {"precision", c.precision},
+                          {"batch", batch},
+                          {"ms_per_batch", ms},
+                          {"ms_per_image", per_image},
                           {"images_per_s", 1000.0 / per_image},
-                          {"speedup_vs_first_precision", speedup}, {"threads", used_threads},
-                          {"runs", runs}, {"ms_per_batch_runs", times[k]}});
+                          {"speedup_vs_first_precision", speedup},
+                          {"threads", used_threads},
+                          {"runs", runs},
+                          {"ms_per_batch_runs", times[k]}});
         } else {
           std::cout << std::left << std::setw(28) << c.name << std::setw(6) << c.precision
                     << std::right << std::setw(7) << batch << std::fixed << std::setprecision(1)
                     << std::setw(14) << ms << std::setw(12) << per_image << std::setw(12)
-                    << 1000.0 / per_image << std::setw(8) << std::setprecision(2) << speedup
-                    << "x" << std::endl;
+                    << 1000.0 / per_image << std::setw(8) << std::setprecision(2) << speedup << "x"
+                    << std::endl;
         }
       }
     }

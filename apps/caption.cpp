@@ -5,16 +5,17 @@
 #include <iostream>
 #include <sstream>
 
+#include <torch/torch.h>
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
 
 #include "apps/caption_options.h"
 #include "apps/cli_common.h"
 #include "apps/commands.h"
-#include "apps/inference_precision_option.h"
 #include "apps/image_batches.h"
+#include "apps/inference_precision_option.h"
 #include "apps/json_output.h"
+#include "vision/api/attnkit.h"
 #include "vision/checkpoint/captioner_file.h"
 #include "vision/errors.h"
 #include "vision/image/image_io.h"
@@ -60,21 +61,19 @@ int run_caption(int argc, char** argv) {
   bool as_json = false, as_jsonl = false;
   Shard shard;
   po::options_description options("Options");
-  options.add_options()
-      ("help,h", "show this help")
-      ("inputs", po::value(&inputs)->multitoken(),
-       "images, directories (searched recursively) or - to read paths from stdin")
-      ("model,m", po::value(&model_path)->default_value(default_model_path("captioner")),
-       "captioner model file")
-      ("beam", po::value(&beam)->default_value(beam), "beam width (1 = greedy)")
-      ("max-len", po::value(&max_len)->default_value(max_len), max_len_help().c_str())
-      ("batch-size,b", po::value(&batch_size)->default_value(batch_size), "images per pass")
-      ("precision,p", po::value(&precision_name)->default_value(precision_name),
-       kInferencePrecisionHelp)
-      ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)
-      ("json", po::bool_switch(&as_json),
-       "one JSON document: per image the caption, per word its probability and attention grid")
-      ("jsonl", po::bool_switch(&as_jsonl), "one JSON object per image, as they finish");
+  options.add_options()("help,h", "show this help")(
+      "inputs", po::value(&inputs)->multitoken(),
+      "images, directories (searched recursively) or - to read paths from stdin")(
+      "model,m", po::value(&model_path)->default_value(default_model_path("captioner")),
+      "captioner model file")("beam", po::value(&beam)->default_value(beam),
+                              "beam width (1 = greedy)")(
+      "max-len", po::value(&max_len)->default_value(max_len), max_len_help().c_str())(
+      "batch-size,b", po::value(&batch_size)->default_value(batch_size), "images per pass")(
+      "precision,p", po::value(&precision_name)->default_value(precision_name),
+      kInferencePrecisionHelp)("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)(
+      "json", po::bool_switch(&as_json),
+      "one JSON document: per image the caption, per word its probability and attention grid")(
+      "jsonl", po::bool_switch(&as_jsonl), "one JSON object per image, as they finish");
   add_max_pixels_option(options);
   add_shard_option(options, &shard);
   po::variables_map vm;
@@ -151,18 +150,19 @@ int run_caption(int argc, char** argv) {
           probabilities << (probabilities.tellp() > 0 ? " " : "") << std::fixed
                         << std::setprecision(2) << w.probability;
         }
-        std::cout << paths[b] << "\n  " << captions[b].text()
-                  << (captions[b].ended ? "" : " ...") << "\n  p: " << probabilities.str()
-                  << "\n";
+        std::cout << paths[b] << "\n  " << captions[b].text() << (captions[b].ended ? "" : " ...")
+                  << "\n  p: " << probabilities.str() << "\n";
       }
     }
   };
-  for_each_image_batch(items, static_cast<size_t>(batch_size), prepare, report_error,
-                       caption_batch, [&](int64_t n) { progress.advance(n); });
+  for_each_image_batch(items, static_cast<size_t>(batch_size), prepare, report_error, caption_batch,
+                       [&](int64_t n) { progress.advance(n); });
   progress.finish();
   if (as_json) {
-    std::cout << json_text(json{{"model", model_path}, {"beam", beam}, {"results", results},
-                               {"errors", errors}},
+    std::cout << json_text(json{{"model", model_path},
+                                {"beam", beam},
+                                {"results", results},
+                                {"errors", errors}},
                            2)
               << std::endl;
   }

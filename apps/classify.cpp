@@ -4,9 +4,9 @@
 #include <iostream>
 #include <sstream>
 
+#include <torch/torch.h>
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
 
 #include "apps/classifier_data.h"
 #include "apps/cli_common.h"
@@ -14,6 +14,7 @@
 #include "apps/image_batches.h"
 #include "apps/inference_precision_option.h"
 #include "apps/json_output.h"
+#include "vision/api/attnkit.h"
 #include "vision/checkpoint/model_file.h"
 #include "vision/errors.h"
 #include "vision/image/image_io.h"
@@ -76,21 +77,19 @@ void print_table_entry(const std::string& path, const std::vector<Prediction>& p
 int run_classify(int argc, char** argv) {
   ClassifyParams p;
   po::options_description options("Options");
-  options.add_options()
-      ("help,h", "show this help")
-      ("inputs", po::value(&p.inputs)->multitoken(),
-       "images, directories (searched recursively) or - to read paths from stdin")
-      ("model,m", po::value(&p.model)->default_value(default_model_path("classifier")),
-       "model file (.safetensors made by 'attn train' or 'attn import')")
-      ("topk,k", po::value(&p.topk)->default_value(5),
-       "classes to show per image (more than the model has: all, with a warning)")
-      ("batch-size,b", po::value(&p.batch_size)->default_value(8), "images per forward pass")
-      ("tta", po::value(&p.tta)->default_value(p.tta), kTtaHelp)
-      ("precision,p", po::value(&p.precision)->default_value(p.precision),
-       kInferencePrecisionHelp)
-      ("threads,t", po::value(&p.threads)->default_value(0), kThreadsHelp)
-      ("json", po::bool_switch(&p.json), "print one JSON document with every result")
-      ("jsonl", po::bool_switch(&p.jsonl), "print one JSON object per image, as they finish");
+  options.add_options()("help,h", "show this help")(
+      "inputs", po::value(&p.inputs)->multitoken(),
+      "images, directories (searched recursively) or - to read paths from stdin")(
+      "model,m", po::value(&p.model)->default_value(default_model_path("classifier")),
+      "model file (.safetensors made by 'attn train' or 'attn import')")(
+      "topk,k", po::value(&p.topk)->default_value(5),
+      "classes to show per image (more than the model has: all, with a warning)")(
+      "batch-size,b", po::value(&p.batch_size)->default_value(8), "images per forward pass")(
+      "tta", po::value(&p.tta)->default_value(p.tta), kTtaHelp)(
+      "precision,p", po::value(&p.precision)->default_value(p.precision), kInferencePrecisionHelp)(
+      "threads,t", po::value(&p.threads)->default_value(0), kThreadsHelp)(
+      "json", po::bool_switch(&p.json), "print one JSON document with every result")(
+      "jsonl", po::bool_switch(&p.jsonl), "print one JSON object per image, as they finish");
   add_max_pixels_option(options);
   add_shard_option(options, &p.shard);
   po::variables_map vm;

@@ -17,8 +17,8 @@
 
 #include "vision/errors.h"
 #include "vision/fnv1a.h"
-#include "vision/stderr_lock.h"
 #include "vision/image/image_io.h"
+#include "vision/stderr_lock.h"
 
 namespace attnkit::apps {
 namespace fs = std::filesystem;
@@ -54,7 +54,9 @@ bool parse_command_line(int argc, char** argv, const po::options_description& vi
   try {
     po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
     if (vm.count("help")) {
-      std::cout << "Usage: " << usage << "\n\n" << description << "\n\n" << visible << "\n"
+      std::cout << "Usage: " << usage << "\n\n"
+                << description << "\n\n"
+                << visible << "\n"
                 << exit_codes_help();
       return false;
     }
@@ -223,29 +225,11 @@ int set_threads(int requested) {
   // starting), so the count is capped at the core count.
   if (threads > cores) {
     std::cerr << "attn: warning: " << (requested > 0 ? "--threads" : "OMP_NUM_THREADS") << " "
-              << threads << " is more than the " << cores << " cores here; using " << cores
-              << "\n";
+              << threads << " is more than the " << cores << " cores here; using " << cores << "\n";
     threads = cores;
   }
   at::set_num_threads(threads);
   return threads;
-}
-
-std::string default_model_path(const std::string& task) {
-  const std::string file =
-      task == "captioner" ? "scenes-captioner.safetensors" : "fashion-vit.safetensors";
-  if (const char* dir = std::getenv("ATTNKIT_WEIGHTS"); dir && *dir) {
-    return (fs::path(dir) / file).string();
-  }
-  std::error_code ec;
-  const auto exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    for (const auto& candidate : {exe.parent_path() / "../weights" / file,
-                                  exe.parent_path() / "../share/attnkit/weights" / file}) {
-      if (fs::exists(candidate, ec)) return fs::weakly_canonical(candidate, ec).string();
-    }
-  }
-  return (fs::path(ATTNKIT_SOURCE_DIR) / "weights" / file).string();
 }
 
 ProgressBar::ProgressBar(std::string label, int64_t total)

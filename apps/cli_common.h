@@ -1,5 +1,5 @@
 // apps/cli_common.h: what every `attn` subcommand shares: exit codes, error printing, input
-// expansion, threads, default models and the progress bar.
+// expansion, threads and the progress bar.
 #pragma once
 
 #include <chrono>
@@ -19,11 +19,11 @@ namespace attnkit::apps {
 
 /// Process exit codes, the same for every subcommand.
 enum ExitCode : int {
-  kExitOk = 0,            ///< everything processed
-  kExitSomeFailed = 1,    ///< some inputs failed; the rest were processed
-  kExitUsage = 2,         ///< bad command line
-  kExitBadModel = 3,      ///< the model file could not be used
-  kExitNoInput = 4,       ///< no input could be processed
+  kExitOk = 0,          ///< everything processed
+  kExitSomeFailed = 1,  ///< some inputs failed; the rest were processed
+  kExitUsage = 2,       ///< bad command line
+  kExitBadModel = 3,    ///< the model file could not be used
+  kExitNoInput = 4,     ///< no input could be processed
 };
 
 /// The exit-code table printed at the end of every --help.
@@ -41,7 +41,8 @@ struct UsageError : std::runtime_error {
 
 /// Parses argv (argv[0] = the subcommand) against `visible` options plus positional `inputs`
 /// (if `positional` is non-empty). Prints help and returns false on --help.
-bool parse_command_line(int argc, char** argv, const boost::program_options::options_description& visible,
+bool parse_command_line(int argc, char** argv,
+                        const boost::program_options::options_description& visible,
                         const std::string& positional, const std::string& usage,
                         const std::string& description, boost::program_options::variables_map& vm);
 
@@ -104,10 +105,6 @@ int default_threads();
 /// Sets LibTorch's intra-op threads; 0 = default_threads(). A count above the core count is
 /// capped there with a warning; a negative one throws UsageError. Returns the count in use.
 int set_threads(int requested);
-
-/// The shipped default model for a task ("classifier", "captioner"): $ATTNKIT_WEIGHTS/<file>, else
-/// weights/<file> next to the executable's install, else in the source tree.
-std::string default_model_path(const std::string& task);
 
 /// A one-line progress bar on stderr, drawn only when stderr is a terminal.
 class ProgressBar {

@@ -27,23 +27,22 @@ int run_data_scenes(int argc, char** argv) {
   uint64_t seed = 0;
   vision::SceneOptions scene;
   po::options_description options("Options");
-  options.add_options()
-      ("help,h", "show this help")
-      ("out,o", po::value(&out_dir), "output directory (images/ and scenes.json)")
-      ("count,n", po::value(&count)->default_value(count), "number of scenes")
-      ("seed", po::value(&seed)->default_value(seed), "the scene stream: same seed, same scenes")
-      ("split", po::value(&split)->default_value(split),
-       "train: items from Fashion-MNIST's train split (last --val-count scenes marked val); "
-       "test: items from its test split, all marked test")
-      ("val-count", po::value(&val_count)->default_value(-1),
-       "scenes marked val with --split train (-1 = 10%)")
-      ("canvas", po::value(&scene.canvas)->default_value(scene.canvas), "canvas side in pixels")
-      ("min-items", po::value(&scene.min_items)->default_value(scene.min_items),
-       "fewest items per scene (>= 2)")
-      ("max-items", po::value(&scene.max_items)->default_value(scene.max_items),
-       "most items per scene (<= 4)")
-      ("fashion-dir", po::value(&fashion_dir)->default_value(fashion_dir),
-       "where the Fashion-MNIST idx files are");
+  options.add_options()("help,h", "show this help")("out,o", po::value(&out_dir),
+                                                    "output directory (images/ and scenes.json)")(
+      "count,n", po::value(&count)->default_value(count), "number of scenes")(
+      "seed", po::value(&seed)->default_value(seed), "the scene stream: same seed, same scenes")(
+      "split", po::value(&split)->default_value(split),
+      "train: items from Fashion-MNIST's train split (last --val-count scenes marked val); "
+      "test: items from its test split, all marked test")(
+      "val-count", po::value(&val_count)->default_value(-1),
+      "scenes marked val with --split train (-1 = 10%)")(
+      "canvas", po::value(&scene.canvas)->default_value(scene.canvas), "canvas side in pixels")(
+      "min-items", po::value(&scene.min_items)->default_value(scene.min_items),
+      "fewest items per scene (>= 2)")("max-items",
+                                       po::value(&scene.max_items)->default_value(scene.max_items),
+                                       "most items per scene (<= 4)")(
+      "fashion-dir", po::value(&fashion_dir)->default_value(fashion_dir),
+      "where the Fashion-MNIST idx files are");
   po::variables_map vm;
   if (!parse_command_line(
           argc, argv, options, "", "attn data scenes --out DIR [options]",
@@ -61,7 +60,8 @@ int run_data_scenes(int argc, char** argv) {
   if (count < 1) throw UsageError("--count must be at least 1");
   if (split != "train" && split != "test") throw UsageError("--split must be train or test");
   if (val_count < 0) val_count = split == "train" ? count / 10 : 0;
-  if (split == "train" && val_count >= count) throw UsageError("--val-count leaves no train scenes");
+  if (split == "train" && val_count >= count)
+    throw UsageError("--val-count leaves no train scenes");
   if (scene.canvas < 56 || scene.min_items < 2 || scene.max_items > 4 ||
       scene.min_items > scene.max_items) {
     throw UsageError("need --canvas >= 56 and 2 <= --min-items <= --max-items <= 4");

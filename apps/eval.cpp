@@ -8,20 +8,21 @@
 #include <optional>
 #include <sstream>
 
+#include <torch/torch.h>
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
 
-#include "apps/classifier_data.h"
 #include "apps/caption_options.h"
+#include "apps/classifier_data.h"
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "apps/inference_precision_option.h"
 #include "apps/json_output.h"
+#include "vision/api/attnkit.h"
 #include "vision/checkpoint/captioner_file.h"
 #include "vision/checkpoint/model_file.h"
-#include "vision/data/karpathy.h"
 #include "vision/data/fashion_mnist.h"
+#include "vision/data/karpathy.h"
 #include "vision/errors.h"
 #include "vision/explain/caption_faithfulness.h"
 #include "vision/image/confusion_plot.h"
@@ -78,22 +79,19 @@ int run_eval_classifier(int argc, char** argv) {
   int64_t batch_size = 256;
   bool as_json = false;
   po::options_description options("Options");
-  options.add_options()
-      ("help,h", "show this help")
-      ("model,m", po::value(&model_path)->default_value(default_model_path("classifier")),
-       "model file")
-      ("data", po::value(&data)->default_value(data),
-       "fashion-mnist, or an image-folder root (root/<class>/*.jpg)")
-      ("split", po::value(&split)->default_value(split), "Fashion-MNIST split: test | train")
-      ("fashion-dir", po::value(&fashion_dir)->default_value(vision::kFashionMnistDir),
-       "where the Fashion-MNIST idx files are")
-      ("batch-size,b", po::value(&batch_size)->default_value(batch_size), "images per pass")
-      ("tta", po::value(&tta_name)->default_value("none"), kTtaHelp)
-      ("precision,p", po::value(&precision_name)->default_value(precision_name),
-       kInferencePrecisionHelp)
-      ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)
-      ("json", po::bool_switch(&as_json), "print the metrics as JSON")
-      ("plot", po::value(&plot), "also draw the confusion matrix into this PNG / JPEG file");
+  options.add_options()("help,h", "show this help")(
+      "model,m", po::value(&model_path)->default_value(default_model_path("classifier")),
+      "model file")("data", po::value(&data)->default_value(data),
+                    "fashion-mnist, or an image-folder root (root/<class>/*.jpg)")(
+      "split", po::value(&split)->default_value(split), "Fashion-MNIST split: test | train")(
+      "fashion-dir", po::value(&fashion_dir)->default_value(vision::kFashionMnistDir),
+      "where the Fashion-MNIST idx files are")(
+      "batch-size,b", po::value(&batch_size)->default_value(batch_size), "images per pass")(
+      "tta", po::value(&tta_name)->default_value("none"), kTtaHelp)(
+      "precision,p", po::value(&precision_name)->default_value(precision_name),
+      kInferencePrecisionHelp)("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)(
+      "json", po::bool_switch(&as_json), "print the metrics as JSON")(
+      "plot", po::value(&plot), "also draw the confusion matrix into this PNG / JPEG file");
   add_max_pixels_option(options);
   po::variables_map vm;
   if (!parse_command_line(
@@ -151,7 +149,8 @@ int run_eval_classifier(int argc, char** argv) {
   ProgressBar progress("eval", dataset.size());
   int64_t reported = 0;
   const auto metrics = vision::evaluate_classifier(
-      loaded.model, dataset, loaded.info.preprocess, batch_size, [&](int64_t done) {
+      loaded.model, dataset, loaded.info.preprocess, batch_size,
+      [&](int64_t done) {
         progress.advance(done - reported);
         reported = done;
       },
@@ -160,8 +159,8 @@ int run_eval_classifier(int argc, char** argv) {
 
   if (!plot.empty()) {
     try {
-      vision::save_image_rgb(plot, vision::draw_confusion_matrix(metrics.confusion,
-                                                                 dataset.classes));
+      vision::save_image_rgb(plot,
+                             vision::draw_confusion_matrix(metrics.confusion, dataset.classes));
     } catch (const vision::Error& e) {
       print_error("eval", e.what());
       return kExitSomeFailed;
@@ -176,28 +175,27 @@ int run_eval_classifier(int argc, char** argv) {
       confusion.push_back(row);
     }
     std::cout << json_text(json{{"model", model_path},
-                               {"data", data},
-                               {"split", data == "fashion-mnist" ? split : ""},
-                               {"tta", vision::to_string(tta)},
-                               {"precision", precision.name()},
-                               {"count", metrics.count},
-                               {"top1", metrics.top1},
-                               {"top5", metrics.top5},
-                               {"loss", metrics.loss},
-                               {"classes", dataset.classes},
-                               {"confusion", confusion},
-                               {"skipped", skipped_json(dataset.skipped)}},
+                                {"data", data},
+                                {"split", data == "fashion-mnist" ? split : ""},
+                                {"tta", vision::to_string(tta)},
+                                {"precision", precision.name()},
+                                {"count", metrics.count},
+                                {"top1", metrics.top1},
+                                {"top5", metrics.top5},
+                                {"loss", metrics.loss},
+                                {"classes", dataset.classes},
+                                {"confusion", confusion},
+                                {"skipped", skipped_json(dataset.skipped)}},
                            2)
               << std::endl;
   } else {
-    std::cout << std::fixed << std::setprecision(2) << "model: " << model_path << "\ndata:  "
-              << data << (data == "fashion-mnist" ? " (" + split + ")" : "") << ", "
+    std::cout << std::fixed << std::setprecision(2) << "model: " << model_path
+              << "\ndata:  " << data << (data == "fashion-mnist" ? " (" + split + ")" : "") << ", "
               << metrics.count << " images"
               << (tta == vision::TestTimeAugmentation::kNone ? ""
                                                              : ", tta " + vision::to_string(tta))
-              << "\ntop-1: " << 100 * metrics.top1
-              << "%\ntop-5: " << 100 * metrics.top5 << "%\nloss:  " << std::setprecision(4)
-              << metrics.loss << "\n\n";
+              << "\ntop-1: " << 100 * metrics.top1 << "%\ntop-5: " << 100 * metrics.top5
+              << "%\nloss:  " << std::setprecision(4) << metrics.loss << "\n\n";
     print_confusion(metrics, dataset.classes);
     std::cout << skipped_note(dataset.skipped);
   }
@@ -211,10 +209,11 @@ struct FaithfulnessFigures {
 };
 
 /// Captions `dataset` again and masks each word's picked cells against random ones.
-FaithfulnessFigures measure_faithfulness(
-    vision::Captioner& model, const vision::CaptionData& dataset, int64_t beam, int64_t max_len,
-    int64_t batch_size, const vision::CaptionFaithfulnessOptions& options,
-    const vision::Vocabulary& vocabulary) {
+FaithfulnessFigures measure_faithfulness(vision::Captioner& model,
+                                         const vision::CaptionData& dataset, int64_t beam,
+                                         int64_t max_len, int64_t batch_size,
+                                         const vision::CaptionFaithfulnessOptions& options,
+                                         const vision::Vocabulary& vocabulary) {
   ProgressBar progress("faithfulness", dataset.size());
   std::vector<std::vector<vision::WordFaithfulness>> words, object_words;
   for (int64_t start = 0; start < dataset.size(); start += batch_size) {
@@ -270,8 +269,8 @@ void print_summary(const std::string& title, const vision::CaptionFaithfulnessSu
     out << std::fixed << std::setprecision(4) << m.mean << " [" << m.low << ", " << m.high << "]";
     return out.str();
   };
-  std::cout << std::fixed << std::setprecision(1) << "  " << title << ": " << s.words
-            << " words, " << s.mean_cells << " cells picked on average\n"
+  std::cout << std::fixed << std::setprecision(1) << "  " << title << ": " << s.words << " words, "
+            << s.mean_cells << " cells picked on average\n"
             << "    p(word) drop, attended cells masked: " << interval(s.attended_drop)
             << "\n    p(word) drop, as many random cells:  " << interval(s.random_drop)
             << "\n    difference:                          " << interval(s.difference)
@@ -296,28 +295,26 @@ int run_eval_captioner(int argc, char** argv) {
   bool as_json = false, faithfulness = false;
   vision::CaptionFaithfulnessOptions faithfulness_options;
   po::options_description options("Options");
-  options.add_options()
-      ("help,h", "show this help")
-      ("model,m", po::value(&model_path)->default_value(default_model_path("captioner")),
-       "captioner model file")
-      ("data", po::value(&data), "Karpathy split JSON (scenes.json, dataset_coco.json, ...)")
-      ("images", po::value(&images), "image root (default: the JSON's directory)")
-      ("split", po::value(&split)->default_value(split), "test | val | train")
-      ("beam", po::value(&beam)->default_value(beam), "beam width (1 = greedy)")
-      ("max-len", po::value(&max_len)->default_value(max_len), max_len_help().c_str())
-      ("batch-size,b", po::value(&batch_size)->default_value(batch_size), "images per pass")
-      ("precision,p", po::value(&precision_name)->default_value(precision_name),
-       kInferencePrecisionHelp)
-      ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)
-      ("json", po::bool_switch(&as_json), "print the metrics as JSON")
-      ("faithfulness", po::bool_switch(&faithfulness),
-       "also measure the word maps: per word, the drop in its probability when the cells its "
-       "attention picked are masked (their features replaced by the image's mean), against "
-       "masking as many random cells")
-      ("faithfulness-mass", po::value(&faithfulness_options.mass)->default_value(0.5),
-       "the picked cells: the fewest top cells holding this share of the word's attention")
-      ("faithfulness-draws", po::value(&faithfulness_options.random_draws)->default_value(4),
-       "random cell sets per word, averaged");
+  options.add_options()("help,h", "show this help")(
+      "model,m", po::value(&model_path)->default_value(default_model_path("captioner")),
+      "captioner model file")("data", po::value(&data),
+                              "Karpathy split JSON (scenes.json, dataset_coco.json, ...)")(
+      "images", po::value(&images), "image root (default: the JSON's directory)")(
+      "split", po::value(&split)->default_value(split), "test | val | train")(
+      "beam", po::value(&beam)->default_value(beam), "beam width (1 = greedy)")(
+      "max-len", po::value(&max_len)->default_value(max_len), max_len_help().c_str())(
+      "batch-size,b", po::value(&batch_size)->default_value(batch_size), "images per pass")(
+      "precision,p", po::value(&precision_name)->default_value(precision_name),
+      kInferencePrecisionHelp)("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)(
+      "json", po::bool_switch(&as_json), "print the metrics as JSON")(
+      "faithfulness", po::bool_switch(&faithfulness),
+      "also measure the word maps: per word, the drop in its probability when the cells its "
+      "attention picked are masked (their features replaced by the image's mean), against "
+      "masking as many random cells")(
+      "faithfulness-mass", po::value(&faithfulness_options.mass)->default_value(0.5),
+      "the picked cells: the fewest top cells holding this share of the word's attention")(
+      "faithfulness-draws", po::value(&faithfulness_options.random_draws)->default_value(4),
+      "random cell sets per word, averaged");
   add_max_pixels_option(options);
   po::variables_map vm;
   if (!parse_command_line(
@@ -368,11 +365,11 @@ int run_eval_captioner(int argc, char** argv) {
   ProgressBar progress("eval", dataset.size());
   int64_t reported = 0;
   const auto start = std::chrono::steady_clock::now();
-  const auto result = vision::evaluate_captioner(
-      loaded.model, dataset, loaded.vocabulary, beam, max_len, batch_size, [&](int64_t done) {
-        progress.advance(done - reported);
-        reported = done;
-      });
+  const auto result = vision::evaluate_captioner(loaded.model, dataset, loaded.vocabulary, beam,
+                                                 max_len, batch_size, [&](int64_t done) {
+                                                   progress.advance(done - reported);
+                                                   reported = done;
+                                                 });
   progress.finish();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -383,20 +380,21 @@ int run_eval_captioner(int argc, char** argv) {
   }
   if (as_json) {
     json out{{"model", model_path},
-                               {"data", data},
-                               {"split", split},
-                               {"count", dataset.size()},
-                               {"beam", beam},
-                               {"precision", precision.name()},
-                               {"bleu", result.bleu.bleu},
-                               {"brevity_penalty", result.bleu.brevity_penalty},
-                               {"cider_d", result.cider},
-                               {"pointing", {{"hits", result.pointing.hits},
-                                             {"total", result.pointing.total},
-                                             {"accuracy", result.pointing.accuracy()}}},
-                               {"loss", result.loss},
-                               {"seconds", seconds},
-                               {"skipped", skipped_json(dataset.skipped)}};
+             {"data", data},
+             {"split", split},
+             {"count", dataset.size()},
+             {"beam", beam},
+             {"precision", precision.name()},
+             {"bleu", result.bleu.bleu},
+             {"brevity_penalty", result.bleu.brevity_penalty},
+             {"cider_d", result.cider},
+             {"pointing",
+              {{"hits", result.pointing.hits},
+               {"total", result.pointing.total},
+               {"accuracy", result.pointing.accuracy()}}},
+             {"loss", result.loss},
+             {"seconds", seconds},
+             {"skipped", skipped_json(dataset.skipped)}};
     if (faithful) out["faithfulness"] = faithfulness_json(*faithful, faithfulness_options);
     std::cout << json_text(out, 2) << std::endl;
   } else {
@@ -404,10 +402,10 @@ int run_eval_captioner(int argc, char** argv) {
               << "\ndata:     " << data << " (" << split << "), " << dataset.size()
               << " images, beam " << beam << "\nBLEU-1..4: " << result.bleu.bleu[0] << " "
               << result.bleu.bleu[1] << " " << result.bleu.bleu[2] << " " << result.bleu.bleu[3]
-              << "\nCIDEr-D:  " << result.cider << "\npointing: "
-              << std::setprecision(1) << 100 * result.pointing.accuracy() << "% ("
-              << result.pointing.hits << "/" << result.pointing.total << ")\nspeed:    "
-              << dataset.size() / seconds << " images/s (decoding and teacher-forced loss)\n";
+              << "\nCIDEr-D:  " << result.cider << "\npointing: " << std::setprecision(1)
+              << 100 * result.pointing.accuracy() << "% (" << result.pointing.hits << "/"
+              << result.pointing.total << ")\nspeed:    " << dataset.size() / seconds
+              << " images/s (decoding and teacher-forced loss)\n";
     if (faithful) print_faithfulness(*faithful, faithfulness_options);
     std::cout << skipped_note(dataset.skipped);
   }

@@ -4,8 +4,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
-#include <boost/program_options.hpp>
 #include <algorithm>
+#include <boost/program_options.hpp>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -16,6 +16,7 @@
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "apps/json_output.h"
+#include "vision/api/attnkit.h"
 #include "vision/checkpoint/model_file.h"
 #include "vision/data/fashion_mnist.h"
 #include "vision/errors.h"
@@ -217,8 +218,8 @@ std::vector<vision::EvaluatedMethod> parse_methods(const std::string& text,
   }
   if (methods.empty()) throw UsageError("--methods: name at least one method");
   // Every figure is read against random maps, so the baseline is always there.
-  const bool has_random = std::any_of(methods.begin(), methods.end(),
-                                      [](const auto& m) { return m.random; });
+  const bool has_random =
+      std::any_of(methods.begin(), methods.end(), [](const auto& m) { return m.random; });
   if (!has_random) methods.push_back(vision::evaluated_method_from_string("random"));
   return methods;
 }

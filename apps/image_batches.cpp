@@ -13,8 +13,8 @@
 #include <mutex>
 #include <thread>
 
-#include <opencv2/core.hpp>
 #include <torch/torch.h>
+#include <opencv2/core.hpp>
 
 #include "vision/errors.h"
 #include "vision/image/image_io.h"
@@ -28,9 +28,7 @@ namespace {
 /// region waits for it at its barrier (ViT-B on 6-megapixel photos ran 5% slower than without a
 /// reader), while SCHED_IDLE starved it until the consumer waited. Nice 5 (Linux: per thread)
 /// was as good as either extreme in every case measured.
-void lower_priority() {
-  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 5);
-}
+void lower_priority() { setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 5); }
 
 }  // namespace
 
@@ -96,8 +94,7 @@ struct ImageReader::Impl {
   /// Always one image; below the budget, more; and up to min_ahead_ images (the consumer's next
   /// batch) within four times the budget, so a batch of large photos is ready when asked for.
   bool may_hold_more() const {
-    return ready_.empty() || held_ < budget_ ||
-           (ready_.size() < min_ahead_ && held_ < 4 * budget_);
+    return ready_.empty() || held_ < budget_ || (ready_.size() < min_ahead_ && held_ < 4 * budget_);
   }
 
   const std::vector<InputItem>& items_;

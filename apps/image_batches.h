@@ -21,9 +21,9 @@ namespace attnkit::apps {
 
 /// One input as the reader thread left it.
 struct DecodedImage {
-  cv::Mat rgb;          ///< 8-bit RGB; empty when skipped or failed
-  std::string error;    ///< why it could not be read (the message names the file), or empty
-  bool skipped = false; ///< the caller's `skip` asked for it to be left undecoded
+  cv::Mat rgb;           ///< 8-bit RGB; empty when skipped or failed
+  std::string error;     ///< why it could not be read (the message names the file), or empty
+  bool skipped = false;  ///< the caller's `skip` asked for it to be left undecoded
 };
 
 /// Decodes `items` in order on its own thread, at most `budget_pixels` ahead of the consumer

@@ -4,8 +4,8 @@
 #include <fstream>
 #include <iostream>
 
-#include <boost/program_options.hpp>
 #include <torch/torch.h>
+#include <boost/program_options.hpp>
 
 #include "apps/cli_common.h"
 #include "apps/commands.h"
@@ -25,19 +25,17 @@ int run_import(int argc, char** argv) {
   int64_t heads = 0;
   double crop_pct = 0.0;
   po::options_description options("Options");
-  options.add_options()
-      ("help,h", "show this help")
-      ("inputs", po::value(&inputs)->multitoken(), "checkpoint directory or .safetensors file")
-      ("output,o", po::value(&output), "the attnkit model file to write (.safetensors)")
-      ("format,f", po::value(&format)->default_value("auto"),
-       "auto | timm | hf | torchvision")
-      ("heads", po::value(&heads)->default_value(0),
-       "attention heads per block when the checkpoint cannot tell (0 = infer)")
-      ("labels", po::value(&labels_file), "text file with one class name per line")
-      ("interpolation", po::value(&interpolation),
-       "override the resize filter: nearest|box|bilinear|hamming|bicubic|lanczos")
-      ("crop-pct", po::value(&crop_pct), "override crop_pct (resize to size / crop_pct, then crop)")
-      ("source", po::value(&source), "override the source text stored in the file");
+  options.add_options()("help,h", "show this help")("inputs", po::value(&inputs)->multitoken(),
+                                                    "checkpoint directory or .safetensors file")(
+      "output,o", po::value(&output), "the attnkit model file to write (.safetensors)")(
+      "format,f", po::value(&format)->default_value("auto"), "auto | timm | hf | torchvision")(
+      "heads", po::value(&heads)->default_value(0),
+      "attention heads per block when the checkpoint cannot tell (0 = infer)")(
+      "labels", po::value(&labels_file), "text file with one class name per line")(
+      "interpolation", po::value(&interpolation),
+      "override the resize filter: nearest|box|bilinear|hamming|bicubic|lanczos")(
+      "crop-pct", po::value(&crop_pct), "override crop_pct (resize to size / crop_pct, then crop)")(
+      "source", po::value(&source), "override the source text stored in the file");
   po::variables_map vm;
   if (!parse_command_line(
           argc, argv, options, "inputs", "attn import [options] CHECKPOINT -o MODEL.safetensors",
@@ -86,8 +84,7 @@ int run_import(int argc, char** argv) {
       }
       if (static_cast<int64_t>(imported.info.labels.size()) != imported.config.num_classes) {
         throw vision::CheckpointError(labels_file + ": " +
-                                      std::to_string(imported.info.labels.size()) +
-                                      " labels for " +
+                                      std::to_string(imported.info.labels.size()) + " labels for " +
                                       std::to_string(imported.config.num_classes) + " classes");
       }
     }
@@ -109,10 +106,10 @@ int run_import(int argc, char** argv) {
     for (const auto& p : model->parameters()) parameters += p.numel();
     std::cerr << "attn import: " << input << " (" << vision::to_string(chosen) << ") -> " << output
               << ": ViT dim " << imported.config.dim << ", depth " << imported.config.depth
-              << ", heads " << imported.config.num_heads << ", patch "
-              << imported.config.patch_size << ", " << imported.config.image_height << "x"
-              << imported.config.image_width << ", " << parameters << " parameters, "
-              << imported.info.labels.size() << " labels" << std::endl;
+              << ", heads " << imported.config.num_heads << ", patch " << imported.config.patch_size
+              << ", " << imported.config.image_height << "x" << imported.config.image_width << ", "
+              << parameters << " parameters, " << imported.info.labels.size() << " labels"
+              << std::endl;
   } catch (const std::invalid_argument& e) {
     throw UsageError(e.what());
   } catch (const vision::Error& e) {

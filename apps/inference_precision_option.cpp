@@ -21,7 +21,7 @@ vision::InferencePrecision choose_precision_option(const std::string& command,
   try {
     precision = vision::choose_inference_precision(requested, vision::cpu_features());
   } catch (const std::invalid_argument& e) {
-    throw UsageError(e.what());
+    throw UsageError(std::string("--") + e.what());  // the library names no flag
   }
   if (precision.linear != attention::LinearPrecision::kFp32) {
     std::cerr << "attn " << command << ": precision: " << precision.name() << " ("

@@ -9,11 +9,11 @@
 #include <thread>
 
 #include <ATen/Context.h>
+#include <torch/torch.h>
+#include <torch/version.h>
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 #include <opencv2/core/version.hpp>
-#include <torch/torch.h>
-#include <torch/version.h>
 
 #include "apps/cli_common.h"
 #include "apps/commands.h"
@@ -69,8 +69,7 @@ json collect_info() {
   }
   const auto training = vision::choose_training_precision("auto", cpu);
   const auto inference_auto = vision::choose_inference_precision("auto", cpu);
-  const bool onednn_fp32 =
-      attention::fp32_linear_kernel() == attention::Fp32LinearKernel::kOneDnn;
+  const bool onednn_fp32 = attention::fp32_linear_kernel() == attention::Fp32LinearKernel::kOneDnn;
   const std::string blas = loaded_blas();
   // The oneDNN kernels a ViT-B-sized product (197 x 768 -> 768) runs on this CPU.
   json packed = nullptr;
@@ -80,26 +79,29 @@ json collect_info() {
               {"bf16", attention::PackedLinear(weight, {}, torch::kBFloat16).kernel_name(197)}};
   }
   return {{"version", ATTNKIT_VERSION},
-          {"cpu", {{"model", cpu.model},
-                   {"features", features},
-                   {"features_from", cpu.source},
-                   {"vector_units", vision::describe_vector_units(cpu)}}},
+          {"cpu",
+           {{"model", cpu.model},
+            {"features", features},
+            {"features_from", cpu.source},
+            {"vector_units", vision::describe_vector_units(cpu)}}},
           {"cores", std::max(1u, std::thread::hardware_concurrency())},
           {"threads", default_threads()},
-          {"blas", {{"library", blas},
-                    {"openblas", blas.find("openblas") != std::string::npos},
-                    {"openblas_core", openblas_core()}}},
+          {"blas",
+           {{"library", blas},
+            {"openblas", blas.find("openblas") != std::string::npos},
+            {"openblas_core", openblas_core()}}},
           {"libtorch", torch_version()},
           {"opencv", CV_VERSION},
           {"mkldnn", at::hasMKLDNN()},
           {"packed_kernels", packed},
           {"quantized_engines", engines},
-          {"defaults", {{"training_precision", training.name()},
-                        {"training_precision_reason", training.reason},
-                        {"inference_precision", "fp32"},
-                        {"inference_precision_auto", inference_auto.name()},
-                        {"inference_precision_auto_reason", inference_auto.reason},
-                        {"fp32_inference_kernel", onednn_fp32 ? "onednn" : "blas"}}}};
+          {"defaults",
+           {{"training_precision", training.name()},
+            {"training_precision_reason", training.reason},
+            {"inference_precision", "fp32"},
+            {"inference_precision_auto", inference_auto.name()},
+            {"inference_precision_auto_reason", inference_auto.reason},
+            {"fp32_inference_kernel", onednn_fp32 ? "onednn" : "blas"}}}};
 }
 
 std::string yes_no(bool value) { return value ? "yes" : "no"; }
@@ -110,9 +112,10 @@ std::string blas_core_note(const json& info) {
   if (core.empty()) return "";
   std::string note = " (kernels: " + core + ")";
   if (core == "Prescott" && info["cpu"]["features"]["avx2"].get<bool>()) {
-    note += "\n           OpenBLAS did not recognise this CPU and runs generic SSE3 code: fp32\n"
-            "           training here is several times slower than it could be (inference uses\n"
-            "           oneDNN). OPENBLAS_CORETYPE=Haswell or SkylakeX, if the CPU has them, helps";
+    note +=
+        "\n           OpenBLAS did not recognise this CPU and runs generic SSE3 code: fp32\n"
+        "           training here is several times slower than it could be (inference uses\n"
+        "           oneDNN). OPENBLAS_CORETYPE=Haswell or SkylakeX, if the CPU has them, helps";
   }
   return note;
 }
@@ -140,7 +143,8 @@ void print_text(const json& info) {
             << "libtorch:  " << info["libtorch"].get<std::string>() << " (oneDNN/MKLDNN "
             << (info["mkldnn"].get<bool>() ? "available" : "not available")
             << "; quantized engines:";
-  for (const auto& engine : info["quantized_engines"]) std::cout << " " << engine.get<std::string>();
+  for (const auto& engine : info["quantized_engines"])
+    std::cout << " " << engine.get<std::string>();
   std::cout << ")\n"
             << "opencv:    " << info["opencv"].get<std::string>() << "\n"
             << "training:  " << info["defaults"]["training_precision"].get<std::string>() << " ("
@@ -157,9 +161,8 @@ void print_text(const json& info) {
 int run_info(int argc, char** argv) {
   bool as_json = false;
   po::options_description options("Options");
-  options.add_options()
-      ("help,h", "show this help")
-      ("json", po::bool_switch(&as_json), "print JSON");
+  options.add_options()("help,h", "show this help")("json", po::bool_switch(&as_json),
+                                                    "print JSON");
   po::variables_map vm;
   if (!parse_command_line(argc, argv, options, "", "attn info [--json]",
                           "Prints attnkit's version, the CPU and the features that decide its\n"

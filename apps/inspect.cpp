@@ -3,9 +3,9 @@
 #include <iomanip>
 #include <iostream>
 
+#include <torch/torch.h>
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
 
 #include "apps/cli_common.h"
 #include "apps/commands.h"
@@ -39,10 +39,9 @@ int run_inspect(int argc, char** argv) {
   std::vector<std::string> inputs;
   bool as_json = false;
   po::options_description options("Options");
-  options.add_options()
-      ("help,h", "show this help")
-      ("inputs", po::value(&inputs)->multitoken(), "model files")
-      ("json", po::bool_switch(&as_json), "print JSON");
+  options.add_options()("help,h", "show this help")(
+      "inputs", po::value(&inputs)->multitoken(), "model files")("json", po::bool_switch(&as_json),
+                                                                 "print JSON");
   po::variables_map vm;
   if (!parse_command_line(argc, argv, options, "inputs", "attn inspect [options] MODEL ...",
                           "Prints a model file's architecture, parameter count, preprocessing,\n"
@@ -109,8 +108,8 @@ int run_inspect(int argc, char** argv) {
                     << config.value("in_channels", 3) << " channels\n";
           std::cout << "  tokens        class " << config.value("class_token", false)
                     << ", distillation " << config.value("distillation_token", false)
-                    << ", registers " << config.value("register_tokens", 0)
-                    << ", layer scale " << config.value("layer_scale", false) << ", qk norm "
+                    << ", registers " << config.value("register_tokens", 0) << ", layer scale "
+                    << config.value("layer_scale", false) << ", qk norm "
                     << config.value("qk_norm", false) << ", norm eps "
                     << config.value("norm_eps", 0.0) << "\n";
         }
@@ -118,14 +117,14 @@ int run_inspect(int argc, char** argv) {
           const auto& encoder = config["encoder"];
           std::cout << "  captioner     " << config.value("mode", std::string("soft"))
                     << " attention, vocabulary " << config.value("vocab_size", 0) << ", LSTM "
-                    << config.value("hidden_dim", 0) << ", encoder dim "
-                    << encoder.value("dim", 0) << " depth " << encoder.value("depth", 0)
-                    << " patch " << encoder.value("patch_size", 0) << "\n";
+                    << config.value("hidden_dim", 0) << ", encoder dim " << encoder.value("dim", 0)
+                    << " depth " << encoder.value("depth", 0) << " patch "
+                    << encoder.value("patch_size", 0) << "\n";
         }
         std::cout << "  config        " << config.dump() << "\n";
       }
-      std::cout << "  parameters    " << human_count(parameters) << " (" << parameters
-                << ") in " << file.entries().size() << " tensors (";
+      std::cout << "  parameters    " << human_count(parameters) << " (" << parameters << ") in "
+                << file.entries().size() << " tensors (";
       bool first = true;
       for (const auto& [dtype, count] : dtypes) {
         std::cout << (first ? "" : ", ") << count << " " << dtype;

@@ -1,9 +1,9 @@
 // apps/main.cpp: `attn`: dispatches to a subcommand and maps errors to exit codes.
+#include <malloc.h>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <malloc.h>
 #include <iostream>
 #include <new>
 #include <string>
@@ -79,8 +79,7 @@ int run_command(const Command& command, int argc, char** argv) {
     apps::print_error(name, "internal error: " + what);
     return apps::kExitNoInput;
   } catch (const nlohmann::json::exception& e) {
-    apps::print_error(name,
-                      "internal error (JSON): " + attnkit::vision::json_error_text(e));
+    apps::print_error(name, "internal error (JSON): " + attnkit::vision::json_error_text(e));
     return apps::kExitNoInput;
   } catch (const std::exception& e) {
     apps::print_error(name, e.what());

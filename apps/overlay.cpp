@@ -11,19 +11,20 @@
 #include <sstream>
 #include <vector>
 
+#include <torch/torch.h>
 #include <boost/program_options.hpp>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
 #include <opencv2/videoio/registry.hpp>
-#include <torch/torch.h>
 
-#include "apps/classifier_data.h"
 #include "apps/caption_options.h"
+#include "apps/classifier_data.h"
 #include "apps/cli_common.h"
-#include "apps/image_batches.h"
 #include "apps/commands.h"
+#include "apps/image_batches.h"
 #include "apps/inference_precision_option.h"
 #include "apps/overlay_render.h"
+#include "vision/api/attnkit.h"
 #include "vision/atomic_file.h"
 #include "vision/errors.h"
 #include "vision/image/image_io.h"
@@ -37,7 +38,7 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 bool is_video(const std::string& path) {
-  static const std::set<std::string> kVideo = {".mp4", ".avi", ".mkv", ".mov", ".webm",
+  static const std::set<std::string> kVideo = {".mp4", ".avi", ".mkv",  ".mov", ".webm",
                                                ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"};
   return kVideo.count(vision::lower_extension(path)) > 0;
 }
@@ -58,7 +59,7 @@ int64_t index_or_all(const std::string& text, const std::string& option) {
 /// OpenCV ffmpeg backend writes without extra codecs).
 int fourcc_for(const std::string& path) {
   return vision::lower_extension(path) == ".avi" ? cv::VideoWriter::fourcc('M', 'J', 'P', 'G')
-                                         : cv::VideoWriter::fourcc('m', 'p', '4', 'v');
+                                                 : cv::VideoWriter::fourcc('m', 'p', '4', 'v');
 }
 
 /// FFmpeg wherever this OpenCV has it. With CAP_ANY, a file that FFmpeg cannot open goes on to
@@ -69,7 +70,7 @@ int video_backend() {
 }
 
 struct OutputPlan {
-  std::string target;     ///< --out
+  std::string target;  ///< --out
   bool single_file = false;
   std::set<std::string> used;
 
@@ -78,8 +79,8 @@ struct OutputPlan {
                        const std::string& image_ext) {
     if (single_file) return target;
     const bool video = is_video(input);
-    const std::string ext = video ? (vision::lower_extension(input) == ".avi" ? ".avi" : ".mp4")
-                                  : image_ext;
+    const std::string ext =
+        video ? (vision::lower_extension(input) == ".avi" ? ".avi" : ".mp4") : image_ext;
     const std::string stem = fs::path(input).stem().string() + "." + method;
     std::string candidate = (fs::path(target) / (stem + ext)).string();
     for (int n = 2; used.count(candidate) > 0; ++n) {  // a/x.png and b/x.png both given
@@ -102,60 +103,58 @@ int run_overlay(int argc, char** argv) {
   bool write_json = false, no_colorbar = false;
   Shard shard;
   po::options_description options("Options");
-  options.add_options()
-      ("help,h", "show this help")
-      ("inputs", po::value(&inputs)->multitoken(),
-       "images, videos, directories of images (recursively) or - for paths on stdin")
-      ("model,m", po::value(&model_path),
-       "ViT model file (default: the shipped Fashion-MNIST ViT), or a captioner for "
-       "--method caption (default: the shipped scenes captioner)")
-      ("method", po::value(&s.method)->default_value(s.method),
-       "cls: the class token's attention in one layer; rollout: attention rolled out over "
-       "all layers (Abnar and Zuidema 2020); grad-rollout: rollout weighted by the gradient of "
-       "--class ('why this class'); relevance: relevance propagated through every block's "
-       "gradient-weighted attention (Chefer, Gur and Wolf 2021), for --class; gradcam: Grad-CAM "
-       "on the tokens block --layer's attention reads, for --class; pool: the attention-pool "
-       "head's weights; caption: one map per generated word")
-      ("class", po::value(&target),
-       "grad-rollout, relevance, gradcam: the class to explain, by index or label (default: "
-       "each image's top-1)")
-      ("head", po::value(&head)->default_value(head),
-       "cls: head index, -1 = fuse the heads (--fusion), 'all' = a panel of every head")
-      ("layer", po::value(&layer)->default_value(layer),
-       "cls: layer index (-1 = last), 'all' = a panel of every layer; gradcam: the block whose "
-       "tokens are weighted (-1 = last)")
-      ("fusion", po::value(&fusion)->default_value(fusion), "head fusion: mean | max | min")
-      ("discard", po::value(&s.explain.discard_ratio)->default_value(0.0),
-       "rollout: zero the lowest fraction of each layer's attention first (e.g. 0.9)")
-      ("colormap", po::value(&colormap)->default_value(colormap),
-       ("OpenCV colormap: " + vision::colormap_names()).c_str())
-      ("alpha", po::value(&s.style.alpha)->default_value(s.style.alpha),
-       "opacity of the heat colours")
-      ("smooth", po::value(&s.style.smooth)->default_value(0.0),
-       "Gaussian smoothing, sigma in grid cells (SAT's figures smooth; 0 = off)")
-      ("threshold", po::value(&s.style.threshold)->default_value(-1.0),
-       "draw the contour where the normalised map >= this (0..1; -1 = off)")
-      ("no-colorbar", po::bool_switch(&no_colorbar), "no colour bar on the right edge")
-      ("upscale", po::value(&s.upscale)->default_value(0),
-       "draw images smaller than this many pixels (longer side) enlarged to it, e.g. 224 for "
-       "28x28 Fashion-MNIST items (0 = the original size)")
-      ("beam", po::value(&s.beam)->default_value(s.beam), "caption: beam width")
-      ("max-len", po::value(&s.max_len)->default_value(s.max_len),
-       ("caption: " + max_len_help()).c_str())
-      ("out,o", po::value(&out)->default_value(out),
-       "output: a file (.png, .jpg, .webp; .mp4 or .avi for a video) for one input, else a "
-       "directory that gets <name>.<method>.png per image and <name>.<method>.mp4 per video")
-      ("format", po::value(&image_ext)->default_value("png"),
-       "image format in an output directory: png | jpg | webp")
-      ("json", po::bool_switch(&write_json),
-       "also write the raw grids, prediction or caption as <output>.json (images)")
-      ("batch-size,b", po::value(&batch_size)->default_value(batch_size),
-       "images or video frames per forward pass")
-      ("precision,p", po::value(&precision_name)->default_value(precision_name),
-       (std::string(kInferencePrecisionHelp) +
-        ".\ngrad-rollout, relevance and gradcam need gradients: their pass runs in fp32")
-           .c_str())
-      ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp);
+  options.add_options()("help,h", "show this help")(
+      "inputs", po::value(&inputs)->multitoken(),
+      "images, videos, directories of images (recursively) or - for paths on stdin")(
+      "model,m", po::value(&model_path),
+      "ViT model file (default: the shipped Fashion-MNIST ViT), or a captioner for "
+      "--method caption (default: the shipped scenes captioner)")(
+      "method", po::value(&s.method)->default_value(s.method),
+      "cls: the class token's attention in one layer; rollout: attention rolled out over "
+      "all layers (Abnar and Zuidema 2020); grad-rollout: rollout weighted by the gradient of "
+      "--class ('why this class'); relevance: relevance propagated through every block's "
+      "gradient-weighted attention (Chefer, Gur and Wolf 2021), for --class; gradcam: Grad-CAM "
+      "on the tokens block --layer's attention reads, for --class; pool: the attention-pool "
+      "head's weights; caption: one map per generated word")(
+      "class", po::value(&target),
+      "grad-rollout, relevance, gradcam: the class to explain, by index or label (default: "
+      "each image's top-1)")(
+      "head", po::value(&head)->default_value(head),
+      "cls: head index, -1 = fuse the heads (--fusion), 'all' = a panel of every head")(
+      "layer", po::value(&layer)->default_value(layer),
+      "cls: layer index (-1 = last), 'all' = a panel of every layer; gradcam: the block whose "
+      "tokens are weighted (-1 = last)")("fusion", po::value(&fusion)->default_value(fusion),
+                                         "head fusion: mean | max | min")(
+      "discard", po::value(&s.explain.discard_ratio)->default_value(0.0),
+      "rollout: zero the lowest fraction of each layer's attention first (e.g. 0.9)")(
+      "colormap", po::value(&colormap)->default_value(colormap),
+      ("OpenCV colormap: " + vision::colormap_names()).c_str())(
+      "alpha", po::value(&s.style.alpha)->default_value(s.style.alpha),
+      "opacity of the heat colours")(
+      "smooth", po::value(&s.style.smooth)->default_value(0.0),
+      "Gaussian smoothing, sigma in grid cells (SAT's figures smooth; 0 = off)")(
+      "threshold", po::value(&s.style.threshold)->default_value(-1.0),
+      "draw the contour where the normalised map >= this (0..1; -1 = off)")(
+      "no-colorbar", po::bool_switch(&no_colorbar), "no colour bar on the right edge")(
+      "upscale", po::value(&s.upscale)->default_value(0),
+      "draw images smaller than this many pixels (longer side) enlarged to it, e.g. 224 for "
+      "28x28 Fashion-MNIST items (0 = the original size)")(
+      "beam", po::value(&s.beam)->default_value(s.beam), "caption: beam width")(
+      "max-len", po::value(&s.max_len)->default_value(s.max_len),
+      ("caption: " + max_len_help()).c_str())(
+      "out,o", po::value(&out)->default_value(out),
+      "output: a file (.png, .jpg, .webp; .mp4 or .avi for a video) for one input, else a "
+      "directory that gets <name>.<method>.png per image and <name>.<method>.mp4 per video")(
+      "format", po::value(&image_ext)->default_value("png"),
+      "image format in an output directory: png | jpg | webp")(
+      "json", po::bool_switch(&write_json),
+      "also write the raw grids, prediction or caption as <output>.json (images)")(
+      "batch-size,b", po::value(&batch_size)->default_value(batch_size),
+      "images or video frames per forward pass")(
+      "precision,p", po::value(&precision_name)->default_value(precision_name),
+      (std::string(kInferencePrecisionHelp) +
+       ".\ngrad-rollout, relevance and gradcam need gradients: their pass runs in fp32")
+          .c_str())("threads,t", po::value(&threads)->default_value(0), kThreadsHelp);
   add_max_pixels_option(options);
   add_shard_option(options, &shard);
   po::variables_map vm;
@@ -167,10 +166,13 @@ int run_overlay(int argc, char** argv) {
           "(any container OpenCV's ffmpeg backend reads) get the overlay on every frame.\n\n"
           "Examples:\n"
           "  attn overlay samples/fashion/ --upscale 224 --out overlays/\n"
-          "  attn overlay --model vit-b16.safetensors --method grad-rollout --class 'tabby cat' \\\n"
+          "  attn overlay --model vit-b16.safetensors --method grad-rollout --class 'tabby cat' "
+          "\\\n"
           "      cat.jpg --out cat-why.png\n"
-          "  attn overlay --model vit-b16.safetensors --method cls --head all photo.jpg -o heads.png\n"
-          "  attn overlay --method caption samples/scenes/scene_000000.png --upscale 256 -o words.png\n"
+          "  attn overlay --model vit-b16.safetensors --method cls --head all photo.jpg -o "
+          "heads.png\n"
+          "  attn overlay --method caption samples/scenes/scene_000000.png --upscale 256 -o "
+          "words.png\n"
           "  attn overlay --model vit-b16.safetensors clip.mp4 -o clip-rollout.mp4",
           vm)) {
     return kExitOk;
@@ -190,11 +192,13 @@ int run_overlay(int argc, char** argv) {
   static const std::set<std::string> kMethods = {"cls",       "rollout", "grad-rollout", "pool",
                                                  "relevance", "gradcam", "caption"};
   if (kMethods.count(s.method) == 0) {
-    throw UsageError("--method must be cls, rollout, grad-rollout, relevance, gradcam, pool or "
-                     "caption, got '" + s.method + "'");
+    throw UsageError(
+        "--method must be cls, rollout, grad-rollout, relevance, gradcam, pool or "
+        "caption, got '" +
+        s.method + "'");
   }
-  const bool class_specific = s.method != "caption" &&
-                              vision::is_class_specific(vision::map_method_from_string(s.method));
+  const bool class_specific =
+      s.method != "caption" && vision::is_class_specific(vision::map_method_from_string(s.method));
   s.explain.head = index_or_all(head, "--head");
   s.explain.layer = index_or_all(layer, "--layer");
   if (!vm["head"].defaulted() && s.method != "cls") {
@@ -264,9 +268,11 @@ int run_overlay(int argc, char** argv) {
                        " inputs were given; pass a directory");
     }
     if (is_video(items[0].path) != is_video(out)) {
-      throw UsageError("--out " + out + ": a " + (is_video(items[0].path) ? "video" : "image") +
-                       " input needs a " + (is_video(items[0].path) ? "video (.mp4, .avi)" :
-                       "image (.png, .jpg, .webp)") + " output");
+      throw UsageError(
+          "--out " + out + ": a " + (is_video(items[0].path) ? "video" : "image") +
+          " input needs a " +
+          (is_video(items[0].path) ? "video (.mp4, .avi)" : "image (.png, .jpg, .webp)") +
+          " output");
     }
   } else {
     std::error_code ec;
@@ -281,7 +287,8 @@ int run_overlay(int argc, char** argv) {
   if (!vm.count("model")) {
     model_path = default_model_path(s.method == "caption" ? "captioner" : "classifier");
     if (!fs::exists(model_path)) {
-      print_error("overlay", "the default model " + model_path + " is not there; pass --model FILE");
+      print_error("overlay",
+                  "the default model " + model_path + " is not there; pass --model FILE");
       return kExitBadModel;
     }
   }
@@ -461,8 +468,8 @@ int run_overlay(int argc, char** argv) {
       pending.emplace_back(item.path, std::move(decoded.rgb));
       const auto& rgb = pending.back().second;
       if (!warned_domain) {
-        const auto warning = fashion_domain_warning(renderer->info(), rgb.cols, rgb.rows,
-                                                    item.path);
+        const auto warning =
+            fashion_domain_warning(renderer->info(), rgb.cols, rgb.rows, item.path);
         if (!warning.empty()) {
           warned_domain = true;
           progress.clear();

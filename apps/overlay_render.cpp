@@ -7,9 +7,9 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <torch/torch.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
-#include <torch/torch.h>
 
 #include "apps/caption_options.h"
 #include "vision/checkpoint/captioner_file.h"
@@ -84,8 +84,8 @@ struct OverlayRenderer::Impl {
   cv::Mat draw(const cv::Mat& canvas_rgb, const vision::CropBox& box, const torch::Tensor& grid,
                const std::string& label) const {
     cv::Mat seen;
-    const auto heat = vision::map_to_image(grid, box, canvas_rgb.size(), settings.style.smooth,
-                                           &seen);
+    const auto heat =
+        vision::map_to_image(grid, box, canvas_rgb.size(), settings.style.smooth, &seen);
     auto out = vision::blend_heat(canvas_rgb, heat, settings.style, seen);
     vision::draw_label(out, label);
     return out;
@@ -133,21 +133,21 @@ struct OverlayRenderer::Impl {
       }
       json grids = json::array();
       for (int64_t k = 0; k < maps.size(0); ++k) grids.push_back(grid_json(maps[k]));
-      r.json = json{{"method", settings.method},
-                    {"class", cls},
-                    {"label", name},
-                    {"probability", p},
-                    {"grid", {maps.size(1), maps.size(2)}},
-                    {"titles", explained.map_titles},
-                    {"maps", grids}}
-                   .dump();
+      r.json = json{
+          {"method", settings.method},
+          {"class", cls},
+          {"label", name},
+          {"probability", p},
+          {"grid", {maps.size(1), maps.size(2)}},
+          {"titles", explained.map_titles},
+          {"maps",
+           grids}}.dump();
       out.push_back(std::move(r));
     }
     return out;
   }
 
-  std::vector<RenderedOverlay> render_caption(const std::vector<cv::Mat>& images,
-                                              bool single_map) {
+  std::vector<RenderedOverlay> render_caption(const std::vector<cv::Mat>& images, bool single_map) {
     std::vector<torch::Tensor> batch;
     for (const auto& rgb : images) batch.push_back(vision::preprocess_image(rgb, preprocess));
     vision::EncodedImages encoded;
@@ -155,9 +155,8 @@ struct OverlayRenderer::Impl {
       torch::NoGradGuard no_grad;
       encoded = caption_model.model->encode(torch::stack(batch));
     }
-    const auto captions = vision::beam_search(caption_model.model, encoded,
-                                              caption_model.vocabulary, settings.beam,
-                                              settings.max_len);
+    const auto captions = vision::beam_search(
+        caption_model.model, encoded, caption_model.vocabulary, settings.beam, settings.max_len);
     std::vector<RenderedOverlay> out;
     for (size_t i = 0; i < images.size(); ++i) {
       const auto& caption = captions[i];
@@ -186,15 +185,17 @@ struct OverlayRenderer::Impl {
       }
       json words = json::array();
       for (const auto& w : caption.words) {
-        words.push_back({{"word", w.word}, {"probability", w.probability},
+        words.push_back({{"word", w.word},
+                         {"probability", w.probability},
                          {"attention", grid_json(w.attention)}});
       }
-      r.json = json{{"method", "caption"},
-                    {"caption", r.summary},
-                    {"ended", caption.ended},
-                    {"grid", {encoded.grid_height, encoded.grid_width}},
-                    {"words", words}}
-                   .dump();
+      r.json = json{
+          {"method", "caption"},
+          {"caption", r.summary},
+          {"ended", caption.ended},
+          {"grid", {encoded.grid_height, encoded.grid_width}},
+          {"words",
+           words}}.dump();
       out.push_back(std::move(r));
     }
     return out;
@@ -228,19 +229,21 @@ OverlayRenderer::OverlayRenderer(const std::string& model_path, OverlaySettings 
   }
   const auto& config = impl_->vit.config;
   if (config.num_classes == 0) {
-    throw std::invalid_argument(model_path + " has no classifier head: there is no prediction "
+    throw std::invalid_argument(model_path +
+                                " has no classifier head: there is no prediction "
                                 "to explain");
   }
   const auto& e = s.explain;
   if (e.head != vision::ExplainOptions::kAll && (e.head < -1 || e.head >= config.num_heads)) {
-    throw std::invalid_argument("--head " + std::to_string(e.head) + ": " + model_path +
-                                " has " + std::to_string(config.num_heads) +
-                                " heads (0.." + std::to_string(config.num_heads - 1) +
+    throw std::invalid_argument("--head " + std::to_string(e.head) + ": " + model_path + " has " +
+                                std::to_string(config.num_heads) + " heads (0.." +
+                                std::to_string(config.num_heads - 1) +
                                 ", -1 to fuse them, or all)");
   }
-  if (e.layer != vision::ExplainOptions::kAll && (e.layer < -config.depth || e.layer >= config.depth)) {
-    throw std::invalid_argument("--layer " + std::to_string(e.layer) + ": " + model_path +
-                                " has " + std::to_string(config.depth) + " layers (0.." +
+  if (e.layer != vision::ExplainOptions::kAll &&
+      (e.layer < -config.depth || e.layer >= config.depth)) {
+    throw std::invalid_argument("--layer " + std::to_string(e.layer) + ": " + model_path + " has " +
+                                std::to_string(config.depth) + " layers (0.." +
                                 std::to_string(config.depth - 1) + ", -1 for the last, or all)");
   }
   if (s.explain.target_class >= impl_->vit.config.num_classes) {
@@ -253,7 +256,8 @@ OverlayRenderer::OverlayRenderer(const std::string& model_path, OverlaySettings 
     const auto it = std::find(labels.begin(), labels.end(), s.target_label);
     if (it == labels.end()) {
       throw std::invalid_argument("--class '" + s.target_label + "' is not a label of " +
-                                  model_path + " (give its name as 'attn inspect' lists it, or "
+                                  model_path +
+                                  " (give its name as 'attn inspect' lists it, or "
                                   "its index)");
     }
     s.explain.target_class = it - labels.begin();

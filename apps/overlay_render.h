@@ -19,21 +19,21 @@ struct OverlaySettings {
   /// cls | rollout | grad-rollout | relevance | gradcam | pool | caption
   std::string method = "rollout";
   vision::ExplainOptions explain;
-  std::string target_label;        ///< --class given as a label name (resolved on load)
+  std::string target_label;  ///< --class given as a label name (resolved on load)
   vision::OverlayStyle style;
-  int upscale = 0;      ///< draw images smaller than this (longer side) enlarged to it
-  int64_t beam = 3;     ///< caption: beam width
-  int64_t max_len = 20; ///< caption: most words
-  int panel_side = 0;   ///< tile size of panels (0 = the image's drawn size, 160 to 512)
+  int upscale = 0;         ///< draw images smaller than this (longer side) enlarged to it
+  int64_t beam = 3;        ///< caption: beam width
+  int64_t max_len = 20;    ///< caption: most words
+  int panel_side = 0;      ///< tile size of panels (0 = the image's drawn size, 160 to 512)
   bool want_json = false;  ///< fill RenderedOverlay::json (costs a pass over every grid)
   vision::InferencePrecision precision;  ///< of the transformer's matmuls (--precision)
 };
 
 /// One drawn overlay and the figures behind it.
 struct RenderedOverlay {
-  cv::Mat rgb;           ///< RGB8: the original image's size (times --upscale), or a panel
-  std::string summary;   ///< "Sneaker 98.1%" or the caption
-  std::string json;      ///< the raw grids and predictions, a JSON object (when asked for)
+  cv::Mat rgb;          ///< RGB8: the original image's size (times --upscale), or a panel
+  std::string summary;  ///< "Sneaker 98.1%" or the caption
+  std::string json;     ///< the raw grids and predictions, a JSON object (when asked for)
 };
 
 /// A loaded model that explains images; throws vision::Error for a model file it cannot use and

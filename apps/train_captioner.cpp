@@ -7,8 +7,8 @@
 #include <sstream>
 #include <utility>
 
-#include <boost/program_options.hpp>
 #include <torch/torch.h>
+#include <boost/program_options.hpp>
 
 #include "apps/cli_common.h"
 #include "apps/commands.h"
@@ -42,8 +42,8 @@ bool is_training_record(const vision::CaptionRecord& r) {
 /// where missing, with a progress bar on rank 0).
 std::shared_ptr<vision::FeatureCache> open_feature_cache(
     vision::Captioner& model, const vision::CaptionData& train,
-    const vision::PreprocessConfig& preprocess, const std::string& folder,
-    const std::string& dtype, vision::DataParallel* parallel, bool main_rank) {
+    const vision::PreprocessConfig& preprocess, const std::string& folder, const std::string& dtype,
+    vision::DataParallel* parallel, bool main_rank) {
   const auto encoder = vision::frozen_feature_encoder(model, preprocess);
   std::vector<std::string> paths;
   for (const auto& record : train.records) paths.push_back(record.image_path);
@@ -72,7 +72,7 @@ std::shared_ptr<vision::FeatureCache> open_feature_cache(
 
 int run_train_captioner(int argc, char** argv) {
   std::string data, images, out_dir, encoder_path, mode = "soft", resume, feature_cache,
-      feature_dtype = "fp16";
+                                                   feature_dtype = "fp16";
   int64_t image_size = 64, min_count = 1, limit = 0, encoder_depth = -1, captions_per_image = 0;
   int threads = 0;
   DataParallelSettings parallel_settings;
@@ -81,62 +81,61 @@ int run_train_captioner(int argc, char** argv) {
   vision::CaptionerConfig config;
   vision::CaptionerTrainOptions o;
   po::options_description options("Options");
-  options.add_options()
-      ("help,h", "show this help")
-      ("data", po::value(&data), "Karpathy split JSON (dataset_coco.json, scenes.json, ...)")
-      ("images", po::value(&images), "image root (default: the JSON's directory)")
-      ("out,o", po::value(&out_dir)->default_value("runs/captioner"), "output directory")
-      ("encoder", po::value(&encoder_path),
-       "ViT model file for the encoder (its head is dropped, position embeddings resampled)")
-      ("encoder-depth", po::value(&encoder_depth)->default_value(-1),
-       "use the encoder's first N blocks (-1 = all, 0 = the patch embedding alone): earlier "
-       "blocks keep features local, as SAT took a conv layer rather than the last one")
-      ("image-size", po::value(&image_size)->default_value(image_size), "square input size")
-      ("mode", po::value(&mode)->default_value(mode), "soft | hard attention")
-      ("embed-dim", po::value(&config.embed_dim)->default_value(config.embed_dim), "word embedding")
-      ("hidden-dim", po::value(&config.hidden_dim)->default_value(config.hidden_dim), "LSTM state")
-      ("attention-dim", po::value(&config.attention_dim)->default_value(config.attention_dim),
-       "additive attention width")
-      ("dropout", po::value(&config.dropout)->default_value(config.dropout), "before the output")
-      ("min-count", po::value(&min_count)->default_value(min_count),
-       "words seen fewer times in training become <unk>")
-      ("epochs", po::value(&o.epochs)->default_value(o.epochs), "passes over the captions")
-      ("batch-size,b", po::value(&o.batch_size)->default_value(o.batch_size), "captions per step")
-      ("lr", po::value(&o.lr)->default_value(o.lr), "peak learning rate (Adam)")
-      ("min-lr", po::value(&o.min_lr)->default_value(o.min_lr), "learning rate at the end")
-      ("warmup-epochs", po::value(&o.warmup_epochs)->default_value(o.warmup_epochs), "warm-up")
-      ("grad-clip", po::value(&o.grad_clip)->default_value(o.grad_clip), "max gradient norm")
-      ("doubly-stochastic", po::value(&o.doubly_stochastic)->default_value(o.doubly_stochastic),
-       "lambda of sum_i (1 - sum_t alpha_ti)^2")
-      ("attention-supervision",
-       po::value(&o.attention_supervision)->default_value(o.attention_supervision),
-       "weight of -log(attention mass inside the object's boxes) for words naming an object\n"
-       "(Liu et al. 2017, attention correctness); needs data with boxes, 0 = SAT as published")
-      ("entropy", po::value(&o.entropy)->default_value(o.entropy), "hard: entropy bonus weight")
-      ("max-len", po::value(&o.max_len)->default_value(o.max_len), "longest caption")
-      ("fine-tune-encoder", po::bool_switch(&fine_tune), "train the encoder too (default frozen)")
-      ("patience", po::value(&o.patience)->default_value(o.patience),
-       "early stopping on validation BLEU-4 (0 = off)")
-      ("seed", po::value(&o.seed)->default_value(o.seed), "seed")
-      ("captions-per-image", po::value(&captions_per_image)->default_value(0),
-       "train on only the first N reference captions of each image (0 = all). With N = 1 the\n"
-       "order in which objects are named is a function of the image, so the attention can\n"
-       "commit to the next object instead of spreading over every object a reference might\n"
-       "name next; validation still scores against all references")
-      ("limit", po::value(&limit)->default_value(0), "use only the first N training images")
-      ("max-steps", po::value(&o.max_steps)->default_value(0), "stop after N steps (0 = all)")
-      ("precision", po::value(&precision)->default_value(precision), kPrecisionHelp)
-      ("no-bf16", po::bool_switch(&no_bf16), "the same as --precision fp32")
-      ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)
-      ("resume", po::value(&resume),
-       "continue from a last.safetensors checkpoint (any number of processes may resume it)")
-      ("feature-cache", po::value(&feature_cache),
-       "keep the frozen encoder's features of the training images in this folder, on disk, and "
-       "read them back a batch at a time, so memory stays bounded whatever the dataset (COCO "
-       "through ViT-B/16: 600 KB of features an image). Computed once, resumable, reused by "
-       "every later run with the same encoder, preprocessing and images, and by every rank")
-      ("feature-dtype", po::value(&feature_dtype)->default_value(feature_dtype),
-       "the feature cache's values: fp16 | bf16");
+  options.add_options()("help,h", "show this help")(
+      "data", po::value(&data), "Karpathy split JSON (dataset_coco.json, scenes.json, ...)")(
+      "images", po::value(&images), "image root (default: the JSON's directory)")(
+      "out,o", po::value(&out_dir)->default_value("runs/captioner"), "output directory")(
+      "encoder", po::value(&encoder_path),
+      "ViT model file for the encoder (its head is dropped, position embeddings resampled)")(
+      "encoder-depth", po::value(&encoder_depth)->default_value(-1),
+      "use the encoder's first N blocks (-1 = all, 0 = the patch embedding alone): earlier "
+      "blocks keep features local, as SAT took a conv layer rather than the last one")(
+      "image-size", po::value(&image_size)->default_value(image_size), "square input size")(
+      "mode", po::value(&mode)->default_value(mode), "soft | hard attention")(
+      "embed-dim", po::value(&config.embed_dim)->default_value(config.embed_dim), "word embedding")(
+      "hidden-dim", po::value(&config.hidden_dim)->default_value(config.hidden_dim), "LSTM state")(
+      "attention-dim", po::value(&config.attention_dim)->default_value(config.attention_dim),
+      "additive attention width")(
+      "dropout", po::value(&config.dropout)->default_value(config.dropout), "before the output")(
+      "min-count", po::value(&min_count)->default_value(min_count),
+      "words seen fewer times in training become <unk>")(
+      "epochs", po::value(&o.epochs)->default_value(o.epochs), "passes over the captions")(
+      "batch-size,b", po::value(&o.batch_size)->default_value(o.batch_size), "captions per step")(
+      "lr", po::value(&o.lr)->default_value(o.lr), "peak learning rate (Adam)")(
+      "min-lr", po::value(&o.min_lr)->default_value(o.min_lr), "learning rate at the end")(
+      "warmup-epochs", po::value(&o.warmup_epochs)->default_value(o.warmup_epochs), "warm-up")(
+      "grad-clip", po::value(&o.grad_clip)->default_value(o.grad_clip), "max gradient norm")(
+      "doubly-stochastic", po::value(&o.doubly_stochastic)->default_value(o.doubly_stochastic),
+      "lambda of sum_i (1 - sum_t alpha_ti)^2")(
+      "attention-supervision",
+      po::value(&o.attention_supervision)->default_value(o.attention_supervision),
+      "weight of -log(attention mass inside the object's boxes) for words naming an object\n"
+      "(Liu et al. 2017, attention correctness); needs data with boxes, 0 = SAT as published")(
+      "entropy", po::value(&o.entropy)->default_value(o.entropy), "hard: entropy bonus weight")(
+      "max-len", po::value(&o.max_len)->default_value(o.max_len), "longest caption")(
+      "fine-tune-encoder", po::bool_switch(&fine_tune), "train the encoder too (default frozen)")(
+      "patience", po::value(&o.patience)->default_value(o.patience),
+      "early stopping on validation BLEU-4 (0 = off)")(
+      "seed", po::value(&o.seed)->default_value(o.seed), "seed")(
+      "captions-per-image", po::value(&captions_per_image)->default_value(0),
+      "train on only the first N reference captions of each image (0 = all). With N = 1 the\n"
+      "order in which objects are named is a function of the image, so the attention can\n"
+      "commit to the next object instead of spreading over every object a reference might\n"
+      "name next; validation still scores against all references")(
+      "limit", po::value(&limit)->default_value(0), "use only the first N training images")(
+      "max-steps", po::value(&o.max_steps)->default_value(0), "stop after N steps (0 = all)")(
+      "precision", po::value(&precision)->default_value(precision), kPrecisionHelp)(
+      "no-bf16", po::bool_switch(&no_bf16), "the same as --precision fp32")(
+      "threads,t", po::value(&threads)->default_value(0), kThreadsHelp)(
+      "resume", po::value(&resume),
+      "continue from a last.safetensors checkpoint (any number of processes may resume it)")(
+      "feature-cache", po::value(&feature_cache),
+      "keep the frozen encoder's features of the training images in this folder, on disk, and "
+      "read them back a batch at a time, so memory stays bounded whatever the dataset (COCO "
+      "through ViT-B/16: 600 KB of features an image). Computed once, resumable, reused by "
+      "every later run with the same encoder, preprocessing and images, and by every rank")(
+      "feature-dtype", po::value(&feature_dtype)->default_value(feature_dtype),
+      "the feature cache's values: fp16 | bf16");
   add_data_parallel_options(options, &parallel_settings);
   add_max_pixels_option(options);
   po::variables_map vm;
@@ -159,14 +158,16 @@ int run_train_captioner(int argc, char** argv) {
   }
   if (data.empty()) throw UsageError("--data is required (a Karpathy split JSON)");
   if (mode != "soft" && mode != "hard") throw UsageError("--mode must be soft or hard");
-  if (image_size < 1 || min_count < 1) throw UsageError("--image-size and --min-count must be >= 1");
+  if (image_size < 1 || min_count < 1)
+    throw UsageError("--image-size and --min-count must be >= 1");
   if (encoder_depth < -1) throw UsageError("--encoder-depth must be >= 0 (-1 = all blocks)");
   if (!(o.attention_supervision >= 0)) throw UsageError("--attention-supervision must be >= 0");
   if (captions_per_image < 0) throw UsageError("--captions-per-image must be >= 0 (0 = all)");
   o.freeze_encoder = !fine_tune;
   if (!feature_cache.empty() && fine_tune) {
-    throw UsageError("--feature-cache keeps a frozen encoder's features: it cannot be used with "
-                     "--fine-tune-encoder");
+    throw UsageError(
+        "--feature-cache keeps a frozen encoder's features: it cannot be used with "
+        "--fine-tune-encoder");
   }
   if (feature_dtype != "fp16" && feature_dtype != "bf16") {
     throw UsageError("--feature-dtype must be fp16 or bf16, got '" + feature_dtype + "'");
@@ -195,8 +196,8 @@ int run_train_captioner(int argc, char** argv) {
     config.encoder = vision::ViTConfig::from_name("vit_tiny_patch16_224");
   }
   if (encoder_depth > config.encoder.depth) {
-    throw UsageError("--encoder-depth " + std::to_string(encoder_depth) + ": the encoder has only " +
-                     std::to_string(config.encoder.depth) + " blocks");
+    throw UsageError("--encoder-depth " + std::to_string(encoder_depth) +
+                     ": the encoder has only " + std::to_string(config.encoder.depth) + " blocks");
   }
   if (encoder_depth >= 0) config.encoder.depth = encoder_depth;
   config.encoder.image_height = config.encoder.image_width = image_size;
@@ -222,8 +223,7 @@ int run_train_captioner(int argc, char** argv) {
     }
     if (captions_per_image > 0) {
       for (auto& r : records) {
-        if (is_training_record(r) &&
-            static_cast<int64_t>(r.captions.size()) > captions_per_image) {
+        if (is_training_record(r) && static_cast<int64_t>(r.captions.size()) > captions_per_image) {
           r.captions.resize(captions_per_image);
         }
       }
@@ -251,7 +251,8 @@ int run_train_captioner(int argc, char** argv) {
   if (o.attention_supervision > 0 &&
       std::none_of(train.records.begin(), train.records.end(),
                    [](const vision::CaptionRecord& r) { return !r.objects.empty(); })) {
-    throw UsageError(data + ": --attention-supervision needs object boxes (objects[] in the JSON, "
+    throw UsageError(data +
+                     ": --attention-supervision needs object boxes (objects[] in the JSON, "
                      "as 'attn data scenes' writes), and no training image has any");
   }
   config.vocab_size = vocabulary.size();
@@ -345,8 +346,8 @@ int run_train_captioner(int argc, char** argv) {
   if (trained != kExitOk) return trained;
   if (!main_rank) return kExitOk;
   std::cout << "best: " << trainer.best_path() << "\nlast: " << trainer.last_path()
-            << "\nlog:  " << trainer.log_path() << "\ntraining time: "
-            << fixed(state.elapsed_seconds / 60, 1) << " min\n";
+            << "\nlog:  " << trainer.log_path()
+            << "\ntraining time: " << fixed(state.elapsed_seconds / 60, 1) << " min\n";
   return kExitOk;
 }
 

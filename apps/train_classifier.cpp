@@ -6,8 +6,8 @@
 #include <iostream>
 #include <sstream>
 
-#include <boost/program_options.hpp>
 #include <torch/torch.h>
+#include <boost/program_options.hpp>
 
 #include "apps/classifier_data.h"
 #include "apps/cli_common.h"
@@ -85,60 +85,57 @@ int run_train_classifier(int argc, char** argv) {
   std::string precision = "auto";
   vision::ClassifierTrainOptions o;
   po::options_description options("Options");
-  options.add_options()
-      ("help,h", "show this help")
-      ("data", po::value(&data)->default_value(data),
-       "fashion-mnist, or an image-folder root (root/<class>/*.jpg)")
-      ("fashion-dir", po::value(&fashion_dir)->default_value(fashion_dir),
-       "where the Fashion-MNIST idx files are")
-      ("out,o", po::value(&out_dir)->default_value("runs/classifier"),
-       "output directory: best.safetensors, last.safetensors, log.jsonl")
-      ("arch", po::value(&arch)->default_value("fashion-vit"),
-       "fashion-vit (4-conv stem, 6 blocks x 128, mean pooling) or a timm name such as "
-       "vit_tiny_patch16_224")
-      ("config", po::value(&config_file), "ViT config JSON (as 'attn inspect --json' shows)")
-      ("init", po::value(&init),
-       "fine-tune from this model file (new head, position embeddings resampled)")
-      ("image-size", po::value(&image_size)->default_value(0),
-       "input size for image folders (0 = the architecture's)")
-      ("epochs", po::value(&o.epochs)->default_value(o.epochs), "passes over the training set")
-      ("batch-size,b", po::value(&o.batch_size)->default_value(o.batch_size), "images per step")
-      ("lr", po::value(&o.lr)->default_value(o.lr), "peak learning rate (AdamW)")
-      ("min-lr", po::value(&o.min_lr)->default_value(o.min_lr), "learning rate at the end")
-      ("warmup-epochs", po::value(&o.warmup_epochs)->default_value(o.warmup_epochs),
-       "linear warm-up before the cosine decay")
-      ("weight-decay", po::value(&o.weight_decay)->default_value(o.weight_decay),
-       "AdamW decoupled weight decay (not on biases, norms, tokens)")
-      ("label-smoothing", po::value(&o.label_smoothing)->default_value(o.label_smoothing),
-       "target smoothing epsilon")
-      ("grad-clip", po::value(&o.grad_clip)->default_value(o.grad_clip),
-       "max gradient norm (0 = off)")
-      ("crop-padding", po::value(&o.augment.crop_padding)->default_value(o.augment.crop_padding),
-       "random crop after this much zero padding (0 = off)")
-      ("no-flip", po::bool_switch(&no_flip), "no random horizontal flips")
-      ("erase", po::value(&o.augment.erase_probability)
-                    ->default_value(o.augment.erase_probability),
-       "random-erasing probability per image")
-      ("mixup", po::value(&o.augment.mixup_alpha)->default_value(o.augment.mixup_alpha),
-       "Mixup Beta alpha (0 = off)")
-      ("cutmix", po::value(&o.augment.cutmix_alpha)->default_value(o.augment.cutmix_alpha),
-       "CutMix Beta alpha (0 = off)")
-      ("val-count", po::value(&val_count)->default_value(-1),
-       "training examples held out for validation (-1 = 5000 for Fashion-MNIST, 10% otherwise)")
-      ("patience", po::value(&o.patience)->default_value(o.patience),
-       "early stopping: epochs without a better validation top-1 (0 = off)")
-      ("seed", po::value(&o.seed)->default_value(o.seed), "seed for init, split and batches")
-      ("precision", po::value(&precision)->default_value(precision), kPrecisionHelp)
-      ("no-bf16", po::bool_switch(&no_bf16), "the same as --precision fp32")
-      ("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)
-      ("limit", po::value(&limit)->default_value(0),
-       "use only the first N training examples (smoke tests)")
-      ("max-steps", po::value(&o.max_steps)->default_value(0),
-       "stop after N optimizer steps in all (0 = run the epochs)")
-      ("save-every", po::value(&o.save_every)->default_value(0),
-       "also write last.safetensors every N steps (0 = at epoch ends)")
-      ("resume", po::value(&resume),
-       "continue from a last.safetensors checkpoint (any number of processes may resume it)");
+  options.add_options()("help,h", "show this help")(
+      "data", po::value(&data)->default_value(data),
+      "fashion-mnist, or an image-folder root (root/<class>/*.jpg)")(
+      "fashion-dir", po::value(&fashion_dir)->default_value(fashion_dir),
+      "where the Fashion-MNIST idx files are")(
+      "out,o", po::value(&out_dir)->default_value("runs/classifier"),
+      "output directory: best.safetensors, last.safetensors, log.jsonl")(
+      "arch", po::value(&arch)->default_value("fashion-vit"),
+      "fashion-vit (4-conv stem, 6 blocks x 128, mean pooling) or a timm name such as "
+      "vit_tiny_patch16_224")("config", po::value(&config_file),
+                              "ViT config JSON (as 'attn inspect --json' shows)")(
+      "init", po::value(&init),
+      "fine-tune from this model file (new head, position embeddings resampled)")(
+      "image-size", po::value(&image_size)->default_value(0),
+      "input size for image folders (0 = the architecture's)")(
+      "epochs", po::value(&o.epochs)->default_value(o.epochs), "passes over the training set")(
+      "batch-size,b", po::value(&o.batch_size)->default_value(o.batch_size), "images per step")(
+      "lr", po::value(&o.lr)->default_value(o.lr), "peak learning rate (AdamW)")(
+      "min-lr", po::value(&o.min_lr)->default_value(o.min_lr), "learning rate at the end")(
+      "warmup-epochs", po::value(&o.warmup_epochs)->default_value(o.warmup_epochs),
+      "linear warm-up before the cosine decay")(
+      "weight-decay", po::value(&o.weight_decay)->default_value(o.weight_decay),
+      "AdamW decoupled weight decay (not on biases, norms, tokens)")(
+      "label-smoothing", po::value(&o.label_smoothing)->default_value(o.label_smoothing),
+      "target smoothing epsilon")("grad-clip", po::value(&o.grad_clip)->default_value(o.grad_clip),
+                                  "max gradient norm (0 = off)")(
+      "crop-padding", po::value(&o.augment.crop_padding)->default_value(o.augment.crop_padding),
+      "random crop after this much zero padding (0 = off)")("no-flip", po::bool_switch(&no_flip),
+                                                            "no random horizontal flips")(
+      "erase", po::value(&o.augment.erase_probability)->default_value(o.augment.erase_probability),
+      "random-erasing probability per image")(
+      "mixup", po::value(&o.augment.mixup_alpha)->default_value(o.augment.mixup_alpha),
+      "Mixup Beta alpha (0 = off)")(
+      "cutmix", po::value(&o.augment.cutmix_alpha)->default_value(o.augment.cutmix_alpha),
+      "CutMix Beta alpha (0 = off)")(
+      "val-count", po::value(&val_count)->default_value(-1),
+      "training examples held out for validation (-1 = 5000 for Fashion-MNIST, 10% otherwise)")(
+      "patience", po::value(&o.patience)->default_value(o.patience),
+      "early stopping: epochs without a better validation top-1 (0 = off)")(
+      "seed", po::value(&o.seed)->default_value(o.seed), "seed for init, split and batches")(
+      "precision", po::value(&precision)->default_value(precision), kPrecisionHelp)(
+      "no-bf16", po::bool_switch(&no_bf16), "the same as --precision fp32")(
+      "threads,t", po::value(&threads)->default_value(0), kThreadsHelp)(
+      "limit", po::value(&limit)->default_value(0),
+      "use only the first N training examples (smoke tests)")(
+      "max-steps", po::value(&o.max_steps)->default_value(0),
+      "stop after N optimizer steps in all (0 = run the epochs)")(
+      "save-every", po::value(&o.save_every)->default_value(0),
+      "also write last.safetensors every N steps (0 = at epoch ends)")(
+      "resume", po::value(&resume),
+      "continue from a last.safetensors checkpoint (any number of processes may resume it)");
   add_data_parallel_options(options, &parallel_settings);
   add_max_pixels_option(options);
   po::variables_map vm;
@@ -197,8 +194,9 @@ int run_train_classifier(int argc, char** argv) {
     preprocess.crop_pct = 1.0;
   }
   if (data == "fashion-mnist" && (preprocess.channels != 1 || preprocess.height != 28)) {
-    throw UsageError("Fashion-MNIST is 28x28 grey: use --arch fashion-vit or a config with "
-                     "image_size 28 and in_channels 1");
+    throw UsageError(
+        "Fashion-MNIST is 28x28 grey: use --arch fashion-vit or a config with "
+        "image_size 28 and in_channels 1");
   }
 
   vision::LabeledImages all;

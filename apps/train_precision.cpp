@@ -13,17 +13,17 @@ const char* const kPrecisionHelp =
     "auto = bf16 where the CPU computes it natively (AVX512-BF16 or AMX), else fp32\n"
     "('attn info' shows this CPU's choice)";
 
-vision::TrainingPrecision announce_training_precision(const std::string& requested,
-                                                      bool no_bf16, bool announce) {
+vision::TrainingPrecision announce_training_precision(const std::string& requested, bool no_bf16,
+                                                      bool announce) {
   if (no_bf16 && requested == "bf16") {
     throw UsageError("--no-bf16 and --precision bf16 contradict each other");
   }
   vision::TrainingPrecision precision;
   try {
-    precision = vision::choose_training_precision(no_bf16 ? "fp32" : requested,
-                                                  vision::cpu_features());
+    precision =
+        vision::choose_training_precision(no_bf16 ? "fp32" : requested, vision::cpu_features());
   } catch (const std::invalid_argument& e) {
-    throw UsageError(e.what());
+    throw UsageError(std::string("--") + e.what());  // the library names no flag
   }
   if (no_bf16) precision.reason = "--no-bf16";
   if (!announce) return precision;

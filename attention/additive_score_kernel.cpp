@@ -12,9 +12,9 @@ extern "C" float tanhf(float) noexcept __attribute__((__simd__("notinbranch")));
 
 namespace attnkit::attention {
 
-__attribute__((target_clones("avx512f", "avx2", "default")))
-void additive_scores(const float* keys, const float* queries, const float* w, float bias,
-                     int64_t cells, int64_t group, int64_t width, float* out) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) void additive_scores(
+    const float* keys, const float* queries, const float* w, float bias, int64_t cells,
+    int64_t group, int64_t width, float* out) {
   for (int64_t g = 0; g < group; ++g) {
     const float* q = queries + g * width;
     for (int64_t l = 0; l < cells; ++l) {

@@ -25,9 +25,8 @@ void check_layout(const torch::Tensor& attention, const TokenLayout& layout) {
 
 /// The explained token indices: class token first (if any), then the patches.
 torch::Tensor explained_indices(const TokenLayout& layout) {
-  auto grid = torch::arange(layout.grid_start,
-                            layout.grid_start + layout.grid_height * layout.grid_width,
-                            torch::kLong);
+  auto grid = torch::arange(
+      layout.grid_start, layout.grid_start + layout.grid_height * layout.grid_width, torch::kLong);
   if (layout.class_index < 0) return grid;
   return torch::cat({torch::tensor({layout.class_index}, torch::kLong), grid});
 }
@@ -82,9 +81,9 @@ std::vector<torch::Tensor> positive_gradient_attention(const std::vector<torch::
   for (size_t i = 0; i < attentions.size(); ++i) {
     TORCH_CHECK(gradients[i].sizes() == attentions[i].sizes(), "attention maps: layer ", i,
                 " gradient ", gradients[i].sizes(), " for attention ", attentions[i].sizes());
-    const auto positive = (attentions[i].detach().to(torch::kFloat) *
-                           gradients[i].detach().to(torch::kFloat))
-                              .clamp_min(0.0);
+    const auto positive =
+        (attentions[i].detach().to(torch::kFloat) * gradients[i].detach().to(torch::kFloat))
+            .clamp_min(0.0);
     check_layout(positive, layout);
     const auto keep = explained_indices(layout).to(positive.device());
     weighted.push_back(positive.index_select(2, keep).index_select(3, keep).mean(1));
@@ -141,8 +140,8 @@ torch::Tensor attention_rollout(const std::vector<torch::Tensor>& attentions,
   std::vector<torch::Tensor> fused;
   for (const auto& a : attentions) {
     auto kept = keep_explained_tokens(a.detach().to(torch::kFloat), layout);
-    fused.push_back(discard_lowest(fuse_heads(kept, fusion), discard_ratio,
-                                   layout.class_index >= 0));
+    fused.push_back(
+        discard_lowest(fuse_heads(kept, fusion), discard_ratio, layout.class_index >= 0));
   }
   return read_out(roll_out(fused), layout);
 }
@@ -189,9 +188,8 @@ torch::Tensor pool_map(const torch::Tensor& pool_weights, const TokenLayout& lay
   TORCH_CHECK(pool_weights.dim() == 2, "pool_map: expected weights (B, N), got ",
               pool_weights.sizes());
   const int64_t cells = layout.grid_height * layout.grid_width;
-  TORCH_CHECK(pool_weights.size(1) == layout.grid_start + cells, "pool_map: ",
-              pool_weights.size(1), " weights for ", layout.grid_start, " prefix + ", cells,
-              " patches");
+  TORCH_CHECK(pool_weights.size(1) == layout.grid_start + cells, "pool_map: ", pool_weights.size(1),
+              " weights for ", layout.grid_start, " prefix + ", cells, " patches");
   return pool_weights.narrow(1, layout.grid_start, cells)
       .to(torch::kFloat)
       .reshape({pool_weights.size(0), layout.grid_height, layout.grid_width});

@@ -8,8 +8,7 @@
 
 namespace attnkit::attention {
 
-AttentionPoolImpl::AttentionPoolImpl(AttentionPoolOptions options_)
-    : options(std::move(options_)) {
+AttentionPoolImpl::AttentionPoolImpl(AttentionPoolOptions options_) : options(std::move(options_)) {
   reset();
 }
 
@@ -17,18 +16,17 @@ void AttentionPoolImpl::reset() {
   const int64_t dim = options.dim();
   // timm initialises the latent with a truncated normal of std D^-0.5.
   latent = register_parameter(
-      "latent", torch::randn({1, 1, dim}).mul_(1.0 / std::sqrt(static_cast<double>(dim)))
-                    .clamp_(-2.0, 2.0));
-  attention = register_module(
-      "attention", SpatialAttention(SpatialAttentionOptions(dim, dim)
-                                        .score(AttentionScore::kDotProduct)
-                                        .num_heads(options.num_heads())
-                                        .qkv_bias(options.qkv_bias())
-                                        .qk_norm(options.qk_norm())
-                                        .norm_eps(options.norm_eps())));
+      "latent",
+      torch::randn({1, 1, dim}).mul_(1.0 / std::sqrt(static_cast<double>(dim))).clamp_(-2.0, 2.0));
+  attention = register_module("attention", SpatialAttention(SpatialAttentionOptions(dim, dim)
+                                                                .score(AttentionScore::kDotProduct)
+                                                                .num_heads(options.num_heads())
+                                                                .qkv_bias(options.qkv_bias())
+                                                                .qk_norm(options.qk_norm())
+                                                                .norm_eps(options.norm_eps())));
   proj = register_module("proj", torch::nn::Linear(dim, dim));
-  norm = register_module("norm",
-                         torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(options.norm_eps())));
+  norm = register_module(
+      "norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(options.norm_eps())));
   const int64_t hidden = options.mlp_hidden_dim() > 0 ? options.mlp_hidden_dim() : 4 * dim;
   mlp = register_module("mlp", FeedForward(FeedForwardOptions(dim, hidden)));
 }

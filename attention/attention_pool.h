@@ -14,8 +14,8 @@ namespace attnkit::attention {
 
 struct AttentionPoolOptions {
   AttentionPoolOptions(int64_t dim, int64_t num_heads) : dim_(dim), num_heads_(num_heads) {}
-  TORCH_ARG(int64_t, dim);        ///< D: token width
-  TORCH_ARG(int64_t, num_heads);  ///< heads of the latent query's attention
+  TORCH_ARG(int64_t, dim);                 ///< D: token width
+  TORCH_ARG(int64_t, num_heads);           ///< heads of the latent query's attention
   TORCH_ARG(int64_t, mlp_hidden_dim) = 0;  ///< 0 = 4 x D
   TORCH_ARG(bool, qkv_bias) = true;
   TORCH_ARG(bool, qk_norm) = false;

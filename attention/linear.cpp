@@ -13,17 +13,17 @@ using PackedInt8 = c10::intrusive_ptr<LinearPackedParamsBase>;
 
 /// quantized::linear_prepack through the dispatcher: the C++ frontend has no wrapper for it.
 PackedInt8 prepack_int8(const torch::Tensor& weight, const torch::Tensor& bias) {
-  static const auto prepack =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("quantized::linear_prepack", "")
-          .typed<PackedInt8(at::Tensor, c10::optional<at::Tensor>)>();
+  static const auto prepack = c10::Dispatcher::singleton()
+                                  .findSchemaOrThrow("quantized::linear_prepack", "")
+                                  .typed<PackedInt8(at::Tensor, c10::optional<at::Tensor>)>();
   // Symmetric per-row scales: each output channel uses the whole int8 range.
   auto w = weight.detach().to(torch::kFloat).contiguous();
   auto scales = (w.abs().amax(1) / 127.0).clamp_min(1e-12).to(torch::kDouble);
   auto zero_points = torch::zeros({w.size(0)}, torch::kLong);
   auto qweight = torch::quantize_per_channel(w, scales, zero_points, 0, torch::kQInt8);
-  return prepack.call(qweight, bias.defined() ? c10::optional<at::Tensor>(bias.detach().to(torch::kFloat))
-                                              : c10::nullopt);
+  return prepack.call(qweight, bias.defined()
+                                   ? c10::optional<at::Tensor>(bias.detach().to(torch::kFloat))
+                                   : c10::nullopt);
 }
 
 }  // namespace
@@ -37,7 +37,8 @@ Fp32LinearKernel& fp32_linear_kernel() {
 bool LinearImpl::runs_packed(const torch::Tensor& x) const {
   if (exact_for(x) || !packed_linear_available()) return false;
   return precision_ == LinearPrecision::kBf16 ||
-         (precision_ == LinearPrecision::kFp32 && fp32_linear_kernel() == Fp32LinearKernel::kOneDnn);
+         (precision_ == LinearPrecision::kFp32 &&
+          fp32_linear_kernel() == Fp32LinearKernel::kOneDnn);
 }
 
 const PackedLinear& LinearImpl::packed() {
@@ -60,8 +61,8 @@ torch::Tensor LinearImpl::forward_gelu(const torch::Tensor& x) {
 }
 
 torch::Tensor LinearImpl::forward_add(const torch::Tensor& x, const torch::Tensor& residual) {
-  if (!runs_packed(x) || (residual.scalar_type() != torch::kFloat &&
-                          residual.scalar_type() != torch::kBFloat16)) {
+  if (!runs_packed(x) ||
+      (residual.scalar_type() != torch::kFloat && residual.scalar_type() != torch::kBFloat16)) {
     return residual + forward(x);
   }
   return packed().run(x, LinearEpilogue::kAddResidual, residual.scalar_type(), residual);
@@ -73,7 +74,8 @@ torch::Tensor LinearImpl::linear_fp32(const torch::Tensor& x) {
   }
   const auto in_features = x.size(-1);
   auto flat = x.to(torch::kFloat).reshape({-1, in_features}).contiguous();
-  const c10::optional<at::Tensor> b = bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt;
+  const c10::optional<at::Tensor> b =
+      bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt;
   // Row blocks of at most 512: oneDNN runs a ViT-B MLP over 8 x 197 tokens 1.6-2x faster in
   // blocks than in one call (measured on an AMX Xeon VM, 2 threads).
   constexpr int64_t kRowBlock = 512;
@@ -90,9 +92,12 @@ torch::Tensor LinearImpl::linear_fp32(const torch::Tensor& x) {
 
 const char* linear_precision_name(LinearPrecision precision) {
   switch (precision) {
-    case LinearPrecision::kBf16: return "bf16";
-    case LinearPrecision::kInt8: return "int8";
-    case LinearPrecision::kFp32: break;
+    case LinearPrecision::kBf16:
+      return "bf16";
+    case LinearPrecision::kInt8:
+      return "int8";
+    case LinearPrecision::kFp32:
+      break;
   }
   return "fp32";
 }

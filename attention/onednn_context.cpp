@@ -17,9 +17,12 @@ dnnl::stream& stream() {
 
 dnnl::memory::data_type data_type(torch::ScalarType type) {
   switch (type) {
-    case torch::kFloat: return dnnl::memory::data_type::f32;
-    case torch::kBFloat16: return dnnl::memory::data_type::bf16;
-    default: break;
+    case torch::kFloat:
+      return dnnl::memory::data_type::f32;
+    case torch::kBFloat16:
+      return dnnl::memory::data_type::bf16;
+    default:
+      break;
   }
   TORCH_CHECK(false, "oneDNN kernels take float32 or bfloat16 tensors, got ", type);
 }

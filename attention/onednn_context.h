@@ -3,8 +3,8 @@
 // so dnnl.hpp stays out of every public header.
 #pragma once
 
-#include <oneapi/dnnl/dnnl.hpp>
 #include <torch/types.h>
+#include <oneapi/dnnl/dnnl.hpp>
 
 namespace attnkit::attention::onednn {
 

@@ -26,8 +26,8 @@ struct AttentionKernels {
   dnnl::memory::desc q, k_transposed, s, p, v, out;
 };
 
-const AttentionKernels& kernels_for(int64_t batch, int64_t heads, int64_t tokens,
-                                    int64_t head_dim, torch::ScalarType type, float scale) {
+const AttentionKernels& kernels_for(int64_t batch, int64_t heads, int64_t tokens, int64_t head_dim,
+                                    torch::ScalarType type, float scale) {
   using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, torch::ScalarType, float>;
   static std::mutex mutex;
   static std::map<Key, AttentionKernels> cache;
@@ -50,8 +50,8 @@ const AttentionKernels& kernels_for(int64_t batch, int64_t heads, int64_t tokens
   k.out = dnnl::memory::desc(bhnd, dt, tag::acbd);
   dnnl::primitive_attr scaled;
   scaled.set_output_scales(0, {scale});
-  k.scores = dnnl::matmul(dnnl::matmul::primitive_desc(
-      dnnl::matmul::desc(k.q, k.k_transposed, k.s), scaled, onednn::engine()));
+  k.scores = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(k.q, k.k_transposed, k.s),
+                                                       scaled, onednn::engine()));
   k.mix = dnnl::matmul(
       dnnl::matmul::primitive_desc(dnnl::matmul::desc(k.p, k.v, k.out), onednn::engine()));
   k.softmax = dnnl::softmax_v2_forward(dnnl::softmax_v2_forward::primitive_desc(
@@ -73,10 +73,11 @@ PackedAttentionOutput packed_attention(const torch::Tensor& qkv, int64_t heads, 
   const int64_t batch = qkv.size(0), tokens = qkv.size(1);
   const int64_t head_dim = qkv.size(2) / (3 * heads);
   // One copy makes q, k and v dense per head: (3, B, H, N, hd).
-  auto qkv_heads = qkv.view({batch, tokens, 3, heads, head_dim}).permute({2, 0, 3, 1, 4})
-                       .contiguous();
+  auto qkv_heads =
+      qkv.view({batch, tokens, 3, heads, head_dim}).permute({2, 0, 3, 1, 4}).contiguous();
   auto q = qkv_heads[0], k = qkv_heads[1], v = qkv_heads[2];
-  const auto& kernels = kernels_for(batch, heads, tokens, head_dim, type, static_cast<float>(scale));
+  const auto& kernels =
+      kernels_for(batch, heads, tokens, head_dim, type, static_cast<float>(scale));
 
   auto scores = torch::empty({batch, heads, tokens, tokens}, qkv.options().dtype(torch::kFloat));
   auto& stream = onednn::stream();

@@ -91,8 +91,8 @@ PackedLinear::PackedLinear(const torch::Tensor& weight, const torch::Tensor& bia
   impl_->compute = compute;
   impl_->weight = weight.detach().to(torch::kFloat).contiguous().clone();
   if (bias.defined()) {
-    TORCH_CHECK(bias.numel() == weight.size(0), "PackedLinear: expected a bias of ",
-                weight.size(0), " values, got ", bias.sizes());
+    TORCH_CHECK(bias.numel() == weight.size(0), "PackedLinear: expected a bias of ", weight.size(0),
+                " values, got ", bias.sizes());
     impl_->bias = bias.detach().to(torch::kFloat).reshape({1, -1}).contiguous().clone();
   }
 }

@@ -21,8 +21,8 @@ void SelfAttentionImpl::reset() {
               " and ", heads);
   TORCH_CHECK(dim % heads == 0, "SelfAttention: dim (", dim, ") must be divisible by num_heads (",
               heads, ")");
-  qkv = register_module(
-      "qkv", Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(options.qkv_bias())));
+  qkv = register_module("qkv",
+                        Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(options.qkv_bias())));
   proj = register_module("proj", Linear(dim, dim));
   if (options.qk_norm()) {
     const auto norm = torch::nn::LayerNormOptions({dim / heads}).eps(options.norm_eps());
@@ -95,8 +95,8 @@ SelfAttentionOutput SelfAttentionImpl::attend_core(const torch::Tensor& qkv_out,
   }
   // Scaling q before the product costs N*hd multiplies instead of N*N.
   q = q * (1.0 / std::sqrt(static_cast<double>(head_dim)));
-  auto scores = torch::matmul(q, k.transpose(-2, -1));               // (B, H, N, N)
-  auto weights = torch::softmax(scores, -1, torch::kFloat);          // fp32 in either case
+  auto scores = torch::matmul(q, k.transpose(-2, -1));       // (B, H, N, N)
+  auto weights = torch::softmax(scores, -1, torch::kFloat);  // fp32 in either case
   auto attended = options.attention_dropout() > 0.0
                       ? torch::dropout(weights, options.attention_dropout(), is_training())
                       : weights;

@@ -57,10 +57,10 @@ AttentionMemory SpatialAttentionImpl::prepare(const torch::Tensor& features,
               features.sizes());
   TORCH_CHECK(features.size(1) > 0, "SpatialAttention: features have no cells (L = 0)");
   if (mask.defined()) {
-    TORCH_CHECK(mask.dim() == 2 && mask.size(0) == features.size(0) &&
-                    mask.size(1) == features.size(1),
-                "SpatialAttention: expected mask (", features.size(0), ", ", features.size(1),
-                "), got ", mask.sizes());
+    TORCH_CHECK(
+        mask.dim() == 2 && mask.size(0) == features.size(0) && mask.size(1) == features.size(1),
+        "SpatialAttention: expected mask (", features.size(0), ", ", features.size(1), "), got ",
+        mask.sizes());
     TORCH_CHECK(mask.scalar_type() == torch::kBool, "SpatialAttention: mask must be bool, got ",
                 mask.scalar_type());
     TORCH_CHECK(mask.any(1).all().item<bool>(),
@@ -80,7 +80,7 @@ AttentionMemory SpatialAttentionImpl::prepare(const torch::Tensor& features,
   const int64_t head_dim = options.feature_dim() / heads;
   auto kv_heads = kv(features).view({batch, cells, 2, heads, head_dim}).permute({2, 0, 3, 1, 4});
   memory.keys = options.qk_norm() ? layer_norm(k_norm, kv_heads[0]) : kv_heads[0];  // (B, H, L, hd)
-  memory.values = kv_heads[1];                                          // (B, H, L, hd)
+  memory.values = kv_heads[1];                                                      // (B, H, L, hd)
   return memory;
 }
 
@@ -89,10 +89,10 @@ AttentionOutput SpatialAttentionImpl::attend(const AttentionMemory& memory,
   const int64_t batch = memory.features.size(0);
   const int64_t group = memory.queries_per_item;
   TORCH_CHECK(group >= 1, "SpatialAttention: queries_per_item must be >= 1, got ", group);
-  TORCH_CHECK(query.dim() == 2 && query.size(0) == batch * group &&
-                  query.size(1) == options.query_dim(),
-              "SpatialAttention: expected query (", batch * group, ", ", options.query_dim(),
-              "), got ", query.sizes());
+  TORCH_CHECK(
+      query.dim() == 2 && query.size(0) == batch * group && query.size(1) == options.query_dim(),
+      "SpatialAttention: expected query (", batch * group, ", ", options.query_dim(), "), got ",
+      query.sizes());
   const int64_t rows = batch * group;
   const int64_t cells = memory.features.size(1);
   torch::Tensor scores;  // (B * g, H, L)
@@ -100,8 +100,8 @@ AttentionOutput SpatialAttentionImpl::attend(const AttentionMemory& memory,
     auto projected = query_proj(query);  // (B * g, A)
     const int64_t width = projected.size(1);
     const auto grouped = projected.view({batch, group, width});
-    const bool needs_grad = torch::GradMode::is_enabled() &&
-                            (projected.requires_grad() || memory.keys.requires_grad());
+    const bool needs_grad =
+        torch::GradMode::is_enabled() && (projected.requires_grad() || memory.keys.requires_grad());
     if (!needs_grad && !is_training()) {
       scores = additive_scores_by_item(memory.keys, grouped);
     } else {
@@ -167,8 +167,8 @@ AttentionOutput SpatialAttentionImpl::select(torch::Tensor scores, const Attenti
     torch::Tensor chosen;  // (B * g, H) cell index per head
     if (is_training()) {
       // Multinoulli sample (SAT eq. 8-9); REINFORCE needs log p of what was drawn.
-      chosen = torch::multinomial(alpha.detach().reshape({rows * heads, cells}), 1)
-                   .view({rows, heads});
+      chosen =
+          torch::multinomial(alpha.detach().reshape({rows * heads, cells}), 1).view({rows, heads});
       out.log_prob =
           torch::log(alpha.gather(2, chosen.unsqueeze(2)).squeeze(2).clamp_min(1e-30)).sum(1);
     } else {
@@ -184,11 +184,11 @@ AttentionOutput SpatialAttentionImpl::select(torch::Tensor scores, const Attenti
                       .reshape({rows, options.feature_dim()});
   } else {
     // (B, H, g, L) x (B, H, L, hd) -> (B, H, g, hd) -> (B, g, H, hd) -> (B * g, D)
-    out.context = torch::matmul(
-                      out.head_weights.reshape({batch, group, heads, cells}).permute({0, 2, 1, 3}),
+    out.context =
+        torch::matmul(out.head_weights.reshape({batch, group, heads, cells}).permute({0, 2, 1, 3}),
                       memory.values)
-                      .permute({0, 2, 1, 3})
-                      .reshape({rows, options.feature_dim()});
+            .permute({0, 2, 1, 3})
+            .reshape({rows, options.feature_dim()});
   }
   return out;
 }

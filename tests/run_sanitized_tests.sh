@@ -23,7 +23,7 @@ if [ ! -f "$BUILD/build.ninja" ]; then
   # -O1 (what ASan's authors advise; it compiles much faster than -O3) and -g1 (line numbers in
   # the reports at little compile-time cost).
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS=-g1 \
-    -DCMAKE_CXX_FLAGS_RELEASE="-O1 -DNDEBUG" -DATTNKIT_SANITIZE=ON >/dev/null
+    -DCMAKE_CXX_FLAGS_RELEASE="-O1 -DNDEBUG" -DATTNKIT_SANITIZE=ON -DATTNKIT_WERROR=ON >/dev/null
 fi
 cmake --build "$BUILD" -j "$(nproc)"
 

@@ -23,7 +23,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-
 [[noreturn]] void fail_write(const std::string& path, int error) {
   throw WriteError(path + ": cannot write: " + errno_message(error));
 }

@@ -60,9 +60,9 @@ bool read_cpuid(CpuFeatures& f) {
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     xcr0 = (static_cast<uint64_t>(hi) << 32) | lo;
   }
-  const bool avx_state = (xcr0 & 0x6) == 0x6;             // XMM and YMM
+  const bool avx_state = (xcr0 & 0x6) == 0x6;                    // XMM and YMM
   const bool avx512_state = avx_state && (xcr0 & 0xE0) == 0xE0;  // opmask, ZMM
-  const bool amx_state = (xcr0 & 0x60000) == 0x60000;     // XTILECFG, XTILEDATA
+  const bool amx_state = (xcr0 & 0x60000) == 0x60000;            // XTILECFG, XTILEDATA
   f.fma = avx_state && fma;
   if (__get_cpuid_max(0, nullptr) >= 7) {
     __cpuid_count(7, 0, eax, ebx, ecx, edx);
@@ -84,7 +84,8 @@ bool read_cpuid(CpuFeatures& f) {
       __get_cpuid(0x80000002 + i, &eax, &ebx, &ecx, &edx);
       const unsigned words[4] = {eax, ebx, ecx, edx};
       for (int w = 0; w < 4; ++w) {
-        for (int b = 0; b < 4; ++b) brand[i * 16 + w * 4 + b] = static_cast<char>(words[w] >> (8 * b));
+        for (int b = 0; b < 4; ++b)
+          brand[i * 16 + w * 4 + b] = static_cast<char>(words[w] >> (8 * b));
       }
     }
   }

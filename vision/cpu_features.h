@@ -10,8 +10,8 @@ namespace attnkit::vision {
 
 /// The instruction-set features that decide attnkit's defaults. Names follow /proc/cpuinfo.
 struct CpuFeatures {
-  std::string model;         ///< brand string, e.g. "AMD EPYC 7B13 64-Core Processor"
-  std::string source;        ///< "cpuid", "/proc/cpuinfo" or "ATTNKIT_CPU_FEATURES"
+  std::string model;   ///< brand string, e.g. "AMD EPYC 7B13 64-Core Processor"
+  std::string source;  ///< "cpuid", "/proc/cpuinfo" or "ATTNKIT_CPU_FEATURES"
   bool fma = false;
   bool avx2 = false;
   bool avx512f = false;
@@ -19,7 +19,7 @@ struct CpuFeatures {
   bool avx512_vnni = false;
   bool avx_vnni = false;
   bool amx_tile = false;
-  bool amx_bf16 = false;     ///< bf16 matrix tiles (Sapphire Rapids and later)
+  bool amx_bf16 = false;  ///< bf16 matrix tiles (Sapphire Rapids and later)
 
   /// True where bf16 matrix products run in hardware (AVX512-BF16 or AMX-BF16); elsewhere
   /// oneDNN emulates them, many times slower than fp32.

@@ -45,8 +45,8 @@ TEST_F(CaptionCli, JsonHasWordsProbabilitiesAndAttentionGrids) {
       text += (text.empty() ? "" : " ") + w["word"].get<std::string>();
       EXPECT_GT(w["probability"].get<double>(), 0.0);
       EXPECT_LE(w["probability"].get<double>(), 1.0);
-      ASSERT_EQ(w["attention"].size(), 4u);      // 32 / 8 rows
-      ASSERT_EQ(w["attention"][0].size(), 6u);   // 48 / 8 columns
+      ASSERT_EQ(w["attention"].size(), 4u);     // 32 / 8 rows
+      ASSERT_EQ(w["attention"][0].size(), 6u);  // 48 / 8 columns
       double sum = 0;
       for (const auto& row : w["attention"]) {
         for (const auto& v : row) sum += v.get<double>();
@@ -56,8 +56,8 @@ TEST_F(CaptionCli, JsonHasWordsProbabilitiesAndAttentionGrids) {
     EXPECT_EQ(result["caption"], text);
   }
   // The table shows the same caption.
-  auto table = run_attn("caption --model " + model() + " --beam 2 --max-len 5 " + kSamples +
-                        "/chelsea.png");
+  auto table =
+      run_attn("caption --model " + model() + " --beam 2 --max-len 5 " + kSamples + "/chelsea.png");
   ASSERT_EQ(table.exit_code, 0) << table.err;
   EXPECT_NE(table.out.find(doc["results"][0]["caption"].get<std::string>()), std::string::npos)
       << table.out;
@@ -89,19 +89,21 @@ TEST_F(CaptionCli, BeamAndMaxLenLimits) {
   auto wide = run_attn("caption" + m + "--beam 9 " + image);
   EXPECT_EQ(wide.exit_code, 2);
   EXPECT_NE(wide.err.find("--beam 9 is larger than the model's vocabulary (8 words)"),
-            std::string::npos) << wide.err;
+            std::string::npos)
+      << wide.err;
   EXPECT_EQ(run_attn("caption" + m + "--beam 8 " + image).exit_code, 0);
   auto long_caption = run_attn("caption" + m + "--max-len 1001 " + image);
   EXPECT_EQ(long_caption.exit_code, 2);
   EXPECT_NE(long_caption.err.find("--max-len must be between 1 and 1000, got 1001"),
-            std::string::npos) << long_caption.err;
-  auto overlay = run_attn("overlay --method caption" + m + "--beam 9 " + image + " -o " +
-                          tmp.file("o.png"));
+            std::string::npos)
+      << long_caption.err;
+  auto overlay =
+      run_attn("overlay --method caption" + m + "--beam 9 " + image + " -o " + tmp.file("o.png"));
   EXPECT_EQ(overlay.exit_code, 2);
   EXPECT_NE(overlay.err.find("(8 words)"), std::string::npos) << overlay.err;
   EXPECT_FALSE(std::filesystem::exists(tmp.file("o.png")));
-  auto overlay_long = run_attn("overlay --method caption" + m + "--max-len 5000 " + image +
-                               " -o " + tmp.file("o.png"));
+  auto overlay_long = run_attn("overlay --method caption" + m + "--max-len 5000 " + image + " -o " +
+                               tmp.file("o.png"));
   EXPECT_EQ(overlay_long.exit_code, 2);
   EXPECT_NE(overlay_long.err.find("--max-len"), std::string::npos) << overlay_long.err;
   auto eval_wide = run_attn("eval captioner" + m + "--beam 9 --data " + tmp.file("none.json"));
@@ -113,7 +115,8 @@ TEST_F(CaptionCli, BeamAndMaxLenLimits) {
   for (const char* command : {"caption", "overlay", "eval captioner"}) {
     const auto help = run_attn(std::string(command) + " --help");
     EXPECT_NE(help.out.find("most words per caption (1 to 1000)"), std::string::npos)
-        << command << "\n" << help.out;
+        << command << "\n"
+        << help.out;
   }
 }
 

@@ -21,9 +21,8 @@ TEST(CaptionerCli, ScenesTrainEvalCaption) {
     GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   }
   attnkit::testing::TempDir dir;
-  ASSERT_EQ(run_attn("data scenes --count 150 --val-count 30 --out " + dir.file("scenes"))
-                .exit_code,
-            0);
+  ASSERT_EQ(
+      run_attn("data scenes --count 150 --val-count 30 --out " + dir.file("scenes")).exit_code, 0);
   const std::string train_args = "train captioner --data " + dir.file("scenes/scenes.json") +
                                  " --image-size 32 --batch-size 24 --lr 3e-3 --out " +
                                  dir.file("run");
@@ -39,9 +38,9 @@ TEST(CaptionerCli, ScenesTrainEvalCaption) {
   ASSERT_EQ(log.size(), 3u);
   EXPECT_EQ(log[2]["step"].get<int64_t>(), 3 * log[0]["step"].get<int64_t>());
 
-  auto eval = run_attn("eval captioner --json --split val --beam 2 --model " +
-                       dir.file("run/best.safetensors") + " --data " +
-                       dir.file("scenes/scenes.json"));
+  auto eval =
+      run_attn("eval captioner --json --split val --beam 2 --model " +
+               dir.file("run/best.safetensors") + " --data " + dir.file("scenes/scenes.json"));
   ASSERT_EQ(eval.exit_code, 0) << eval.err;
   const auto doc = json::parse(eval.out);
   EXPECT_EQ(doc["count"], 30);
@@ -73,17 +72,15 @@ TEST(CaptionerCli, ShippedRecipeSmokeRunAndAttentionSupervisionErrors) {
     GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   }
   attnkit::testing::TempDir dir;
-  ASSERT_EQ(run_attn("data scenes --count 120 --val-count 20 --out " + dir.file("scenes"))
-                .exit_code,
-            0);
+  ASSERT_EQ(
+      run_attn("data scenes --count 120 --val-count 20 --out " + dir.file("scenes")).exit_code, 0);
   const std::string data = dir.file("scenes/scenes.json");
   const std::string common = " --image-size 32 --batch-size 20 --epochs 1 --out ";
   const std::string encoder = std::string(ATTNKIT_SOURCE_DIR) + "/weights/fashion-vit.safetensors";
   auto run = run_attn("train captioner --data " + data +
-                      " --image-size 32 --batch-size 20 --epochs 4 --lr 2e-3 --encoder " +
-                      encoder + " --encoder-depth 0 --doubly-stochastic 0.001" +
-                      " --captions-per-image 1 --attention-supervision 1 --out " +
-                      dir.file("run"));
+                      " --image-size 32 --batch-size 20 --epochs 4 --lr 2e-3 --encoder " + encoder +
+                      " --encoder-depth 0 --doubly-stochastic 0.001" +
+                      " --captions-per-image 1 --attention-supervision 1 --out " + dir.file("run"));
   ASSERT_EQ(run.exit_code, 0) << run.err;
   auto log = read_jsonl(dir.file("run/log.jsonl"));
   ASSERT_EQ(log.size(), 4u);

@@ -10,10 +10,10 @@
 #include <sstream>
 
 #include <gtest/gtest.h>
+#include <torch/torch.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
-#include <torch/torch.h>
 
 #include "tests/apps/cli_support.h"
 #include "tests/vision/test_support.h"
@@ -116,8 +116,8 @@ TEST_F(Cli, FlipTtaIsMirrorInvariant) {
   cv::flip(cat, mirrored, 1);
   vision::save_image_rgb(tmp.file("cat.png"), cat);
   vision::save_image_rgb(tmp.file("mirror.png"), mirrored);
-  auto a = run_attn("classify --model " + model_ + " --tta flip --topk 3 --json " +
-                    tmp.file("cat.png"));
+  auto a =
+      run_attn("classify --model " + model_ + " --tta flip --topk 3 --json " + tmp.file("cat.png"));
   auto b = run_attn("classify --model " + model_ + " --tta flip --topk 3 --json " +
                     tmp.file("mirror.png"));
   ASSERT_EQ(a.exit_code, 0) << a.err;
@@ -136,7 +136,8 @@ TEST_F(Cli, OneBadFileDoesNotStopTheBatch) {
   std::ofstream(tmp.file("broken.png")) << "not a png at all";
   std::string sample;
   for (const auto& e : fs::directory_iterator(kSamples)) {
-    if (e.path().extension() == ".png" || e.path().extension() == ".jpg") sample = e.path().string();
+    if (e.path().extension() == ".png" || e.path().extension() == ".jpg")
+      sample = e.path().string();
   }
   ASSERT_FALSE(sample.empty());
   auto r = run_attn("classify --model " + model_ + " --json " + tmp.file("broken.png") + " " +
@@ -145,9 +146,9 @@ TEST_F(Cli, OneBadFileDoesNotStopTheBatch) {
   auto doc = json::parse(r.out);
   EXPECT_EQ(doc["results"].size(), 1u);
   EXPECT_EQ(doc["errors"].size(), 2u);
-  EXPECT_NE(r.err.find("attn classify: error: " + tmp.file("broken.png") +
-                       ": not a decodable image"),
-            std::string::npos)
+  EXPECT_NE(
+      r.err.find("attn classify: error: " + tmp.file("broken.png") + ": not a decodable image"),
+      std::string::npos)
       << r.err;
   EXPECT_NE(r.err.find("missing.jpg: no such file"), std::string::npos) << r.err;
 }
@@ -199,9 +200,9 @@ TEST_F(Cli, ShardsTogetherAreTheWholeRunInAnyListingOrder) {
   // 3 shards of 24 images, 3 broken files and a missing path, each shard given the inputs in
   // another order: together their JSONL lines are the unsharded run's, each input exactly once.
   attnkit::testing::TempDir tmp;
-  const std::string sample = kSamples + "/fashion/" +
-                             fs::directory_iterator(fs::path(kSamples) / "fashion")->path()
-                                 .filename().string();
+  const std::string sample =
+      kSamples + "/fashion/" +
+      fs::directory_iterator(fs::path(kSamples) / "fashion")->path().filename().string();
   std::vector<std::string> paths;
   for (int i = 0; i < 27; ++i) {
     const auto path = tmp.file("s" + std::to_string(i) + ".png");
@@ -245,8 +246,8 @@ TEST_F(Cli, ShardsTogetherAreTheWholeRunInAnyListingOrder) {
   // A shard that gets no input has finished its part: exit 0, no output.
   int empty = 0;
   for (int i = 0; i < 2; ++i) {
-    const auto r = run_attn("classify --model " + model_ + " --jsonl --shard " +
-                            std::to_string(i) + "/2 " + sample);
+    const auto r = run_attn("classify --model " + model_ + " --jsonl --shard " + std::to_string(i) +
+                            "/2 " + sample);
     EXPECT_EQ(r.exit_code, 0) << r.err;
     empty += r.out.empty();
   }
@@ -257,8 +258,8 @@ TEST_F(Cli, ShardsTogetherAreTheWholeRunInAnyListingOrder) {
     EXPECT_EQ(r.exit_code, 2) << bad;
     EXPECT_NE(r.err.find("--shard " + bad + ": "), std::string::npos) << r.err;
   }
-  const auto one_file = run_attn("overlay --model " + model_ + " --shard 0/2 -o " +
-                                 tmp.file("x.png") + " " + sample);
+  const auto one_file =
+      run_attn("overlay --model " + model_ + " --shard 0/2 -o " + tmp.file("x.png") + " " + sample);
   EXPECT_EQ(one_file.exit_code, 2);
   EXPECT_NE(one_file.err.find("--out must be a directory"), std::string::npos) << one_file.err;
 }
@@ -311,9 +312,9 @@ TEST_F(Cli, InspectReportsArchitectureAndParameters) {
 TEST_F(Cli, ImportWritesALoadableModelAndFailsCleanly) {
   attnkit::testing::TempDir tmp;
   const std::string oracle = std::string(ATTNKIT_TEST_DATA_DIR) + "/vit_oracle";
-  ASSERT_EQ(attnkit::testing::run_oracle("vit_reference.py --out " + oracle,
-                                         oracle + "/manifest.json"),
-            "");
+  ASSERT_EQ(
+      attnkit::testing::run_oracle("vit_reference.py --out " + oracle, oracle + "/manifest.json"),
+      "");
   auto r = run_attn("import " + oracle + "/small/timm -o " + tmp.file("m.safetensors"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto loaded = vision::load_vit(tmp.file("m.safetensors"));

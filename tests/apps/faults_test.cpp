@@ -100,8 +100,8 @@ void kill_resume_and_compare(const std::string& train_args, const std::string& r
   }
   EXPECT_EQ(killed, kills) << "a run finished before its kill";
   // A kill that lands inside a checkpoint write leaves its temporary: the resume removes it.
-  const auto stale = out + "/.last.safetensors.tmp-" +
-                     std::to_string(attnkit::testing::ended_process_id()) + "-0";
+  const auto stale =
+      out + "/.last.safetensors.tmp-" + std::to_string(attnkit::testing::ended_process_id()) + "-0";
   std::ofstream(stale) << "half a checkpoint";
   const auto finish = run_attn(train_args + " --out " + out + " --resume " + last);
   ASSERT_EQ(finish.exit_code, 0) << finish.err;
@@ -120,11 +120,17 @@ void kill_resume_and_compare(const std::string& train_args, const std::string& r
 // A 2-block ViT of width 32 on 7x7 patches of Fashion-MNIST (20k parameters).
 std::string tiny_classifier_config(const attnkit::testing::TempDir& dir) {
   const auto path = dir.file("tiny.json");
-  std::ofstream(path) << json{{"image_size", {28, 28}}, {"patch_size", 7},   {"in_channels", 1},
-                              {"dim", 32},              {"depth", 2},        {"num_heads", 2},
-                              {"mlp_hidden_dim", 64},   {"class_token", false},
-                              {"pooling", "avg"},       {"num_classes", 10}}
-                             .dump();
+  std::ofstream(path) << json{
+      {"image_size", {28, 28}},
+      {"patch_size", 7},
+      {"in_channels", 1},
+      {"dim", 32},
+      {"depth", 2},
+      {"num_heads", 2},
+      {"mlp_hidden_dim", 64},
+      {"class_token", false},
+      {"pooling", "avg"},
+      {"num_classes", 10}}.dump();
   return path;
 }
 
@@ -141,8 +147,7 @@ TEST(Faults, KilledClassifierTrainingResumesToTheSameWeights) {
 TEST(Faults, KilledCaptionerTrainingResumesToTheSameWeights) {
   if (!have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   attnkit::testing::TempDir dir;
-  ASSERT_EQ(run_attn("data scenes --count 60 --val-count 10 --out " + dir.file("scenes"))
-                .exit_code,
+  ASSERT_EQ(run_attn("data scenes --count 60 --val-count 10 --out " + dir.file("scenes")).exit_code,
             0);
   // Hard attention: its sampled cells and its REINFORCE baseline are part of what must replay.
   // The shipped classifier's stem as the frozen encoder and a narrow decoder keep it small.
@@ -169,8 +174,7 @@ TEST(Faults, NonFiniteLossStopsTrainingAndKeepsTheLastCheckpoint) {
 
   // An absurd learning rate: the first step of epoch 2 (step 11) sends the weights to ~1e30 and
   // the next loss is not finite.
-  const auto diverged =
-      run_attn(args + " --epochs 3 --warmup-epochs 0 --lr 1e30 --resume " + last);
+  const auto diverged = run_attn(args + " --epochs 3 --warmup-epochs 0 --lr 1e30 --resume " + last);
   EXPECT_EQ(diverged.exit_code, 1) << diverged.err;
   EXPECT_NE(diverged.err.find("attn train: error: training diverged at epoch 2, step "),
             std::string::npos)

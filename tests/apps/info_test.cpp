@@ -43,15 +43,16 @@ TEST(InfoCli, JsonSchema) {
   const auto kernel = doc["defaults"]["fp32_inference_kernel"].get<std::string>();
   EXPECT_EQ(kernel, doc["mkldnn"].get<bool>() ? "onednn" : "blas");
   const auto auto_precision = doc["defaults"]["inference_precision_auto"].get<std::string>();
-  EXPECT_EQ(auto_precision, native ? "bf16" : doc["cpu"]["features"]["avx2"].get<bool>() ? "int8"
-                                                                                      : "fp32");
+  EXPECT_EQ(auto_precision, native                                       ? "bf16"
+                            : doc["cpu"]["features"]["avx2"].get<bool>() ? "int8"
+                                                                         : "fp32");
 }
 
 TEST(InfoCli, TextAndVersionVerboseAgree) {
   const auto info = run_attn("info");
   ASSERT_EQ(info.exit_code, 0) << info.err;
-  for (const char* part : {"attnkit ", "cpu:", "avx512_bf16", "amx_bf16", "threads", "blas:",
-                           "libtorch:", "opencv:", "training:", "inference: fp32"}) {
+  for (const char* part : {"attnkit ", "cpu:", "avx512_bf16", "amx_bf16", "threads",
+                           "blas:", "libtorch:", "opencv:", "training:", "inference: fp32"}) {
     EXPECT_NE(info.out.find(part), std::string::npos) << part << "\n" << info.out;
   }
   const auto verbose = run_attn("--version --verbose");

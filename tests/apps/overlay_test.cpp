@@ -59,15 +59,15 @@ TEST(OverlayCli, UpscalesSmallImagesAndDrawsHeadPanels) {
   auto r = run_attn("overlay " + image + " --upscale 224 -o " + tmp.file("big.jpg") + " -t 1");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(vision::load_image_rgb(tmp.file("big.jpg")).size(), cv::Size(224, 224));
-  r = run_attn("overlay " + image + " --method cls --head all --upscale 224 -o " + tmp.file("heads.png") +
-               " --json -t 1");
+  r = run_attn("overlay " + image + " --method cls --head all --upscale 224 -o " +
+               tmp.file("heads.png") + " --json -t 1");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto panel = vision::load_image_rgb(tmp.file("heads.png"));
   EXPECT_GT(panel.cols, 2 * 224);  // 4 heads, 2 x 2
   std::ifstream in(tmp.file("heads.png.json"));
   EXPECT_EQ(json::parse(in)["maps"].size(), 4u);
-  r = run_attn("overlay " + image + " --method grad-rollout --class Sandal -o " + tmp.file("why.webp") +
-               " --json -t 1");
+  r = run_attn("overlay " + image + " --method grad-rollout --class Sandal -o " +
+               tmp.file("why.webp") + " --json -t 1");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::ifstream why(tmp.file("why.webp.json"));
   EXPECT_EQ(json::parse(why)["label"], "Sandal");
@@ -98,7 +98,8 @@ TEST(OverlayCli, BadInputsAreReportedAndNothingIsHalfWritten) {
   EXPECT_NE(r.err.find("Scarf"), std::string::npos) << r.err;
   r = run_attn("overlay " + tmp.file("in/bag.png") + " --colormap plaid -o " + tmp.file("x.png"));
   EXPECT_EQ(r.exit_code, 2) << r.err;
-  r = run_attn("overlay " + tmp.file("in/bag.png") + " --method cls --layer 9 -o " + tmp.file("x.png"));
+  r = run_attn("overlay " + tmp.file("in/bag.png") + " --method cls --layer 9 -o " +
+               tmp.file("x.png"));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_FALSE(fs::exists(tmp.file("x.png")));
 }
@@ -134,7 +135,8 @@ TEST(OverlayCli, VideoGetsTheOverlayOnEveryFrame) {
     EXPECT_EQ(frames, 11) << out;
   }
   std::ofstream(tmp.file("broken.mp4")) << "not a video at all";
-  const auto r = run_attn("overlay " + tmp.file("broken.mp4") + " -o " + tmp.file("broken.out.mp4"));
+  const auto r =
+      run_attn("overlay " + tmp.file("broken.mp4") + " -o " + tmp.file("broken.out.mp4"));
   EXPECT_EQ(r.exit_code, 4) << r.err;
   EXPECT_NE(r.err.find("broken.mp4"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(tmp.file("broken.out.mp4")));
@@ -146,9 +148,9 @@ TEST(OverlayCli, VideoGetsTheOverlayOnEveryFrame) {
 TEST(OverlayCli, CaptionPanelsHaveOneMapPerWord) {
   attnkit::testing::TempDir tmp;
   save_tiny_captioner(tmp.file("captioner.safetensors"), 32, 32);
-  const auto r = run_attn("overlay " + kFashion + "/test0018-bag.png --method caption --max-len 5 --model " +
-                          tmp.file("captioner.safetensors") + " -o " + tmp.file("words.png") +
-                          " --json -t 1");
+  const auto r =
+      run_attn("overlay " + kFashion + "/test0018-bag.png --method caption --max-len 5 --model " +
+               tmp.file("captioner.safetensors") + " -o " + tmp.file("words.png") + " --json -t 1");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::ifstream in(tmp.file("words.png.json"));
   const auto j = json::parse(in);

@@ -45,7 +45,8 @@ TEST(PrecisionCli, PretendedCpusGetTheirAutoAndAWarningWhereSlow) {
     const auto r = run_attn("classify --precision auto " + kFashion + "/test0000-ankle-boot.png");
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_NE(r.err.find("precision: int8 (auto: AVX2 only)"), std::string::npos) << r.err;
-    const auto bf16 = run_attn("classify --precision bf16 " + kFashion + "/test0000-ankle-boot.png");
+    const auto bf16 =
+        run_attn("classify --precision bf16 " + kFashion + "/test0000-ankle-boot.png");
     EXPECT_EQ(bf16.exit_code, 0) << bf16.err;
     EXPECT_NE(bf16.err.find("warning: bf16 requested, but this CPU has no native bf16"),
               std::string::npos)
@@ -57,8 +58,8 @@ TEST(PrecisionCli, PretendedCpusGetTheirAutoAndAWarningWhereSlow) {
 }
 
 TEST(PrecisionCli, BadValuesAreUsageErrorsOnEveryCommand) {
-  const std::vector<std::string> commands = {"classify " + kFashion, "overlay " + kFashion,
-                                             "caption " + kScenes, "eval classifier",
+  const std::vector<std::string> commands = {"classify " + kFashion,         "overlay " + kFashion,
+                                             "caption " + kScenes,           "eval classifier",
                                              "eval captioner --data x.json", "bench"};
   for (const auto& command : commands) {
     const auto r = run_attn(command + " --precision fp16");
@@ -90,8 +91,8 @@ TEST(PrecisionCli, CaptionAndOverlayRunReduced) {
 }
 
 TEST(PrecisionCli, BenchTimesEachPrecisionWithItsRuns) {
-  const auto r = run_attn(
-      "bench --arch vit_tiny_patch16_224 -b 1 -p fp32 int8 --runs 2 --warmup 0 --json");
+  const auto r =
+      run_attn("bench --arch vit_tiny_patch16_224 -b 1 -p fp32 int8 --runs 2 --warmup 0 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto rows = json::parse(r.out);
   ASSERT_EQ(rows.size(), 2u) << r.out;

@@ -26,8 +26,10 @@ class TrainEval : public ::testing::Test {
   static void SetUpTestSuite() {
     if (!fs::exists(std::string(vision::kFashionMnistDir) + "/train-images-idx3-ubyte.gz")) return;
     dir_ = new attnkit::testing::TempDir();
-    first_ = run_attn("train classifier --limit 1700 --val-count 500 --epochs 2 --batch-size 40 "
-                      "--warmup-epochs 0.5 --lr 2e-3 --out " + dir_->file("run"));
+    first_ = run_attn(
+        "train classifier --limit 1700 --val-count 500 --epochs 2 --batch-size 40 "
+        "--warmup-epochs 0.5 --lr 2e-3 --out " +
+        dir_->file("run"));
   }
   static void TearDownTestSuite() {
     delete dir_;
@@ -56,9 +58,10 @@ TEST_F(TrainEval, SmokeTrainingLearnsAndResumes) {
   EXPECT_GT(log[1]["val_top1"].get<double>(), 0.4);  // chance is 0.1
 
   // Resuming with more epochs continues from step 60 with the saved optimizer.
-  auto resumed = run_attn("train classifier --limit 1700 --val-count 500 --epochs 3 "
-                          "--batch-size 40 --warmup-epochs 0.5 --lr 2e-3 --out " +
-                          dir_->file("run") + " --resume " + run_file("last.safetensors"));
+  auto resumed = run_attn(
+      "train classifier --limit 1700 --val-count 500 --epochs 3 "
+      "--batch-size 40 --warmup-epochs 0.5 --lr 2e-3 --out " +
+      dir_->file("run") + " --resume " + run_file("last.safetensors"));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   EXPECT_NE(resumed.err.find("resumed at epoch 3, step 60"), std::string::npos) << resumed.err;
   log = read_jsonl(run_file("log.jsonl"));
@@ -79,7 +82,10 @@ TEST(TrainPrecisionCli, FirstLineLogFieldAndOverrides) {
   const auto r = run_attn(small + "--out " + tmp.file("auto"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err.rfind("attn train: precision: fp32 (auto: this CPU has no native bf16: AVX2 "
-                        "only)\n", 0), 0u) << r.err;
+                        "only)\n",
+                        0),
+            0u)
+      << r.err;
   const auto log = read_jsonl(tmp.file("auto/log.jsonl"));
   ASSERT_EQ(log.size(), 1u);
   EXPECT_EQ(log[0]["precision"], "fp32");
@@ -92,7 +98,8 @@ TEST(TrainPrecisionCli, FirstLineLogFieldAndOverrides) {
   ASSERT_EQ(forced.exit_code, 0) << forced.err;
   EXPECT_EQ(forced.err.rfind("attn train: precision: bf16 (requested)\n", 0), 0u) << forced.err;
   EXPECT_NE(forced.err.find("warning: bf16 requested, but this CPU has no native bf16"),
-            std::string::npos) << forced.err;
+            std::string::npos)
+      << forced.err;
 
   const auto bad = run_attn(small + "--precision fp16 --out " + tmp.file("x"));
   EXPECT_EQ(bad.exit_code, 2);
@@ -105,8 +112,8 @@ TEST(TrainPrecisionCli, FirstLineLogFieldAndOverrides) {
 TEST_F(TrainEval, EvalReportsAccuracyConfusionAndPlot) {
   ASSERT_EQ(first_.exit_code, 0) << first_.err;
   const auto plot = dir_->file("confusion.png");
-  auto r = run_attn("eval classifier --model " + run_file("best.safetensors") +
-                    " --json --plot " + plot);
+  auto r = run_attn("eval classifier --model " + run_file("best.safetensors") + " --json --plot " +
+                    plot);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto doc = json::parse(r.out);
   EXPECT_EQ(doc["count"], 10000);
@@ -137,8 +144,8 @@ TEST_F(TrainEval, EvalOnAnImageFolderMapsFolderNamesToLabels) {
   fs::create_directories(folder.path() / "Bag");
   fs::copy_file(kFashionSamples + "/test0002-trouser.png", folder.file("Trouser/a.png"));
   fs::copy_file(kFashionSamples + "/test0018-bag.png", folder.file("Bag/b.png"));
-  auto r = run_attn("eval classifier --json --model " + run_file("best.safetensors") +
-                    " --data " + folder.path().string());
+  auto r = run_attn("eval classifier --json --model " + run_file("best.safetensors") + " --data " +
+                    folder.path().string());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto doc = json::parse(r.out);
   EXPECT_EQ(doc["count"], 2);
@@ -149,8 +156,8 @@ TEST_F(TrainEval, EvalOnAnImageFolderMapsFolderNamesToLabels) {
 
   fs::create_directories(folder.path() / "Hat");
   fs::copy_file(kFashionSamples + "/test0018-bag.png", folder.file("Hat/c.png"));
-  auto unknown = run_attn("eval classifier --model " + run_file("best.safetensors") +
-                          " --data " + folder.path().string());
+  auto unknown = run_attn("eval classifier --model " + run_file("best.safetensors") + " --data " +
+                          folder.path().string());
   EXPECT_EQ(unknown.exit_code, 4);
   EXPECT_NE(unknown.err.find("class folder 'Hat'"), std::string::npos) << unknown.err;
 }
@@ -163,8 +170,7 @@ TEST_F(TrainEval, ClassifyWarnsOnceWhenAFashionModelSeesPhotos) {
   const auto first = photos.err.find("only knows the 10 Fashion-MNIST clothing classes");
   ASSERT_NE(first, std::string::npos) << photos.err;
   EXPECT_EQ(photos.err.find("only knows", first + 1), std::string::npos) << "warned twice";
-  auto items = run_attn("classify --model " + run_file("best.safetensors") + " " +
-                        kFashionSamples);
+  auto items = run_attn("classify --model " + run_file("best.safetensors") + " " + kFashionSamples);
   ASSERT_EQ(items.exit_code, 0) << items.err;
   EXPECT_EQ(items.err.find("only knows"), std::string::npos) << items.err;
 }
@@ -175,8 +181,7 @@ TEST_F(TrainEval, BadArgumentsAndFilesFailCleanly) {
   EXPECT_EQ(run_attn("eval frobnicate").exit_code, 2);
   auto missing = run_attn("train classifier --data /no/such/folder --out " + dir_->file("x"));
   EXPECT_EQ(missing.exit_code, 4);
-  EXPECT_NE(missing.err.find("/no/such/folder: not a directory"), std::string::npos)
-      << missing.err;
+  EXPECT_NE(missing.err.find("/no/such/folder: not a directory"), std::string::npos) << missing.err;
   // A plain model file is not a training checkpoint.
   auto not_checkpoint = run_attn("train classifier --limit 300 --val-count 50 --epochs 1 --out " +
                                  dir_->file("y") + " --resume " + run_file("best.safetensors"));

@@ -132,8 +132,7 @@ TEST_F(PackedKernelsTest, FusedResidualBranchesEqualTheUnfusedOnes) {
     EXPECT_LT(relative_error(fused.output, attention_reference), 1e-5) << training;
     ASSERT_TRUE(fused.weights.defined());
     EXPECT_EQ(fused.weights.sizes(), (std::vector<int64_t>{2, 4, 10, 10}));
-    EXPECT_LT(relative_error(mlp->forward_residual(x, residual), mlp_reference), 1e-5)
-        << training;
+    EXPECT_LT(relative_error(mlp->forward_residual(x, residual), mlp_reference), 1e-5) << training;
   }
 }
 

@@ -45,7 +45,8 @@ TEST_P(SpatialAttentionTest, HardIsOneHotPerHeadAndLogProbMatchesSoftWeights) {
   ASSERT_TRUE(sampled.log_prob.defined());
   ASSERT_EQ(sampled.log_prob.sizes(), (std::vector<int64_t>{5}));
   // Each head's weights are one-hot.
-  EXPECT_TRUE(torch::equal(sampled.head_weights.sum(2), torch::ones_like(sampled.head_weights.sum(2))));
+  EXPECT_TRUE(
+      torch::equal(sampled.head_weights.sum(2), torch::ones_like(sampled.head_weights.sum(2))));
   EXPECT_TRUE(((sampled.head_weights == 0) | (sampled.head_weights == 1)).all().item<bool>());
   // log p equals the log of the soft weight of the sampled cell (summed over heads).
   auto soft = make(AttentionMode::kSoft);
@@ -116,10 +117,9 @@ TEST_P(SpatialAttentionTest, GroupedQueriesEqualRepeatedMemoryInEveryMode) {
       if (training && mode == AttentionMode::kHard) continue;  // sampled: not comparable
       attention->train(training);
       torch::NoGradGuard no_grad;
-      auto repeated = attention->attend(
-          attention->prepare(features.repeat_interleave(group, 0),
-                             mask.repeat_interleave(group, 0)),
-          query);
+      auto repeated = attention->attend(attention->prepare(features.repeat_interleave(group, 0),
+                                                           mask.repeat_interleave(group, 0)),
+                                        query);
       auto memory = attention->prepare(features, mask);
       memory.queries_per_item = group;
       auto grouped = attention->attend(memory, query);
@@ -172,9 +172,8 @@ TEST(SpatialAttention, RejectsBadShapesWithExpectedAndActual) {
               std::string::npos)
         << e.what();
   }
-  EXPECT_THROW(SpatialAttention(SpatialAttentionOptions(10, 4)
-                                    .score(AttentionScore::kDotProduct)
-                                    .num_heads(3)),
+  EXPECT_THROW(SpatialAttention(
+                   SpatialAttentionOptions(10, 4).score(AttentionScore::kDotProduct).num_heads(3)),
                c10::Error);
   auto mask = torch::zeros({2, 5}, torch::kBool);
   EXPECT_THROW(attention(torch::randn({2, 5, 8}), torch::randn({2, 4}), mask), c10::Error);
@@ -195,8 +194,8 @@ TEST(SpatialAttention, DotProductMatchesHandComputedMultiHeadAttention) {
     auto v = kv.select(1, 1).select(1, head);
     auto w = torch::softmax(torch::mv(k, qh[head]) / std::sqrt(4.0), 0);
     EXPECT_TRUE(torch::allclose(out.head_weights[0][head], w, 1e-5, 1e-6));
-    EXPECT_TRUE(torch::allclose(out.context[0].narrow(0, head * hd, hd), torch::mv(v.t(), w),
-                                1e-5, 1e-6));
+    EXPECT_TRUE(
+        torch::allclose(out.context[0].narrow(0, head * hd, hd), torch::mv(v.t(), w), 1e-5, 1e-6));
   }
 }
 

@@ -23,8 +23,9 @@ int main(int argc, char** argv) {
   const int frames = std::atoi(argv[3]), width = std::atoi(argv[4]), height = std::atoi(argv[5]);
   const std::string out = argv[2];
   const bool avi = out.size() > 4 && out.substr(out.size() - 4) == ".avi";
-  cv::VideoWriter writer(out, avi ? cv::VideoWriter::fourcc('M', 'J', 'P', 'G')
-                                  : cv::VideoWriter::fourcc('m', 'p', '4', 'v'),
+  cv::VideoWriter writer(out,
+                         avi ? cv::VideoWriter::fourcc('M', 'J', 'P', 'G')
+                             : cv::VideoWriter::fourcc('m', 'p', '4', 'v'),
                          25.0, cv::Size(width, height));
   if (!writer.isOpened() || frames < 1 || width < 1 || height < 1) {
     std::cerr << out << ": cannot write " << frames << " frames of " << width << "x" << height

@@ -44,8 +44,8 @@ void report(const std::string& set, vision::LoadedViT& loaded, const torch::Tens
             int64_t batch, bool rollout) {
   for (const std::string name : {"bf16", "int8"}) {
     const auto precision = vision::choose_inference_precision(name, vision::cpu_features());
-    const auto a = vision::measure_precision_agreement(
-        loaded.model, images, precision, batch, rollout);
+    const auto a =
+        vision::measure_precision_agreement(loaded.model, images, precision, batch, rollout);
     std::cout << std::left << std::setw(22) << set << std::setw(6) << name << std::right
               << std::setw(7) << a.count << std::fixed << std::setprecision(2) << std::setw(10)
               << 100 * a.top1_agreement << "%" << std::setprecision(4) << std::setw(14)
@@ -70,11 +70,16 @@ int main(int argc, char** argv) {
   std::string folder;
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--fashion") fashion = std::stoll(value);
-    else if (flag == "--generated") generated = std::stoll(value);
-    else if (flag == "--images") folder = value;
-    else if (flag == "--batch") batch = std::stoll(value);
-    else if (flag == "--rollout") rollout = value != "no";
+    if (flag == "--fashion")
+      fashion = std::stoll(value);
+    else if (flag == "--generated")
+      generated = std::stoll(value);
+    else if (flag == "--images")
+      folder = value;
+    else if (flag == "--batch")
+      batch = std::stoll(value);
+    else if (flag == "--rollout")
+      rollout = value != "no";
     else {
       std::cerr << "precision_agreement: unknown option " << flag << "\n";
       return 2;
@@ -86,7 +91,8 @@ int main(int argc, char** argv) {
             << std::left << std::setw(22) << "images" << std::setw(6) << "prec" << std::right
             << std::setw(7) << "count" << std::setw(11) << "top-1 agr" << std::setw(14)
             << "max |dlogit|" << std::setw(12) << "mean" << std::setw(12) << "logit span"
-            << std::setw(11) << "rollout r" << std::setw(10) << "min r" << "\n";
+            << std::setw(11) << "rollout r" << std::setw(10) << "min r"
+            << "\n";
   if (fashion > 0) {
     auto data = attnkit::vision::load_fashion_mnist(attnkit::vision::kFashionMnistDir, "test");
     auto images = attnkit::vision::normalize_pixels(

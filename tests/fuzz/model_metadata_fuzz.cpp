@@ -39,8 +39,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } catch (const vision::CheckpointError&) {
   }
   // What was read must be written back and read again to the same values.
-  const auto round_trip = vision::model_info_from_metadata(
-      vision::model_info_to_metadata(info), "fuzz.safetensors");
+  const auto round_trip =
+      vision::model_info_from_metadata(vision::model_info_to_metadata(info), "fuzz.safetensors");
   if (round_trip.labels != info.labels || round_trip.extra != info.extra ||
       round_trip.preprocess.to_json() != info.preprocess.to_json()) {
     __builtin_trap();

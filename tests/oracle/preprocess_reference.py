@@ -1,5 +1,5 @@
 # tests/oracle/preprocess_reference.py: reference eval-transform outputs from PIL + torchvision.
-"""Writes what the Python tools produce, for tests/vision/preprocess_test.cpp to compare against.
+"""Writes what the Python tools produce, for tests/vision/image/preprocess_test.cpp to compare against.
 
 For every photo in samples/ and a few synthetic images (odd sizes, a tiny one, a grey PNG and an
 RGBA PNG written into OUT/inputs), it runs the eval transform that timm's

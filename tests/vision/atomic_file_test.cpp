@@ -13,8 +13,8 @@
 #include <vector>
 
 #include <gtest/gtest.h>
-#include <opencv2/core.hpp>
 #include <torch/torch.h>
+#include <opencv2/core.hpp>
 
 #include "tests/vision/test_support.h"
 #include "vision/checkpoint/safetensors.h"
@@ -154,7 +154,9 @@ TEST_F(DiskFull, CheckpointsAndImagesToo) {
   save_safetensors(model, {{"w", torch::ones({4096})}});  // 16 KiB
   const std::string before = read_file(model);
   expect_write_error<CheckpointError>(
-      [&] { save_safetensors(model, {{"w", torch::zeros({16384})}}); },  // 64 KiB
+      [&] {
+        save_safetensors(model, {{"w", torch::zeros({16384})}});
+      },  // 64 KiB
       {model + ": cannot write: no space left on device"});
   EXPECT_EQ(read_file(model), before);
 

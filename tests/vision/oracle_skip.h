@@ -17,12 +17,12 @@ inline bool oracles_required() {
 }
 
 /// Skips the test for `reason` (a missing oracle), or fails it when oracles are required.
-#define ATTNKIT_SKIP_WITHOUT_ORACLE(reason)                                             \
-  do {                                                                                  \
-    if (::attnkit::testing::oracles_required()) {                                       \
-      FAIL() << "ATTNKIT_REQUIRE_ORACLES=1, but " << (reason);                          \
-    }                                                                                   \
-    GTEST_SKIP() << (reason);                                                           \
+#define ATTNKIT_SKIP_WITHOUT_ORACLE(reason)                    \
+  do {                                                         \
+    if (::attnkit::testing::oracles_required()) {              \
+      FAIL() << "ATTNKIT_REQUIRE_ORACLES=1, but " << (reason); \
+    }                                                          \
+    GTEST_SKIP() << (reason);                                  \
   } while (0)
 
 }  // namespace attnkit::testing

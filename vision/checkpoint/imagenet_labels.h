@@ -1,4 +1,5 @@
-// vision/checkpoint/imagenet_labels.h: the ImageNet-1k class names, for checkpoints that carry none.
+// vision/checkpoint/imagenet_labels.h: the ImageNet-1k class names, for checkpoints that carry
+// none.
 #pragma once
 
 #include <string>

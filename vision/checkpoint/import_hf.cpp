@@ -18,12 +18,18 @@ using nlohmann::json;
 /// PIL.Image.Resampling values as transformers stores them in `resample`.
 Interpolation interpolation_from_pil_code(int code, const std::string& source) {
   switch (code) {
-    case 0: return Interpolation::kNearest;
-    case 1: return Interpolation::kLanczos;
-    case 2: return Interpolation::kBilinear;
-    case 3: return Interpolation::kBicubic;
-    case 4: return Interpolation::kBox;
-    case 5: return Interpolation::kHamming;
+    case 0:
+      return Interpolation::kNearest;
+    case 1:
+      return Interpolation::kLanczos;
+    case 2:
+      return Interpolation::kBilinear;
+    case 3:
+      return Interpolation::kBicubic;
+    case 4:
+      return Interpolation::kBox;
+    case 5:
+      return Interpolation::kHamming;
     default:
       throw CheckpointError(source + ": resample " + std::to_string(code) +
                             " is not a PIL resampling filter");
@@ -55,7 +61,7 @@ PreprocessConfig preprocess_from_processor(const json& processor, const ViTConfi
   p.crop_mode = CropMode::kSquash;
   p.crop_pct = 1.0;
   p.interpolation = Interpolation::kBilinear;  // ViTImageProcessor's default
-  p.mean = {0.5, 0.5, 0.5};                     // IMAGENET_STANDARD_MEAN / STD
+  p.mean = {0.5, 0.5, 0.5};                    // IMAGENET_STANDARD_MEAN / STD
   p.std = {0.5, 0.5, 0.5};
   try {
     if (processor.contains("resample")) {
@@ -100,7 +106,8 @@ PreprocessConfig preprocess_from_processor(const json& processor, const ViTConfi
       p.width = crop ? crop_w : resize_w;
       p.crop_pct = crop ? static_cast<double>(crop_h) / static_cast<double>(resize_h) : 1.0;
       if (crop && crop_h * resize_w != crop_w * resize_h) {
-        throw CheckpointError(source + ": a crop with another aspect ratio than the resize is "
+        throw CheckpointError(source +
+                              ": a crop with another aspect ratio than the resize is "
                               "not supported");
       }
     }
@@ -152,9 +159,8 @@ ImportedModel import_hf(const std::string& path, const ImportOptions& options) {
   }
 
   // Weights are under "vit." / "deit." in the *ForImageClassification classes, bare in ViTModel.
-  const std::string prefix = file.contains(model_type + ".embeddings.cls_token")
-                                 ? model_type + "."
-                                 : std::string();
+  const std::string prefix =
+      file.contains(model_type + ".embeddings.cls_token") ? model_type + "." : std::string();
   std::set<std::string> used;
   auto has = [&](const std::string& name) { return file.contains(prefix + name); };
   auto take = [&](const std::string& full_name) {
@@ -190,10 +196,10 @@ ImportedModel import_hf(const std::string& path, const ImportOptions& options) {
     for (const char* kind : {"weight", "bias"}) {
       const std::string k(kind);
       if (k == "bias" && !c.qkv_bias) continue;
-      t.emplace_back(block + "attn.qkv." + k,
-                     torch::cat({get(attn + "query." + k), get(attn + "key." + k),
-                                 get(attn + "value." + k)},
-                                0));
+      t.emplace_back(
+          block + "attn.qkv." + k,
+          torch::cat({get(attn + "query." + k), get(attn + "key." + k), get(attn + "value." + k)},
+                     0));
       t.emplace_back(block + "attn.proj." + k, get(layer + "attention.output.dense." + k));
       t.emplace_back(block + "norm1." + k, get(layer + "layernorm_before." + k));
       t.emplace_back(block + "norm2." + k, get(layer + "layernorm_after." + k));
@@ -205,7 +211,8 @@ ImportedModel import_hf(const std::string& path, const ImportOptions& options) {
     throw CheckpointError(weights_path + ": has more layers than num_hidden_layers = " +
                           std::to_string(c.depth) + " in config.json");
   }
-  // Heads sit outside the prefix: classifier (ViT), cls_classifier + distillation_classifier (DeiT).
+  // Heads sit outside the prefix: classifier (ViT), cls_classifier + distillation_classifier
+  // (DeiT).
   const std::string head_name = c.distillation_token ? "cls_classifier" : "classifier";
   if (file.contains(head_name + ".weight")) {
     c.num_classes = detail::checked_shape(file, head_name + ".weight", 2, "(classes, dim)")[0];
@@ -233,7 +240,8 @@ ImportedModel import_hf(const std::string& path, const ImportOptions& options) {
   }
   if (!leftover.empty()) {
     throw CheckpointError(weights_path + ": " + std::to_string(leftover.size()) +
-                          " tensor(s) this importer does not know, e.g. '" + leftover.front() + "'");
+                          " tensor(s) this importer does not know, e.g. '" + leftover.front() +
+                          "'");
   }
 
   std::string processor_path;

@@ -25,7 +25,7 @@ std::string attnkit_name(const std::string& timm_name) {
 /// Heads from a timm architecture name ("vit_base_patch16_224.augreg_in21k" -> 12).
 int64_t heads_from_architecture(const std::string& architecture) {
   static const std::pair<const char*, int64_t> sizes[] = {
-      {"_tiny_", 3}, {"_small_", 6}, {"_medium_", 8}, {"_base_", 12},
+      {"_tiny_", 3},   {"_small_", 6}, {"_medium_", 8}, {"_base_", 12},
       {"_large_", 16}, {"_huge_", 16}, {"_giant_", 16}, {"_gigantic_", 16}};
   for (const auto& [needle, heads] : sizes) {
     if (architecture.find(needle) != std::string::npos) return heads;
@@ -40,7 +40,8 @@ PreprocessConfig preprocess_from_pretrained_cfg(const json& cfg, const std::stri
   try {
     if (cfg.contains("input_size")) {
       const auto size = cfg.at("input_size").get<std::vector<int64_t>>();
-      if (size.size() != 3) throw CheckpointError(source + ": pretrained_cfg.input_size must be [C, H, W]");
+      if (size.size() != 3)
+        throw CheckpointError(source + ": pretrained_cfg.input_size must be [C, H, W]");
       p.channels = size[0];
       p.height = size[1];
       p.width = size[2];
@@ -56,7 +57,8 @@ PreprocessConfig preprocess_from_pretrained_cfg(const json& cfg, const std::stri
       if (mode == "squash") {
         p.crop_mode = CropMode::kSquash;
       } else if (mode != "center") {
-        throw CheckpointError(source + ": crop_mode '" + mode + "' is not supported (center, squash)");
+        throw CheckpointError(source + ": crop_mode '" + mode +
+                              "' is not supported (center, squash)");
       }
     }
     if (cfg.contains("mean")) {
@@ -103,8 +105,10 @@ ImportedModel import_timm(const std::string& path, const ImportOptions& options)
   ViTConfig& c = out.config;
   const auto proj = detail::float_tensor(file, "patch_embed.proj.weight");  // (D, C, P, P)
   if (proj.dim() != 4 || proj.size(2) != proj.size(3)) {
-    throw CheckpointError(weights_path + ": patch_embed.proj.weight must be (D, C, P, P) with "
-                          "square patches, got " + c10::str(proj.sizes()));
+    throw CheckpointError(weights_path +
+                          ": patch_embed.proj.weight must be (D, C, P, P) with "
+                          "square patches, got " +
+                          c10::str(proj.sizes()));
   }
   c.dim = proj.size(0);
   c.in_channels = proj.size(1);
@@ -135,7 +139,8 @@ ImportedModel import_timm(const std::string& path, const ImportOptions& options)
     c.pool_include_prefix =
         model_args.value("pool_include_prefix", config.value("pool_include_prefix", false));
     if (detail::checked_shape(file, "attn_pool.latent", 3, "(1, queries, dim)")[1] != 1) {
-      throw CheckpointError(weights_path + ": attention pooling with more than one latent query "
+      throw CheckpointError(weights_path +
+                            ": attention pooling with more than one latent query "
                             "is not supported");
     }
   } else if (pool == "avg" || (!c.class_token && pool.empty())) {
@@ -143,8 +148,8 @@ ImportedModel import_timm(const std::string& path, const ImportOptions& options)
   } else if (pool == "token" || pool.empty()) {
     c.pooling = Pooling::kToken;
   } else {
-    throw CheckpointError((config_path.empty() ? weights_path : config_path) +
-                          ": global_pool '" + pool + "' is not supported (token, avg, map)");
+    throw CheckpointError((config_path.empty() ? weights_path : config_path) + ": global_pool '" +
+                          pool + "' is not supported (token, avg, map)");
   }
 
   c.num_heads = options.num_heads;

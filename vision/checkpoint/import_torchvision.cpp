@@ -23,9 +23,11 @@ std::string attnkit_name(const std::string& name) {
        "blocks.$1.norm1.$2"},
       {std::regex(R"(^encoder\.layers\.encoder_layer_(\d+)\.ln_2\.(weight|bias)$)"),
        "blocks.$1.norm2.$2"},
-      {std::regex(R"(^encoder\.layers\.encoder_layer_(\d+)\.self_attention\.in_proj_(weight|bias)$)"),
+      {std::regex(
+           R"(^encoder\.layers\.encoder_layer_(\d+)\.self_attention\.in_proj_(weight|bias)$)"),
        "blocks.$1.attn.qkv.$2"},
-      {std::regex(R"(^encoder\.layers\.encoder_layer_(\d+)\.self_attention\.out_proj\.(weight|bias)$)"),
+      {std::regex(
+           R"(^encoder\.layers\.encoder_layer_(\d+)\.self_attention\.out_proj\.(weight|bias)$)"),
        "blocks.$1.attn.proj.$2"},
       // mlp.0 / mlp.3 since torchvision 0.13; linear_1 / linear_2 before it.
       {std::regex(R"(^encoder\.layers\.encoder_layer_(\d+)\.mlp\.(0|linear_1)\.(weight|bias)$)"),
@@ -54,7 +56,8 @@ ImportedModel import_torchvision(const std::string& path, const ImportOptions& o
   c.in_channels = proj.size(1);
   c.patch_size = proj.size(2);
   c.depth = 0;
-  while (file.contains("encoder.layers.encoder_layer_" + std::to_string(c.depth) + ".ln_1.weight")) {
+  while (
+      file.contains("encoder.layers.encoder_layer_" + std::to_string(c.depth) + ".ln_1.weight")) {
     ++c.depth;
   }
   if (c.depth == 0) throw CheckpointError(path + ": no encoder layers (encoder_layer_0)");
@@ -69,7 +72,8 @@ ImportedModel import_torchvision(const std::string& path, const ImportOptions& o
                       ? detail::checked_shape(file, "heads.head.weight", 2, "(classes, dim)")[0]
                       : 0;
   if (file.contains("heads.pre_logits.weight")) {
-    throw CheckpointError(path + ": heads with a representation layer (pre_logits) are not "
+    throw CheckpointError(path +
+                          ": heads with a representation layer (pre_logits) are not "
                           "supported");
   }
   c.num_heads = options.num_heads > 0 ? options.num_heads : detail::standard_num_heads(c.dim);

@@ -15,9 +15,12 @@ namespace attnkit::vision {
 
 std::string to_string(CheckpointFormat format) {
   switch (format) {
-    case CheckpointFormat::kTimm: return "timm";
-    case CheckpointFormat::kHuggingFace: return "hf";
-    case CheckpointFormat::kTorchvision: return "torchvision";
+    case CheckpointFormat::kTimm:
+      return "timm";
+    case CheckpointFormat::kHuggingFace:
+      return "hf";
+    case CheckpointFormat::kTorchvision:
+      return "torchvision";
   }
   return "timm";
 }
@@ -37,7 +40,8 @@ CheckpointFormat detect_checkpoint_format(const std::string& path) {
     const auto config = detail::read_json_file(detail::file_in_directory(path, "config.json"));
     if (config.contains("architecture")) return CheckpointFormat::kTimm;
     if (config.contains("model_type")) return CheckpointFormat::kHuggingFace;
-    throw CheckpointError(path + "/config.json: neither a timm config (no \"architecture\") nor a "
+    throw CheckpointError(path +
+                          "/config.json: neither a timm config (no \"architecture\") nor a "
                           "Hugging Face config (no \"model_type\"); pass --format");
   }
   const auto file = SafetensorsFile::open(path);
@@ -45,11 +49,13 @@ CheckpointFormat detect_checkpoint_format(const std::string& path) {
   if (file.contains("patch_embed.proj.weight")) return CheckpointFormat::kTimm;
   for (const auto& entry : file.entries()) {
     if (entry.name.find("embeddings.patch_embeddings") != std::string::npos) {
-      throw CheckpointError(path + ": looks like a Hugging Face checkpoint; pass its directory "
+      throw CheckpointError(path +
+                            ": looks like a Hugging Face checkpoint; pass its directory "
                             "(with config.json and preprocessor_config.json) instead");
     }
   }
-  throw CheckpointError(path + ": not a ViT checkpoint attnkit knows (no conv_proj.weight or "
+  throw CheckpointError(path +
+                        ": not a ViT checkpoint attnkit knows (no conv_proj.weight or "
                         "patch_embed.proj.weight); pass --format to say what it is");
 }
 
@@ -59,9 +65,12 @@ ImportedModel import_checkpoint(const std::string& path, CheckpointFormat format
   // past them still comes out as this file's error, not as nlohmann's.
   try {
     switch (format) {
-      case CheckpointFormat::kTimm: return import_timm(path, options);
-      case CheckpointFormat::kHuggingFace: return import_hf(path, options);
-      case CheckpointFormat::kTorchvision: return import_torchvision(path, options);
+      case CheckpointFormat::kTimm:
+        return import_timm(path, options);
+      case CheckpointFormat::kHuggingFace:
+        return import_hf(path, options);
+      case CheckpointFormat::kTorchvision:
+        return import_torchvision(path, options);
     }
   } catch (const nlohmann::json::exception& e) {
     throw CheckpointError(path + ": a config value has the wrong type (" + json_error_text(e) +
@@ -109,8 +118,8 @@ std::vector<int64_t> checked_shape(const SafetensorsFile& file, const std::strin
   if (shape.size() != rank) {
     std::string sizes;
     for (size_t i = 0; i < shape.size(); ++i) sizes += (i ? ", " : "") + std::to_string(shape[i]);
-    throw CheckpointError(file.path() + ": tensor '" + name + "' has shape [" + sizes +
-                          "] (rank " + std::to_string(shape.size()) + "), expected rank " +
+    throw CheckpointError(file.path() + ": tensor '" + name + "' has shape [" + sizes + "] (rank " +
+                          std::to_string(shape.size()) + "), expected rank " +
                           std::to_string(rank) + ": " + layout);
   }
   return shape;
@@ -118,12 +127,18 @@ std::vector<int64_t> checked_shape(const SafetensorsFile& file, const std::strin
 
 int64_t standard_num_heads(int64_t dim) {
   switch (dim) {
-    case 192: return 3;
-    case 384: return 6;
-    case 768: return 12;
-    case 1024: return 16;
-    case 1280: return 16;
-    default: return 0;
+    case 192:
+      return 3;
+    case 384:
+      return 6;
+    case 768:
+      return 12;
+    case 1024:
+      return 16;
+    case 1280:
+      return 16;
+    default:
+      return 0;
   }
 }
 

@@ -73,7 +73,8 @@ void load_tensors_strict(torch::nn::Module& module, const NamedTensors& tensors,
       mismatched.push_back("'" + name + "' has shape " + shape_string(tensor.sizes()) +
                            ", model expects " + shape_string(it->second.sizes()));
     } else if (!tensor.is_floating_point() && it->second.is_floating_point()) {
-      wrong_dtype.push_back("'" + name + "' is " + std::string(c10::toString(tensor.scalar_type())) +
+      wrong_dtype.push_back("'" + name + "' is " +
+                            std::string(c10::toString(tensor.scalar_type())) +
                             ", model expects a floating type");
     }
   }
@@ -93,20 +94,20 @@ void load_tensors_strict(torch::nn::Module& module, const NamedTensors& tensors,
       !non_finite.empty()) {
     std::vector<std::string> parts;
     if (!missing.empty()) {
-      parts.push_back(std::to_string(missing.size()) + " missing tensor(s) (" +
-                      name_list(missing) + ")");
+      parts.push_back(std::to_string(missing.size()) + " missing tensor(s) (" + name_list(missing) +
+                      ")");
     }
     if (!unexpected.empty()) {
       parts.push_back(std::to_string(unexpected.size()) + " unexpected tensor(s) (" +
                       name_list(unexpected) + ")");
     }
     if (!mismatched.empty()) {
-      parts.push_back(std::to_string(mismatched.size()) + " with a wrong shape: " +
-                      name_list(mismatched, 4));
+      parts.push_back(std::to_string(mismatched.size()) +
+                      " with a wrong shape: " + name_list(mismatched, 4));
     }
     if (!wrong_dtype.empty()) {
-      parts.push_back(std::to_string(wrong_dtype.size()) + " with a wrong dtype: " +
-                      name_list(wrong_dtype, 4));
+      parts.push_back(std::to_string(wrong_dtype.size()) +
+                      " with a wrong dtype: " + name_list(wrong_dtype, 4));
     }
     if (!non_finite.empty()) {
       parts.push_back(std::to_string(non_finite.size()) + " with NaN or Inf values (" +

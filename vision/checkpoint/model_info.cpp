@@ -20,8 +20,7 @@ constexpr const char* kSourceKey = "attnkit.source";
 
 void check_arch(const ModelInfo& info, const std::string& expected, const std::string& path) {
   if (info.arch != expected) {
-    throw CheckpointError(path + ": is a '" + info.arch + "' model, expected a '" + expected +
-                          "'");
+    throw CheckpointError(path + ": is a '" + info.arch + "' model, expected a '" + expected + "'");
   }
 }
 
@@ -91,8 +90,8 @@ ViTConfig vit_config_from_info(const ModelInfo& info, const std::string& path) {
     throw CheckpointError(path + ": " + e.what());
   }
   if (!info.labels.empty() && static_cast<int64_t>(info.labels.size()) != config.num_classes) {
-    throw CheckpointError(path + ": has " + std::to_string(info.labels.size()) +
-                          " labels for " + std::to_string(config.num_classes) + " classes");
+    throw CheckpointError(path + ": has " + std::to_string(info.labels.size()) + " labels for " +
+                          std::to_string(config.num_classes) + " classes");
   }
   check_channels(info, config.in_channels, "model", path);
   return config;
@@ -112,9 +111,8 @@ CaptionerSpec captioner_spec_from_info(const ModelInfo& info, const std::string&
     throw CheckpointError(path + ": " + e.what());
   }
   if (spec.vocabulary.size() != spec.config.vocab_size) {
-    throw CheckpointError(path + ": the vocabulary has " +
-                          std::to_string(spec.vocabulary.size()) + " words, the model " +
-                          std::to_string(spec.config.vocab_size));
+    throw CheckpointError(path + ": the vocabulary has " + std::to_string(spec.vocabulary.size()) +
+                          " words, the model " + std::to_string(spec.config.vocab_size));
   }
   check_channels(info, spec.config.encoder.in_channels, "encoder", path);
   return spec;

@@ -16,11 +16,11 @@ namespace attnkit::vision {
 /// What travels in the header's `__metadata__` (keys `attnkit.arch`, `attnkit.config`,
 /// `attnkit.labels`, `attnkit.preprocess`, `attnkit.source`).
 struct ModelInfo {
-  std::string arch = "vit";            ///< "vit" | "captioner"
-  std::string config_json;             ///< the architecture's config as JSON
-  std::vector<std::string> labels;     ///< class names, index order (may be empty)
+  std::string arch = "vit";         ///< "vit" | "captioner"
+  std::string config_json;          ///< the architecture's config as JSON
+  std::vector<std::string> labels;  ///< class names, index order (may be empty)
   PreprocessConfig preprocess;
-  std::string source;                  ///< where the weights came from (free text)
+  std::string source;                        ///< where the weights came from (free text)
   std::map<std::string, std::string> extra;  ///< other attnkit.* keys (e.g. attnkit.vocab)
 };
 

@@ -77,7 +77,6 @@ const DtypeInfo* find_dtype(torch::ScalarType type) {
   throw CheckpointError(file + ": " + problem);
 }
 
-
 std::string shape_text(const std::vector<int64_t>& shape) {
   std::ostringstream out;
   out << '[';
@@ -275,7 +274,8 @@ std::string foreign_format(const uint8_t* bytes, size_t size) {
     }
     if (names_contain("data.pkl")) {
       return "a PyTorch checkpoint saved by torch.save (a zip of pickles), not a safetensors "
-             "file" + convert;
+             "file" +
+             convert;
     }
     return "a zip archive, not a safetensors file";
   }
@@ -283,7 +283,8 @@ std::string foreign_format(const uint8_t* bytes, size_t size) {
   // format is a pickle too.
   if (size >= 2 && bytes[0] == 0x80 && bytes[1] >= 2 && bytes[1] <= 5) {
     return "a Python pickle (a legacy torch.save checkpoint or a .pkl file), not a safetensors "
-           "file" + convert;
+           "file" +
+           convert;
   }
   if (starts("GGUF")) return "a GGUF file (llama.cpp), not a safetensors file";
   if (starts("\x89HDF\r\n\x1a\n")) return "an HDF5 file (e.g. Keras .h5), not a safetensors file";

@@ -15,10 +15,10 @@ namespace attnkit::vision {
 /// One tensor entry of a safetensors header.
 struct SafetensorsEntry {
   std::string name;
-  std::string dtype;             ///< as spelled in the file: "F32", "F16", "BF16", "I64", ...
+  std::string dtype;  ///< as spelled in the file: "F32", "F16", "BF16", "I64", ...
   std::vector<int64_t> shape;
-  uint64_t begin = 0;            ///< byte offset into the data section
-  uint64_t end = 0;              ///< one past the last byte
+  uint64_t begin = 0;  ///< byte offset into the data section
+  uint64_t end = 0;    ///< one past the last byte
 };
 
 /// Parses and validates a safetensors header as strictly as the reference (Rust) reader:

@@ -41,7 +41,8 @@ std::string find_idx(const std::string& dir, const std::string& stem) {
     const auto path = (std::filesystem::path(dir) / name).string();
     if (std::filesystem::exists(path)) return path;
   }
-  throw DataError(dir + ": no " + stem + "[.gz] (install Debian's dataset-fashion-mnist or pass "
+  throw DataError(dir + ": no " + stem +
+                  "[.gz] (install Debian's dataset-fashion-mnist or pass "
                   "the directory that holds the idx files)");
 }
 

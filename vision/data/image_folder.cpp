@@ -49,9 +49,9 @@ LabeledImages load_image_folder(const std::string& root, const PreprocessConfig&
     }
   }
   if (images.empty()) {
-    throw DataError(root + ": no readable images in root/<class>/ folders" +
-                    (out.skipped.empty() ? ""
-                                         : " (first problem: " + out.skipped.front().error + ")"));
+    throw DataError(
+        root + ": no readable images in root/<class>/ folders" +
+        (out.skipped.empty() ? "" : " (first problem: " + out.skipped.front().error + ")"));
   }
   out.images = torch::stack(images);
   out.labels = torch::tensor(labels, torch::kLong);

@@ -79,8 +79,10 @@ cv::Rect box_value(const json& value, const std::string& file, const std::string
   if (!value.is_array() || value.size() != 4 || !fits(value[0]) || !fits(value[1]) ||
       !fits(value[2]) || !fits(value[3]) || value[2].get<int64_t>() <= 0 ||
       value[3].get<int64_t>() <= 0) {
-    throw DataError(file + ": " + where + ": an object box must be [x, y, width, height] "
-                    "(integers, width and height positive), got " + json_brief(value));
+    throw DataError(file + ": " + where +
+                    ": an object box must be [x, y, width, height] "
+                    "(integers, width and height positive), got " +
+                    json_brief(value));
   }
   return cv::Rect(value[0].get<int>(), value[1].get<int>(), value[2].get<int>(),
                   value[3].get<int>());
@@ -116,8 +118,8 @@ std::vector<CaptionRecord> parse_karpathy_json(const std::string& text,
     const std::string where = "images[" + std::to_string(i) + "]";
     if (!entry.is_object()) bad_field(json_path, where, "an object", entry);
     CaptionRecord r;
-    r.filename = string_value(member(entry, "filename", json_path, where), json_path,
-                              where + ".filename");
+    r.filename =
+        string_value(member(entry, "filename", json_path, where), json_path, where + ".filename");
     if (entry.contains("filepath")) {
       r.filepath = string_value(entry["filepath"], json_path, where + ".filepath");
     }
@@ -135,8 +137,8 @@ std::vector<CaptionRecord> parse_karpathy_json(const std::string& text,
       if (!sentence.is_object()) bad_field(json_path, at, "an object", sentence);
       auto tokens = sentence.contains("tokens")
                         ? string_list(sentence["tokens"], json_path, at + ".tokens")
-                        : tokenize(string_value(member(sentence, "raw", json_path, at),
-                                                json_path, at + ".raw"));
+                        : tokenize(string_value(member(sentence, "raw", json_path, at), json_path,
+                                                at + ".raw"));
       if (!tokens.empty()) r.captions.push_back(std::move(tokens));
     }
     if (r.captions.empty()) {

@@ -17,10 +17,10 @@ struct CaptionObject {
 };
 
 struct CaptionRecord {
-  std::string image_path;   ///< root / filepath / filename
-  std::string filepath;     ///< as stored (may be empty)
+  std::string image_path;  ///< root / filepath / filename
+  std::string filepath;    ///< as stored (may be empty)
   std::string filename;
-  std::string split;        ///< train | val | test | restval
+  std::string split;                               ///< train | val | test | restval
   std::vector<std::vector<std::string>> captions;  ///< tokenised references
   std::vector<CaptionObject> objects;              ///< only in datasets that have them
 };

@@ -5,9 +5,9 @@
 #include <random>
 #include <stdexcept>
 
+#include <torch/torch.h>
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
-#include <torch/torch.h>
 
 namespace attnkit::vision {
 namespace {
@@ -79,8 +79,9 @@ Scene make_scene(const LabeledImages& items, const SceneOptions& options, uint64
                  int64_t index) {
   if (options.canvas < 2 * kItem || options.min_items < 2 || options.max_items > 4 ||
       options.min_items > options.max_items || options.jitter < 0) {
-    throw std::invalid_argument("SceneOptions: need canvas >= 56 and 2 <= min_items <= "
-                                "max_items <= 4");
+    throw std::invalid_argument(
+        "SceneOptions: need canvas >= 56 and 2 <= min_items <= "
+        "max_items <= 4");
   }
   TORCH_CHECK(items.size() > 0 && items.images.size(1) == 1 && items.images.size(2) == kItem &&
                   items.images.size(3) == kItem,

@@ -17,23 +17,23 @@ const std::vector<std::string>& scene_object_words();
 
 struct SceneObject {
   int64_t class_index = 0;
-  std::string word;   ///< e.g. "sneaker"
-  int row = 0;        ///< slot in the 2x2 layout: 0 top, 1 bottom
-  int column = 0;     ///< 0 left, 1 right
-  cv::Rect box;       ///< tight box of the item's visible pixels, canvas coordinates
+  std::string word;  ///< e.g. "sneaker"
+  int row = 0;       ///< slot in the 2x2 layout: 0 top, 1 bottom
+  int column = 0;    ///< 0 left, 1 right
+  cv::Rect box;      ///< tight box of the item's visible pixels, canvas coordinates
 };
 
 struct Scene {
-  cv::Mat image;                                ///< canvas x canvas, CV_8UC1, items white on black
-  std::vector<SceneObject> objects;             ///< in reading order (top row first, left first)
+  cv::Mat image;                     ///< canvas x canvas, CV_8UC1, items white on black
+  std::vector<SceneObject> objects;  ///< in reading order (top row first, left first)
   std::vector<std::vector<std::string>> captions;  ///< 2 to 4 tokenised references
 };
 
 struct SceneOptions {
-  int canvas = 64;     ///< square canvas side in pixels (>= 2 * 28)
+  int canvas = 64;  ///< square canvas side in pixels (>= 2 * 28)
   int min_items = 2;
   int max_items = 4;
-  int jitter = 4;      ///< items move up to +-jitter pixels, within their quadrant
+  int jitter = 4;  ///< items move up to +-jitter pixels, within their quadrant
 };
 
 /// Scene number `index` of the stream `seed`, drawing items from `items` (28x28 uint8 images).

@@ -3,18 +3,18 @@
 
 #include <algorithm>
 
-#include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
+#include <opencv2/imgproc.hpp>
 
 namespace attnkit::vision {
 
 cv::Mat draw_confusion_matrix(const torch::Tensor& confusion,
                               const std::vector<std::string>& classes) {
   const int64_t k = confusion.size(0);
-  TORCH_CHECK(confusion.dim() == 2 && confusion.size(1) == k &&
-                  static_cast<int64_t>(classes.size()) == k,
-              "draw_confusion_matrix: expected (K, K) counts and K names, got ", confusion.sizes(),
-              " and ", classes.size());
+  TORCH_CHECK(
+      confusion.dim() == 2 && confusion.size(1) == k && static_cast<int64_t>(classes.size()) == k,
+      "draw_confusion_matrix: expected (K, K) counts and K names, got ", confusion.sizes(), " and ",
+      classes.size());
   const int cell = 56, font = cv::FONT_HERSHEY_SIMPLEX;
   int label_width = 0;
   for (const auto& name : classes) {

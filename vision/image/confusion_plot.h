@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
-#include <opencv2/core/mat.hpp>
 #include <torch/types.h>
+#include <opencv2/core/mat.hpp>
 
 namespace attnkit::vision {
 

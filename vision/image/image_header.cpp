@@ -78,8 +78,8 @@ Result jpeg_dimensions(const Bytes& b) {
     }
     if (marker == 0xD9 || marker == 0xDA) return std::nullopt;  // EOI or scan before a frame
     const size_t length = b.be(i + 2, 2);
-    const bool frame = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 &&
-                       marker != 0xCC;
+    const bool frame =
+        marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
     if (frame) {
       if (!b.has(i + 4, 5)) return std::nullopt;
       return dimensions(b.be(i + 7, 2), b.be(i + 5, 2));
@@ -190,15 +190,38 @@ Result tiff_dimensions(const Bytes& b, bool big) {
     size_t type_size = 0;
     bool is_signed = false;
     switch (type) {
-      case 1: type_size = 1; break;                     // BYTE
-      case 6: type_size = 1; is_signed = true; break;   // SBYTE
-      case 3: type_size = 2; break;                     // SHORT
-      case 8: type_size = 2; is_signed = true; break;   // SSHORT
-      case 4: case 13: type_size = 4; break;            // LONG, IFD
-      case 9: type_size = 4; is_signed = true; break;   // SLONG
-      case 16: case 18: type_size = 8; break;           // LONG8, IFD8
-      case 17: type_size = 8; is_signed = true; break;  // SLONG8
-      default: continue;                                // not an integer: libtiff refuses it
+      case 1:
+        type_size = 1;
+        break;  // BYTE
+      case 6:
+        type_size = 1;
+        is_signed = true;
+        break;  // SBYTE
+      case 3:
+        type_size = 2;
+        break;  // SHORT
+      case 8:
+        type_size = 2;
+        is_signed = true;
+        break;  // SSHORT
+      case 4:
+      case 13:
+        type_size = 4;
+        break;  // LONG, IFD
+      case 9:
+        type_size = 4;
+        is_signed = true;
+        break;  // SLONG
+      case 16:
+      case 18:
+        type_size = 8;
+        break;  // LONG8, IFD8
+      case 17:
+        type_size = 8;
+        is_signed = true;
+        break;  // SLONG8
+      default:
+        continue;  // not an integer: libtiff refuses it
     }
     // One value: inline when it fits the entry's value field, else at the offset stored there.
     size_t value_at = at + 4 + offset_size;  // after tag, type and a count as wide as an offset

@@ -37,14 +37,22 @@ enum class Format { kUnknown, kPng, kJpeg, kGif, kWebp, kBmp, kTiff, kPnm };
 
 const char* format_name(Format format) {
   switch (format) {
-    case Format::kPng: return "PNG";
-    case Format::kJpeg: return "JPEG";
-    case Format::kGif: return "GIF";
-    case Format::kWebp: return "WebP";
-    case Format::kBmp: return "BMP";
-    case Format::kTiff: return "TIFF";
-    case Format::kPnm: return "PNM";
-    case Format::kUnknown: break;
+    case Format::kPng:
+      return "PNG";
+    case Format::kJpeg:
+      return "JPEG";
+    case Format::kGif:
+      return "GIF";
+    case Format::kWebp:
+      return "WebP";
+    case Format::kBmp:
+      return "BMP";
+    case Format::kTiff:
+      return "TIFF";
+    case Format::kPnm:
+      return "PNM";
+    case Format::kUnknown:
+      break;
   }
   return "unknown";
 }
@@ -62,8 +70,7 @@ Format format_from_extension(const std::string& ext) {
 
 bool starts_with(const std::vector<unsigned char>& bytes, size_t offset, const char* magic,
                  size_t length) {
-  return bytes.size() >= offset + length &&
-         std::memcmp(bytes.data() + offset, magic, length) == 0;
+  return bytes.size() >= offset + length && std::memcmp(bytes.data() + offset, magic, length) == 0;
 }
 
 // Magic numbers: PNG spec section 5.2, JFIF/JPEG SOI + marker, RIFF....WEBP,
@@ -162,8 +169,7 @@ std::string megapixels(double pixels) {
   return text;
 }
 
-void check_pixel_count(int64_t width, int64_t height, int64_t max_pixels,
-                       const std::string& name) {
+void check_pixel_count(int64_t width, int64_t height, int64_t max_pixels, const std::string& name) {
   if (width == 0 || height == 0) fail(name, "image has zero width or height");
   // Sizes come from untrusted headers (up to 2^32 each): compare without overflowing.
   if (width > max_pixels || height > max_pixels / width) {
@@ -201,8 +207,7 @@ class QuietStderr {
   int saved_ = -1;
 };
 
-std::string describe_undecodable(const std::vector<unsigned char>& bytes,
-                                 const std::string& name) {
+std::string describe_undecodable(const std::vector<unsigned char>& bytes, const std::string& name) {
   const Format content = sniff_format(bytes);
   if (content != Format::kUnknown) {
     return std::string("truncated or corrupt ") + format_name(content) + " data";

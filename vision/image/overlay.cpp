@@ -6,23 +6,23 @@
 #include <map>
 #include <stdexcept>
 
-#include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
+#include <opencv2/imgproc.hpp>
 
 namespace attnkit::vision {
 namespace {
 
 const std::map<std::string, int>& colormaps() {
   static const std::map<std::string, int> table = {
-      {"autumn", cv::COLORMAP_AUTUMN},   {"bone", cv::COLORMAP_BONE},
-      {"jet", cv::COLORMAP_JET},         {"winter", cv::COLORMAP_WINTER},
-      {"rainbow", cv::COLORMAP_RAINBOW}, {"ocean", cv::COLORMAP_OCEAN},
-      {"summer", cv::COLORMAP_SUMMER},   {"spring", cv::COLORMAP_SPRING},
-      {"cool", cv::COLORMAP_COOL},       {"hsv", cv::COLORMAP_HSV},
-      {"pink", cv::COLORMAP_PINK},       {"hot", cv::COLORMAP_HOT},
-      {"parula", cv::COLORMAP_PARULA},   {"magma", cv::COLORMAP_MAGMA},
-      {"inferno", cv::COLORMAP_INFERNO}, {"plasma", cv::COLORMAP_PLASMA},
-      {"viridis", cv::COLORMAP_VIRIDIS}, {"cividis", cv::COLORMAP_CIVIDIS},
+      {"autumn", cv::COLORMAP_AUTUMN},     {"bone", cv::COLORMAP_BONE},
+      {"jet", cv::COLORMAP_JET},           {"winter", cv::COLORMAP_WINTER},
+      {"rainbow", cv::COLORMAP_RAINBOW},   {"ocean", cv::COLORMAP_OCEAN},
+      {"summer", cv::COLORMAP_SUMMER},     {"spring", cv::COLORMAP_SPRING},
+      {"cool", cv::COLORMAP_COOL},         {"hsv", cv::COLORMAP_HSV},
+      {"pink", cv::COLORMAP_PINK},         {"hot", cv::COLORMAP_HOT},
+      {"parula", cv::COLORMAP_PARULA},     {"magma", cv::COLORMAP_MAGMA},
+      {"inferno", cv::COLORMAP_INFERNO},   {"plasma", cv::COLORMAP_PLASMA},
+      {"viridis", cv::COLORMAP_VIRIDIS},   {"cividis", cv::COLORMAP_CIVIDIS},
       {"twilight", cv::COLORMAP_TWILIGHT}, {"turbo", cv::COLORMAP_TURBO},
   };
   return table;
@@ -209,9 +209,10 @@ cv::Mat tile_panels(const std::vector<cv::Mat>& tiles, const std::vector<std::st
       fitted *= static_cast<double>(width) / size.width;
       size = cv::getTextSize(titles[i], font, fitted, thickness, &baseline);
     }
-    cv::putText(panel, titles[i],
-                cv::Point(x + (width - size.width) / 2, y + height + (title_height + size.height) / 2),
-                font, fitted, cv::Scalar(0, 0, 0), thickness, cv::LINE_AA);
+    cv::putText(
+        panel, titles[i],
+        cv::Point(x + (width - size.width) / 2, y + height + (title_height + size.height) / 2),
+        font, fitted, cv::Scalar(0, 0, 0), thickness, cv::LINE_AA);
   }
   return panel;
 }

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include <opencv2/core/mat.hpp>
 #include <torch/types.h>
+#include <opencv2/core/mat.hpp>
 
 #include "vision/image/preprocess.h"
 
@@ -20,11 +20,11 @@ int colormap_from_string(const std::string& name);
 std::string colormap_names();
 
 struct OverlayStyle {
-  int colormap = 2;          ///< cv::COLORMAP_JET
-  double alpha = 0.5;        ///< weight of the heat colours over the image
-  double smooth = 0.0;       ///< Gaussian sigma in grid cells (0 = none; SAT's figures smooth)
-  double threshold = -1.0;   ///< draw the contour of map >= threshold (of [0, 1]); < 0 = none
-  bool colorbar = true;      ///< a colour bar along the right edge, when the image is >= 64 px
+  int colormap = 2;         ///< cv::COLORMAP_JET
+  double alpha = 0.5;       ///< weight of the heat colours over the image
+  double smooth = 0.0;      ///< Gaussian sigma in grid cells (0 = none; SAT's figures smooth)
+  double threshold = -1.0;  ///< draw the contour of map >= threshold (of [0, 1]); < 0 = none
+  bool colorbar = true;     ///< a colour bar along the right edge, when the image is >= 64 px
 };
 
 /// The map over the image: grid (gh, gw) upsampled bicubically onto the region of the image

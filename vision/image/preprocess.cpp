@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
+#include <torch/torch.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
-#include <torch/torch.h>
 
 #include "vision/errors.h"
 #include "vision/json_error.h"
@@ -39,8 +39,7 @@ double hamming_filter(double x) {
   if (x >= 1.0) return 0.0;
   x = x * M_PI;
   // PIL writes the window constants as float literals (0.54f, 0.46f); keep their float values.
-  return std::sin(x) / x *
-         (static_cast<double>(0.54f) + static_cast<double>(0.46f) * std::cos(x));
+  return std::sin(x) / x * (static_cast<double>(0.54f) + static_cast<double>(0.46f) * std::cos(x));
 }
 
 double bicubic_filter(double x) {
@@ -69,12 +68,18 @@ struct Filter {
 
 Filter filter_for(Interpolation interpolation) {
   switch (interpolation) {
-    case Interpolation::kBox: return {0.5, box_filter};
-    case Interpolation::kBilinear: return {1.0, bilinear_filter};
-    case Interpolation::kHamming: return {1.0, hamming_filter};
-    case Interpolation::kBicubic: return {2.0, bicubic_filter};
-    case Interpolation::kLanczos: return {3.0, lanczos_filter};
-    case Interpolation::kNearest: break;
+    case Interpolation::kBox:
+      return {0.5, box_filter};
+    case Interpolation::kBilinear:
+      return {1.0, bilinear_filter};
+    case Interpolation::kHamming:
+      return {1.0, hamming_filter};
+    case Interpolation::kBicubic:
+      return {2.0, bicubic_filter};
+    case Interpolation::kLanczos:
+      return {3.0, lanczos_filter};
+    case Interpolation::kNearest:
+      break;
   }
   throw std::invalid_argument("resize_like_pil: nearest has no convolution filter");
 }
@@ -396,12 +401,18 @@ Interpolation interpolation_from_string(const std::string& name) {
 
 std::string to_string(Interpolation interpolation) {
   switch (interpolation) {
-    case Interpolation::kNearest: return "nearest";
-    case Interpolation::kBox: return "box";
-    case Interpolation::kBilinear: return "bilinear";
-    case Interpolation::kHamming: return "hamming";
-    case Interpolation::kBicubic: return "bicubic";
-    case Interpolation::kLanczos: return "lanczos";
+    case Interpolation::kNearest:
+      return "nearest";
+    case Interpolation::kBox:
+      return "box";
+    case Interpolation::kBilinear:
+      return "bilinear";
+    case Interpolation::kHamming:
+      return "hamming";
+    case Interpolation::kBicubic:
+      return "bicubic";
+    case Interpolation::kLanczos:
+      return "lanczos";
   }
   return "unknown";
 }
@@ -511,8 +522,8 @@ torch::Tensor resize_crop_image(const cv::Mat& rgb, const PreprocessConfig& conf
     const cv::Mat kept =
         resize_window(source, static_cast<int>(plan.resized_width),
                       static_cast<int>(plan.resized_height), window, config.interpolation);
-    kept.copyTo(cropped(cv::Rect(static_cast<int>(x0 - plan.left),
-                                 static_cast<int>(y0 - plan.top), window.width, window.height)));
+    kept.copyTo(cropped(cv::Rect(static_cast<int>(x0 - plan.left), static_cast<int>(y0 - plan.top),
+                                 window.width, window.height)));
   }
   const int64_t c = config.channels;
   return torch::from_blob(cropped.data, {crop_h, crop_w, c}, torch::kUInt8)

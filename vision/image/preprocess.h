@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <string>
 
-#include <opencv2/core/mat.hpp>
 #include <torch/types.h>
+#include <opencv2/core/mat.hpp>
 
 namespace attnkit::vision {
 
@@ -21,14 +21,14 @@ enum class CropMode {
 
 /// The preprocessing a checkpoint was trained with; stored in `attnkit.preprocess` metadata.
 struct PreprocessConfig {
-  int64_t height = 224;                    ///< model input height
-  int64_t width = 224;                     ///< model input width
-  double crop_pct = 0.875;                 ///< timm crop_pct: resize target = floor(size / crop_pct)
+  int64_t height = 224;     ///< model input height
+  int64_t width = 224;      ///< model input width
+  double crop_pct = 0.875;  ///< timm crop_pct: resize target = floor(size / crop_pct)
   CropMode crop_mode = CropMode::kCenter;
   Interpolation interpolation = Interpolation::kBicubic;
   std::array<double, 3> mean{0.485, 0.456, 0.406};  ///< per channel, on [0, 1] values
   std::array<double, 3> std{0.229, 0.224, 0.225};
-  int64_t channels = 3;                    ///< 3 = RGB; 1 = grey (PIL "L": ITU-R 601-2 luma)
+  int64_t channels = 3;  ///< 3 = RGB; 1 = grey (PIL "L": ITU-R 601-2 luma)
 
   /// JSON: {"height","width","crop_pct","crop_mode":"center|squash",
   /// "interpolation":"nearest|box|bilinear|hamming|bicubic|lanczos","mean":[..],"std":[..],

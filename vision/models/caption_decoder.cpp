@@ -28,10 +28,10 @@ torch::Tensor selectable_mask(int64_t vocab, bool first_step, torch::ScalarType 
 /// One beam-search step's choices, kept so captions are read back once at the end instead of
 /// every hypothesis' history being copied at every step (which made decoding quadratic).
 struct StepRecord {
-  std::vector<int64_t> parent;       ///< (N) the row of the previous step each row extends
-  std::vector<int64_t> word;         ///< (N) the word it added
-  std::vector<double> probability;   ///< (N) p(word | parent)
-  torch::Tensor attention;           ///< (N, L) float, indexed by parent row: this step's weights
+  std::vector<int64_t> parent;      ///< (N) the row of the previous step each row extends
+  std::vector<int64_t> word;        ///< (N) the word it added
+  std::vector<double> probability;  ///< (N) p(word | parent)
+  torch::Tensor attention;          ///< (N, L) float, indexed by parent row: this step's weights
 };
 
 /// The caption of `row` after step `last` (the words of steps 0..last), following parents back.
@@ -58,8 +58,8 @@ attention::AttentionMemory select_items(const attention::AttentionMemory& memory
   out.features = memory.features.index_select(0, index);
   out.keys = memory.keys.index_select(0, index);
   // Additive attention's values are the features themselves: one copy serves both.
-  out.values = memory.values.is_same(memory.features) ? out.features
-                                                       : memory.values.index_select(0, index);
+  out.values =
+      memory.values.is_same(memory.features) ? out.features : memory.values.index_select(0, index);
   if (memory.mask.defined()) out.mask = memory.mask.index_select(0, index);
   out.queries_per_item = memory.queries_per_item;
   return out;
@@ -187,8 +187,8 @@ std::vector<Caption> beam_search(Captioner& model, const EncodedImages& encoded,
         if (word == Vocabulary::kEnd) {
           // An ended hypothesis is final; the first k to end per image are kept.
           if (static_cast<int64_t>(done_list.size()) < k) {
-            auto caption = backtrack(steps, t - 1, row, vocabulary, encoded.grid_height,
-                                     encoded.grid_width);
+            auto caption =
+                backtrack(steps, t - 1, row, vocabulary, encoded.grid_height, encoded.grid_width);
             caption.log_prob = score;
             caption.ended = true;
             done_list.push_back({score / static_cast<double>(t + 1), std::move(caption)});
@@ -215,8 +215,8 @@ std::vector<Caption> beam_search(Captioner& model, const EncodedImages& encoded,
         for (int64_t j = 0; j < k; ++j) {
           const double score = new_scores[p * k + j];
           if (score == kNegInf) continue;
-          auto caption = backtrack(steps, t, p * k + j, vocabulary, encoded.grid_height,
-                                   encoded.grid_width);
+          auto caption =
+              backtrack(steps, t, p * k + j, vocabulary, encoded.grid_height, encoded.grid_width);
           caption.log_prob = score;
           caption.ended = false;
           done_list.push_back({score / static_cast<double>(t + 1), std::move(caption)});

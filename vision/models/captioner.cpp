@@ -54,8 +54,7 @@ DecoderStep CaptionerImpl::step(const attention::AttentionMemory& memory,
   if (expected_context.defined() && config_.mode == attention::AttentionMode::kHard) {
     TORCH_CHECK(memory.queries_per_item == 1,
                 "Captioner: the expected context is for training, one query per image");
-    auto expected =
-        torch::bmm(out.attention.probabilities.unsqueeze(1), memory.values).squeeze(1);
+    auto expected = torch::bmm(out.attention.probabilities.unsqueeze(1), memory.values).squeeze(1);
     context = torch::where(expected_context.view({-1, 1}), expected, context);
   }
   // The gate beta = sigmoid(f_beta(h_{t-1})) scales the context (SAT section 4.2.1).

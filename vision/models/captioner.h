@@ -34,9 +34,9 @@ struct DecoderState {
 
 /// One decoding step's output.
 struct DecoderStep {
-  torch::Tensor logits;         ///< (B, V)
+  torch::Tensor logits;                  ///< (B, V)
   attention::AttentionOutput attention;  ///< weights (B, L) used for the context
-  DecoderState state;           ///< after the step
+  DecoderState state;                    ///< after the step
 };
 
 /// Teacher-forced decoding of whole captions.

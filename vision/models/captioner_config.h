@@ -12,13 +12,13 @@ namespace attnkit::vision {
 
 /// A Show-Attend-Tell captioner: ViT encoder, LSTM decoder with additive attention.
 struct CaptionerConfig {
-  ViTConfig encoder;              ///< the trunk; its head is not used (num_classes is forced to 0)
-  int64_t vocab_size = 0;         ///< V, including <pad> <start> <end> <unk>
-  int64_t embed_dim = 128;        ///< word embedding E (m in the paper)
-  int64_t hidden_dim = 256;       ///< LSTM state n
-  int64_t attention_dim = 128;    ///< additive attention's hidden width
+  ViTConfig encoder;            ///< the trunk; its head is not used (num_classes is forced to 0)
+  int64_t vocab_size = 0;       ///< V, including <pad> <start> <end> <unk>
+  int64_t embed_dim = 128;      ///< word embedding E (m in the paper)
+  int64_t hidden_dim = 256;     ///< LSTM state n
+  int64_t attention_dim = 128;  ///< additive attention's hidden width
   attention::AttentionMode mode = attention::AttentionMode::kSoft;
-  double dropout = 0.3;           ///< before the deep output layer
+  double dropout = 0.3;  ///< before the deep output layer
 
   void validate() const;  ///< throws std::invalid_argument
   std::string to_json() const;

@@ -1,4 +1,5 @@
-// vision/models/inference_precision.cpp: the inference precision decision and the model preparation.
+// vision/models/inference_precision.cpp: the inference precision decision and the model
+// preparation.
 #include "vision/models/inference_precision.h"
 
 #include <algorithm>
@@ -39,8 +40,8 @@ InferencePrecision choose_inference_precision(const std::string& requested,
       p.warning = "int8 requested, but this CPU has no AVX2: it may be slower than fp32";
     }
   } else {
-    throw std::invalid_argument("--precision must be fp32, bf16, int8 or auto, got '" +
-                                requested + "'");
+    throw std::invalid_argument("precision must be fp32, bf16, int8 or auto, got '" + requested +
+                                "'");
   }
   // u8 x s8 products saturate 16-bit sums without VNNI; oneDNN then needs 7-bit activations
   // (PyTorch warns the same for its onednn qconfig on such CPUs).
@@ -51,13 +52,15 @@ InferencePrecision choose_inference_precision(const std::string& requested,
 void apply_inference_precision(torch::nn::Module& model, const InferencePrecision& precision) {
   if (precision.linear == attention::LinearPrecision::kInt8) {
     const auto& engines = at::globalContext().supportedQEngines();
-    auto has = [&](at::QEngine e) { return std::find(engines.begin(), engines.end(), e) != engines.end(); };
+    auto has = [&](at::QEngine e) {
+      return std::find(engines.begin(), engines.end(), e) != engines.end();
+    };
     if (has(at::QEngine::ONEDNN)) {
       at::globalContext().setQEngine(at::QEngine::ONEDNN);
     } else if (has(at::QEngine::QNNPACK)) {
       at::globalContext().setQEngine(at::QEngine::QNNPACK);
     } else {
-      throw Error("--precision int8: this LibTorch has no quantised engine (oneDNN or QNNPACK)");
+      throw Error("int8 precision: this LibTorch has no quantised engine (oneDNN or QNNPACK)");
     }
   }
   attention::set_linear_precision(model, precision.linear, precision.int8_reduce_range);

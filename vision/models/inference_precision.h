@@ -24,8 +24,7 @@ struct InferencePrecision {
 /// auto: bf16 where bf16 is native (AVX512-BF16, AMX-BF16); else int8 where AVX2 is (oneDNN's
 /// dynamic int8 runs a ViT-B MLP 2x faster than fp32 on Zen 3); else fp32. Throws
 /// std::invalid_argument for any other value.
-InferencePrecision choose_inference_precision(const std::string& requested,
-                                              const CpuFeatures& cpu);
+InferencePrecision choose_inference_precision(const std::string& requested, const CpuFeatures& cpu);
 
 /// Prepares every transformer Linear layer in `model` (attention::Linear: qkv, proj, fc1, fc2)
 /// for `precision`; heads, patch embeddings, norms, softmax and the captioner's decoder stay

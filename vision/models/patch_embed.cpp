@@ -10,11 +10,11 @@ namespace attnkit::vision {
 
 StemConvImpl::StemConvImpl(int64_t in_channels, int64_t out_channels, int64_t stride) {
   TORCH_CHECK(stride == 1 || stride == 2, "StemConv: stride must be 1 or 2, got ", stride);
-  conv = register_module(
-      "conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels, out_channels, 3)
-                                    .stride(stride)
-                                    .padding(1)
-                                    .bias(false)));
+  conv = register_module("conv",
+                         torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels, out_channels, 3)
+                                               .stride(stride)
+                                               .padding(1)
+                                               .bias(false)));
   bn = register_module("bn", torch::nn::BatchNorm2d(out_channels));
 }
 
@@ -36,8 +36,8 @@ void PatchEmbedImpl::reset() {
   TORCH_CHECK(strides.empty() || strides.size() == stages.size(), "PatchEmbed: expected ",
               stages.size(), " stem strides, got ", strides.size());
   const int64_t stem_stride = total_stem_stride(stages.size(), strides);
-  TORCH_CHECK(p % stem_stride == 0, "PatchEmbed: patch size ", p, " is not divisible by the stem's ",
-              "stride ", stem_stride);
+  TORCH_CHECK(p % stem_stride == 0, "PatchEmbed: patch size ", p,
+              " is not divisible by the stem's ", "stride ", stem_stride);
   int64_t channels = options.in_channels();
   stem_refs_.clear();
   if (!stages.empty()) {
@@ -51,10 +51,10 @@ void PatchEmbedImpl::reset() {
     }
   }
   const int64_t kernel = p / stem_stride;
-  proj = register_module(
-      "proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, options.dim(), kernel)
-                                    .stride(kernel)
-                                    .bias(options.bias())));
+  proj = register_module("proj",
+                         torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, options.dim(), kernel)
+                                               .stride(kernel)
+                                               .bias(options.bias())));
 }
 
 torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& images) {

@@ -14,10 +14,10 @@ namespace attnkit::vision {
 /// The agreement of one precision with fp32 over a set of images.
 struct PrecisionAgreement {
   int64_t count = 0;
-  double top1_agreement = 0;       ///< share of images whose top-1 class is the fp32 one
+  double top1_agreement = 0;         ///< share of images whose top-1 class is the fp32 one
   double max_logit_difference = 0;   ///< max |logit - fp32 logit| over images and classes
   double mean_logit_difference = 0;  ///< mean of the same
-  double logit_range = 0;          ///< max - min of the fp32 logits, to put the above in scale
+  double logit_range = 0;            ///< max - min of the fp32 logits, to put the above in scale
   /// Mean and minimum Pearson correlation of each image's attention-rollout map with the fp32
   /// map (NaN when not measured).
   double mean_rollout_correlation = 0;

@@ -19,11 +19,10 @@ void truncated_normal_(torch::Tensor t, double std) {
 torch::Tensor resample_position_embeddings(const torch::Tensor& pos, int64_t prefix,
                                            int64_t grid_height, int64_t grid_width,
                                            int64_t new_grid_height, int64_t new_grid_width) {
-  TORCH_CHECK(pos.dim() == 3 && pos.size(0) == 1 &&
-                  pos.size(1) == prefix + grid_height * grid_width,
-              "resample_position_embeddings: expected (1, ", prefix + grid_height * grid_width,
-              ", D) for ", prefix, " prefix tokens and a ", grid_height, "x", grid_width,
-              " grid, got ", pos.sizes());
+  TORCH_CHECK(
+      pos.dim() == 3 && pos.size(0) == 1 && pos.size(1) == prefix + grid_height * grid_width,
+      "resample_position_embeddings: expected (1, ", prefix + grid_height * grid_width, ", D) for ",
+      prefix, " prefix tokens and a ", grid_height, "x", grid_width, " grid, got ", pos.sizes());
   if (grid_height == new_grid_height && grid_width == new_grid_width) return pos;
   const int64_t dim = pos.size(2);
   auto prefix_part = pos.narrow(1, 0, prefix);
@@ -32,12 +31,11 @@ torch::Tensor resample_position_embeddings(const torch::Tensor& pos, int64_t pre
                   .permute({0, 3, 1, 2});  // (1, D, gh, gw)
   // Interpolate in float32 whatever the storage type, as timm does.
   auto resized = torch::nn::functional::interpolate(
-      grid.to(torch::kFloat),
-      torch::nn::functional::InterpolateFuncOptions()
-          .size(std::vector<int64_t>{new_grid_height, new_grid_width})
-          .mode(torch::kBicubic)
-          .align_corners(false)
-          .antialias(true));
+      grid.to(torch::kFloat), torch::nn::functional::InterpolateFuncOptions()
+                                  .size(std::vector<int64_t>{new_grid_height, new_grid_width})
+                                  .mode(torch::kBicubic)
+                                  .align_corners(false)
+                                  .antialias(true));
   resized = resized.to(pos.scalar_type())
                 .permute({0, 2, 3, 1})
                 .reshape({1, new_grid_height * new_grid_width, dim});
@@ -54,12 +52,11 @@ void VisionTransformerImpl::reset() {
   const int64_t dim = c.dim;
   const auto norm_options = torch::nn::LayerNormOptions({dim}).eps(c.norm_eps);
 
-  patch_embed = register_module(
-      "patch_embed",
-      PatchEmbed(PatchEmbedOptions(c.in_channels, dim, c.patch_size)
-                     .bias(c.patch_bias)
-                     .stem_channels(c.stem_channels)
-                     .stem_strides(c.stem_strides)));
+  patch_embed =
+      register_module("patch_embed", PatchEmbed(PatchEmbedOptions(c.in_channels, dim, c.patch_size)
+                                                    .bias(c.patch_bias)
+                                                    .stem_channels(c.stem_channels)
+                                                    .stem_strides(c.stem_strides)));
   if (c.class_token) cls_token = register_parameter("cls_token", torch::zeros({1, 1, dim}));
   if (c.distillation_token) {
     dist_token = register_parameter("dist_token", torch::zeros({1, 1, dim}));
@@ -129,18 +126,16 @@ torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& images) {
 ViTOutput VisionTransformerImpl::forward_all(const torch::Tensor& images, bool keep_attention,
                                              bool keep_attention_inputs) {
   ViTOutput out;
-  out.tokens = forward_features(
-      images, &out.grid_height, &out.grid_width,
-      keep_attention || keep_attention_inputs ? &out.attentions : nullptr,
-      keep_attention_inputs ? &out.attention_inputs : nullptr);
+  out.tokens = forward_features(images, &out.grid_height, &out.grid_width,
+                                keep_attention || keep_attention_inputs ? &out.attentions : nullptr,
+                                keep_attention_inputs ? &out.attention_inputs : nullptr);
   out.logits = forward_head(out.tokens, &out.pool_weights);
   return out;
 }
 
-torch::Tensor VisionTransformerImpl::forward_features(const torch::Tensor& images,
-                                                      int64_t* grid_height, int64_t* grid_width,
-                                                      std::vector<torch::Tensor>* attentions,
-                                                      std::vector<torch::Tensor>* attention_inputs) {
+torch::Tensor VisionTransformerImpl::forward_features(
+    const torch::Tensor& images, int64_t* grid_height, int64_t* grid_width,
+    std::vector<torch::Tensor>* attentions, std::vector<torch::Tensor>* attention_inputs) {
   const ViTConfig& c = config_;
   auto x = patch_embed(images);  // (B, L, D)
   const int64_t batch = x.size(0);
@@ -150,8 +145,8 @@ torch::Tensor VisionTransformerImpl::forward_features(const torch::Tensor& image
   if (grid_width) *grid_width = gw;
 
   const int64_t stored_prefix = c.pos_embed_prefix ? c.num_prefix_tokens() : 0;
-  auto pos = resample_position_embeddings(pos_embed, stored_prefix, c.grid_height(),
-                                          c.grid_width(), gh, gw);
+  auto pos = resample_position_embeddings(pos_embed, stored_prefix, c.grid_height(), c.grid_width(),
+                                          gh, gw);
   std::vector<torch::Tensor> prefix;
   if (c.class_token) prefix.push_back(cls_token.expand({batch, -1, -1}));
   if (c.distillation_token) prefix.push_back(dist_token.expand({batch, -1, -1}));
@@ -196,8 +191,8 @@ torch::Tensor VisionTransformerImpl::forward_head(const torch::Tensor& tokens,
       break;
     }
     case Pooling::kAvg:
-      pooled = tokens.narrow(1, c.num_prefix_tokens(), tokens.size(1) - c.num_prefix_tokens())
-                   .mean(1);
+      pooled =
+          tokens.narrow(1, c.num_prefix_tokens(), tokens.size(1) - c.num_prefix_tokens()).mean(1);
       break;
     case Pooling::kToken:
       pooled = tokens.select(1, 0);

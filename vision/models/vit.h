@@ -29,8 +29,8 @@ struct ViTOutput {
   /// (B, N') attention-pool weights (map pooling only): N' = N with pool_include_prefix, else
   /// the gh * gw patches only.
   torch::Tensor pool_weights;
-  int64_t grid_height = 0;     ///< patch rows of this input
-  int64_t grid_width = 0;      ///< patch columns of this input
+  int64_t grid_height = 0;  ///< patch rows of this input
+  int64_t grid_width = 0;   ///< patch columns of this input
 };
 
 /// Resamples position embeddings to another patch grid as timm's resample_abs_pos_embed does:

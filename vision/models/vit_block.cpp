@@ -22,9 +22,10 @@ void ViTBlockImpl::reset() {
                                            .norm_eps(options.norm_eps())
                                            .projection_dropout(options.dropout())));
   norm2 = register_module("norm2", torch::nn::LayerNorm(norm));
-  mlp = register_module("mlp", attention::FeedForward(
-                                   attention::FeedForwardOptions(dim, options.mlp_hidden_dim())
-                                       .dropout(options.dropout())));
+  mlp = register_module(
+      "mlp",
+      attention::FeedForward(
+          attention::FeedForwardOptions(dim, options.mlp_hidden_dim()).dropout(options.dropout())));
   if (options.layer_scale()) {
     ls1 = register_module("ls1", LayerScale(dim, options.layer_scale_init()));
     ls2 = register_module("ls2", LayerScale(dim, options.layer_scale_init()));

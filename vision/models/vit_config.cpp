@@ -14,9 +14,12 @@ namespace attnkit::vision {
 
 std::string to_string(Pooling pooling) {
   switch (pooling) {
-    case Pooling::kToken: return "token";
-    case Pooling::kAvg: return "avg";
-    case Pooling::kMap: return "map";
+    case Pooling::kToken:
+      return "token";
+    case Pooling::kAvg:
+      return "avg";
+    case Pooling::kMap:
+      return "map";
   }
   return "token";
 }
@@ -203,7 +206,10 @@ ViTConfig ViTConfig::from_name(const std::string& name) {
                                 "' (expected vit_{tiny,small,base,large,huge}_patch<P>_<size>)");
   }
   // Widths, depths and heads of the standard variants (Dosovitskiy et al. 2021, Table 1; timm).
-  struct Variant { const char* name; int64_t dim, depth, heads; };
+  struct Variant {
+    const char* name;
+    int64_t dim, depth, heads;
+  };
   static const Variant variants[] = {{"tiny", 192, 12, 3},
                                      {"small", 384, 12, 6},
                                      {"base", 768, 12, 12},

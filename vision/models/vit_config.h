@@ -18,27 +18,27 @@ enum class Pooling {
 
 /// A ViT architecture. Defaults are ViT-B/16 at 224 (timm vit_base_patch16_224).
 struct ViTConfig {
-  int64_t image_height = 224;   ///< the size the position embeddings were trained at
+  int64_t image_height = 224;  ///< the size the position embeddings were trained at
   int64_t image_width = 224;
-  int64_t patch_size = 16;      ///< square patches: 8, 14, 16, 32, ...
+  int64_t patch_size = 16;  ///< square patches: 8, 14, 16, 32, ...
   int64_t in_channels = 3;
-  int64_t dim = 768;            ///< D: token width (Ti 192, S 384, B 768, L 1024, H 1280)
-  int64_t depth = 12;           ///< number of blocks
+  int64_t dim = 768;   ///< D: token width (Ti 192, S 384, B 768, L 1024, H 1280)
+  int64_t depth = 12;  ///< number of blocks
   int64_t num_heads = 12;
   int64_t mlp_hidden_dim = 3072;  ///< MLP width (mlp_ratio x D)
   bool qkv_bias = true;
   bool qk_norm = false;
-  double norm_eps = 1e-6;       ///< LayerNorm eps: 1e-6 timm/torchvision, 1e-12 Hugging Face
+  double norm_eps = 1e-6;  ///< LayerNorm eps: 1e-6 timm/torchvision, 1e-12 Hugging Face
   bool class_token = true;
-  int64_t register_tokens = 0;  ///< "Vision Transformers Need Registers" (Darcet et al. 2023)
+  int64_t register_tokens = 0;      ///< "Vision Transformers Need Registers" (Darcet et al. 2023)
   bool distillation_token = false;  ///< DeiT: a second token with its own head
   /// Position embeddings also cover the prefix (class, distillation, register) tokens; false is
   /// timm's no_embed_class=True (the prefix tokens get none).
   bool pos_embed_prefix = true;
-  bool layer_scale = false;     ///< LayerScale (CaiT / DeiT III): per-channel gamma on residuals
+  bool layer_scale = false;        ///< LayerScale (CaiT / DeiT III): per-channel gamma on residuals
   double layer_scale_init = 1e-5;  ///< gamma's initial value when training from scratch
-  bool pre_norm = false;        ///< LayerNorm after the embeddings (CLIP's norm_pre)
-  bool patch_bias = true;       ///< bias on the patch projection
+  bool pre_norm = false;           ///< LayerNorm after the embeddings (CLIP's norm_pre)
+  bool patch_bias = true;          ///< bias on the patch projection
   /// Convolutional stem (Xiao et al. 2021, "Early Convolutions Help Transformers See Better"):
   /// one 3x3 convolution + BatchNorm + ReLU per entry (its output channels), then the patch
   /// projection with kernel = stride = patch_size / (product of the stem strides). Empty: the
@@ -55,8 +55,8 @@ struct ViTConfig {
   /// Map pooling: the attention pool also reads the prefix (class, register) tokens. timm's
   /// `pool_include_prefix`; false, timm's default since mid-2025, gives it the patches only.
   bool pool_include_prefix = false;
-  int64_t num_classes = 1000;   ///< 0 = no head: forward returns the pooled features
-  double dropout = 0.0;         ///< dropout on embeddings, MLPs and attention projections (training)
+  int64_t num_classes = 1000;  ///< 0 = no head: forward returns the pooled features
+  double dropout = 0.0;        ///< dropout on embeddings, MLPs and attention projections (training)
 
   /// Patch grid rows and columns at the configured image size.
   int64_t grid_height() const { return image_height / patch_size; }

@@ -50,9 +50,9 @@ namespace {
 int64_t resolve_layer(int64_t asked, int64_t depth) {
   const int64_t layer = asked < 0 ? depth + asked : asked;
   if (layer < 0 || layer >= depth) {
-    throw std::invalid_argument("layer " + std::to_string(asked) +
-                                " out of range: the model has " + std::to_string(depth) +
-                                " layers (0.." + std::to_string(depth - 1) + ", or -1)");
+    throw std::invalid_argument("layer " + std::to_string(asked) + " out of range: the model has " +
+                                std::to_string(depth) + " layers (0.." + std::to_string(depth - 1) +
+                                ", or -1)");
   }
   return layer;
 }

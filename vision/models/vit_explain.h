@@ -41,9 +41,9 @@ struct ExplainOptions {
 
 /// Maps and the predictions they explain, for a batch.
 struct Explanation {
-  torch::Tensor probabilities;  ///< (B, num_classes)
-  torch::Tensor classes;        ///< (B) the class each map explains (top-1 unless asked)
-  torch::Tensor maps;           ///< (B, K, gh, gw): K = 1, or one per head or layer
+  torch::Tensor probabilities;          ///< (B, num_classes)
+  torch::Tensor classes;                ///< (B) the class each map explains (top-1 unless asked)
+  torch::Tensor maps;                   ///< (B, K, gh, gw): K = 1, or one per head or layer
   std::vector<std::string> map_titles;  ///< K titles ("head 3", "layer 11"); empty when K = 1
 };
 

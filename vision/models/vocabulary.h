@@ -34,7 +34,7 @@ class Vocabulary {
   /// Indices -> words, stopping at <end> and skipping <pad> and <start>.
   std::vector<std::string> decode(const std::vector<int64_t>& indices) const;
 
-  std::string to_json() const;  ///< the word list as a JSON array
+  std::string to_json() const;                           ///< the word list as a JSON array
   static Vocabulary from_json(const std::string& json);  ///< throws std::invalid_argument
 
  private:

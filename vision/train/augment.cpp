@@ -70,8 +70,7 @@ void random_erase_(torch::Tensor& images, const AugmentOptions& options, at::Gen
 
 torch::Tensor smooth_targets(const torch::Tensor& labels, int64_t num_classes, double smoothing) {
   auto targets = torch::full({labels.size(0), num_classes}, smoothing / num_classes);
-  targets.scatter_add_(1, labels.view({-1, 1}),
-                       torch::full({labels.size(0), 1}, 1.0 - smoothing));
+  targets.scatter_add_(1, labels.view({-1, 1}), torch::full({labels.size(0), 1}, 1.0 - smoothing));
   return targets;
 }
 
@@ -87,7 +86,8 @@ void mix_batch_(torch::Tensor& images, torch::Tensor& targets, const AugmentOpti
     const int64_t height = images.size(2), width = images.size(3);
     const double lambda = beta(generator, options.cutmix_alpha);
     const double cut = std::sqrt(1.0 - lambda);
-    const auto cut_h = static_cast<int64_t>(cut * height), cut_w = static_cast<int64_t>(cut * width);
+    const auto cut_h = static_cast<int64_t>(cut * height),
+               cut_w = static_cast<int64_t>(cut * width);
     const int64_t cy = random_int(generator, height), cx = random_int(generator, width);
     const int64_t y0 = std::clamp<int64_t>(cy - cut_h / 2, 0, height);
     const int64_t y1 = std::clamp<int64_t>(cy + cut_h / 2, 0, height);

@@ -7,8 +7,8 @@
 namespace attnkit::vision {
 
 struct AugmentOptions {
-  int64_t crop_padding = 2;    ///< zero padding before a random crop back to H x W (0 = off)
-  bool horizontal_flip = true; ///< flip with probability 0.5
+  int64_t crop_padding = 2;     ///< zero padding before a random crop back to H x W (0 = off)
+  bool horizontal_flip = true;  ///< flip with probability 0.5
   /// Random erasing (Zhong et al. 2020): probability per image; area 2%-33% of the image, aspect
   /// ratio 0.3-3.3 (log-uniform), filled with normal noise as timm's mode 'pixel'.
   double erase_probability = 0.25;

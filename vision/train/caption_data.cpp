@@ -47,12 +47,11 @@ CaptionData load_caption_data(const std::vector<CaptionRecord>& records,
   if (data.records.empty()) {
     std::string which;
     for (const auto& s : splits) which += (which.empty() ? "" : "/") + s;
-    throw DataError(source + ": " +
-                    (data.skipped.empty() ? "no images in the " + which + " split"
-                                          : "no readable images in the " + which + " split") +
-                    (data.skipped.empty()
-                         ? ""
-                         : " (first problem: " + data.skipped.front().error + ")"));
+    throw DataError(
+        source + ": " +
+        (data.skipped.empty() ? "no images in the " + which + " split"
+                              : "no readable images in the " + which + " split") +
+        (data.skipped.empty() ? "" : " (first problem: " + data.skipped.front().error + ")"));
   }
   if (load_images) data.images = torch::stack(images);
   return data;

@@ -15,12 +15,12 @@
 namespace attnkit::vision {
 
 struct CaptionData {
-  torch::Tensor images;                          ///< (N, C, H, W) float32, normalised; undefined
-                                                 ///< when the features come from a FeatureCache
-  std::vector<CaptionRecord> records;            ///< N: references, objects, paths
+  torch::Tensor images;                ///< (N, C, H, W) float32, normalised; undefined
+                                       ///< when the features come from a FeatureCache
+  std::vector<CaptionRecord> records;  ///< N: references, objects, paths
   std::vector<std::vector<std::vector<int64_t>>> encoded;  ///< per image, per reference
-  std::vector<std::pair<int, int>> image_sizes;  ///< original (width, height) per image
-  std::vector<SkippedFile> skipped;              ///< images that could not be read
+  std::vector<std::pair<int, int>> image_sizes;            ///< original (width, height) per image
+  std::vector<SkippedFile> skipped;                        ///< images that could not be read
   /// Each image's row in the FeatureCache its features come from (empty without one).
   std::vector<int64_t> feature_rows;
 

@@ -127,7 +127,8 @@ double cider_d(const std::vector<std::vector<Tokens>>& references,
     for (size_t n = 1; n <= kMaxN; ++n) {
       for (const auto& [gram, count] : count_ngrams(words, n)) {
         auto it = document_frequency.find(gram);
-        const double df = std::log(std::max(1.0, it == document_frequency.end() ? 0.0 : it->second));
+        const double df =
+            std::log(std::max(1.0, it == document_frequency.end() ? 0.0 : it->second));
         const double w = static_cast<double>(count) * (log_images - df);
         v.weights[n - 1][gram] = w;
         v.norm[n - 1] += w * w;
@@ -143,8 +144,8 @@ double cider_d(const std::vector<std::vector<Tokens>>& references,
   double sum = 0;
   for (size_t i = 0; i < images; ++i) {
     const auto& set = references[i];
-    if (set.empty()) throw std::invalid_argument("CIDEr-D: image " + std::to_string(i) +
-                                                 " has no references");
+    if (set.empty())
+      throw std::invalid_argument("CIDEr-D: image " + std::to_string(i) + " has no references");
     const Vector hypothesis = tf_idf(hypotheses[i]);
     std::array<double, kMaxN> score{};
     for (const auto& words : set) {

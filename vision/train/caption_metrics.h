@@ -15,11 +15,11 @@ namespace attnkit::vision {
 using Tokens = std::vector<std::string>;
 
 struct BleuScores {
-  std::array<double, 4> bleu{};        ///< BLEU-1..4: cumulative, uniform weights
-  std::array<double, 4> precision{};   ///< clipped n-gram precisions p_1..p_4
+  std::array<double, 4> bleu{};       ///< BLEU-1..4: cumulative, uniform weights
+  std::array<double, 4> precision{};  ///< clipped n-gram precisions p_1..p_4
   double brevity_penalty = 0;
-  int64_t hypothesis_length = 0;       ///< c: total candidate words
-  int64_t reference_length = 0;        ///< r: sum of the closest reference lengths
+  int64_t hypothesis_length = 0;  ///< c: total candidate words
+  int64_t reference_length = 0;   ///< r: sum of the closest reference lengths
   /// Clipped n-gram matches and the n-gram denominators, summed over the sentences: with c and r,
   /// what the corpus scores are made from. They add up over parts of a corpus (bleu_from_counts).
   std::array<int64_t, 4> matched{};

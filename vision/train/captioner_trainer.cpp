@@ -7,8 +7,8 @@
 #include <filesystem>
 #include <utility>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "vision/checkpoint/captioner_file.h"
 #include "vision/errors.h"
@@ -122,8 +122,8 @@ std::pair<torch::Tensor, int64_t> attention_correctness_loss(
 }  // namespace
 
 CaptionerEvaluation evaluate_captioner(Captioner& model, const CaptionData& data,
-                                       const Vocabulary& vocabulary, int64_t beam,
-                                       int64_t max_len, int64_t batch_size,
+                                       const Vocabulary& vocabulary, int64_t beam, int64_t max_len,
+                                       int64_t batch_size,
                                        const std::function<void(int64_t)>& on_batch,
                                        DataParallel* parallel) {
   CaptionerEvaluation result;
@@ -137,9 +137,8 @@ CaptionerEvaluation evaluate_captioner(Captioner& model, const CaptionData& data
   for (int64_t start = first; start < last; start += batch_size) {
     const int64_t n = std::min(batch_size, last - start);
     const auto encoded = model->encode(data.images.narrow(0, start, n));
-    const auto captions = beam == 1
-                              ? greedy_decode(model, encoded, vocabulary, max_len)
-                              : beam_search(model, encoded, vocabulary, beam, max_len);
+    const auto captions = beam == 1 ? greedy_decode(model, encoded, vocabulary, max_len)
+                                    : beam_search(model, encoded, vocabulary, beam, max_len);
     for (int64_t b = 0; b < n; ++b) {
       const auto& record = data.records[start + b];
       std::vector<std::string> words;
@@ -149,16 +148,16 @@ CaptionerEvaluation evaluate_captioner(Captioner& model, const CaptionData& data
         grids.push_back(w.attention);
       }
       const auto [width, height] = data.image_sizes[start + b];
-      result.pointing += pointing_game(words, grids, record.objects,
-                                       cv::Rect2d(0, 0, width, height));
+      result.pointing +=
+          pointing_game(words, grids, record.objects, cv::Rect2d(0, 0, width, height));
       result.captions.push_back(words);
       references.push_back(record.captions);
       // Teacher-forced loss over every reference of the image.
       std::vector<const std::vector<int64_t>*> refs;
       for (const auto& r : data.encoded[start + b]) refs.push_back(&r);
       const auto padded = pad_captions(refs, max_len);
-      const auto features = encoded.features.narrow(0, b, 1).expand(
-          {static_cast<int64_t>(refs.size()), -1, -1});
+      const auto features =
+          encoded.features.narrow(0, b, 1).expand({static_cast<int64_t>(refs.size()), -1, -1});
       const auto [losses, mask] = word_losses(model->forward(features, padded), padded);
       loss_sum += (losses * mask).sum().item<double>();
       word_count += mask.sum().item<double>();
@@ -275,8 +274,8 @@ CaptionerTrainer::CaptionerTrainer(Captioner model, ModelInfo info, Vocabulary v
     }
     parameters.push_back(item.value());
   }
-  impl_->optimizer = std::make_unique<torch::optim::Adam>(parameters,
-                                                          torch::optim::AdamOptions(options.lr));
+  impl_->optimizer =
+      std::make_unique<torch::optim::Adam>(parameters, torch::optim::AdamOptions(options.lr));
 }
 
 CaptionerTrainer::~CaptionerTrainer() = default;
@@ -287,9 +286,7 @@ std::string CaptionerTrainer::last_path() const {
 std::string CaptionerTrainer::best_path() const {
   return run_file(impl_->out_dir, "best.safetensors");
 }
-std::string CaptionerTrainer::log_path() const {
-  return run_file(impl_->out_dir, "log.jsonl");
-}
+std::string CaptionerTrainer::log_path() const { return run_file(impl_->out_dir, "log.jsonl"); }
 
 void CaptionerTrainer::resume(const std::string& checkpoint) {
   state_ = resume_training_checkpoint(checkpoint, *impl_->model, *impl_->optimizer);
@@ -299,7 +296,8 @@ void CaptionerTrainer::resume(const std::string& checkpoint) {
 void CaptionerTrainer::set_data_parallel(DataParallel* parallel) { impl_->parallel = parallel; }
 
 void CaptionerTrainer::set_feature_cache(std::shared_ptr<FeatureCache> cache) {
-  TORCH_CHECK(impl_->options.freeze_encoder, "CaptionerTrainer: a feature cache needs a frozen "
+  TORCH_CHECK(impl_->options.freeze_encoder,
+              "CaptionerTrainer: a feature cache needs a frozen "
               "encoder");
   TORCH_CHECK(static_cast<int64_t>(impl_->train.feature_rows.size()) == impl_->train.size(),
               "CaptionerTrainer: the training data has no feature rows for the cache");
@@ -319,8 +317,7 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
       static_cast<int64_t>(o.warmup_epochs * static_cast<double>(batches_per_epoch));
   auto save_checkpoint = [&]() {
     if (!impl_->is_main()) return;  // the weights are the same on every rank
-    save_training_checkpoint(last_path(), *model, impl_->info, *impl_->optimizer,
-                             state_.to_json());
+    save_training_checkpoint(last_path(), *model, impl_->info, *impl_->optimizer, state_.to_json());
   };
   const int64_t world = impl_->world(), rank = impl_->rank();
   TORCH_CHECK(batch_size % world == 0, "CaptionerTrainer: the batch of ", batch_size,
@@ -348,8 +345,8 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
   model->train();
   while (state_.epoch < o.epochs && !state_.stopped_early) {
     auto order_generator = at::detail::createCPUGenerator(mix_seed(o.seed, 1, state_.epoch));
-    const auto order = torch::randperm(static_cast<int64_t>(pairs.size()), order_generator,
-                                       torch::kLong);
+    const auto order =
+        torch::randperm(static_cast<int64_t>(pairs.size()), order_generator, torch::kLong);
     const auto epoch_start = Clock::now();
     double lr = o.lr;
     for (; state_.batch < batches_per_epoch; ++state_.batch) {
@@ -397,14 +394,13 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
       // batch's counts, so the shares add up to the loss of the whole batch on one process.
       std::pair<torch::Tensor, int64_t> correctness;
       if (o.attention_supervision > 0) {
-        correctness = attention_correctness_loss(out.probabilities,
-                                                 padded.narrow(1, 1, padded.size(1) - 1),
-                                                 image_rows, train_cells);
+        correctness = attention_correctness_loss(
+            out.probabilities, padded.narrow(1, 1, padded.size(1) - 1), image_rows, train_cells);
       }
       const auto log_likelihood = -(losses * mask).sum(1).detach();  // (B)
-      const auto counts = impl_->sum_over_ranks(
-          {mask.sum().item<double>(), static_cast<double>(correctness.second),
-           hard ? log_likelihood.sum().item<double>() : 0.0});
+      const auto counts =
+          impl_->sum_over_ranks({mask.sum().item<double>(), static_cast<double>(correctness.second),
+                                 hard ? log_likelihood.sum().item<double>() : 0.0});
       const double words = counts[0], named = counts[1];
       const double mean_log_likelihood = counts[2] / static_cast<double>(batch_size);
       auto loss = (losses * mask).sum() / words;
@@ -429,8 +425,8 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
             -(out.probabilities * torch::log(out.probabilities.clamp_min(1e-12))).sum(2);
         loss = loss - o.reinforce * (advantage * log_p_cells).sum() / words -
                o.entropy * (entropy * mask).sum() / words;
-        state_.baseline = o.baseline_decay * state_.baseline +
-                          (1.0 - o.baseline_decay) * mean_log_likelihood;
+        state_.baseline =
+            o.baseline_decay * state_.baseline + (1.0 - o.baseline_decay) * mean_log_likelihood;
       }
       // The whole batch's loss, so every rank takes the same decision on a NaN.
       const double loss_value = impl_->sum_over_ranks({loss.item<double>()})[0];

@@ -36,25 +36,25 @@ struct CaptionerTrainOptions {
   /// caption word that names an object of the image. Needs data with object boxes (scenes);
   /// 0 is SAT as published.
   double attention_supervision = 0.0;
-  double entropy = 0.01;           ///< hard attention: weight of the attention entropy bonus
-  double reinforce = 1.0;          ///< hard attention: weight of the REINFORCE term (lambda_r)
-  double baseline_decay = 0.9;     ///< b <- 0.9 b + 0.1 log p(y) (SAT section 4.1)
+  double entropy = 0.01;              ///< hard attention: weight of the attention entropy bonus
+  double reinforce = 1.0;             ///< hard attention: weight of the REINFORCE term (lambda_r)
+  double baseline_decay = 0.9;        ///< b <- 0.9 b + 0.1 log p(y) (SAT section 4.1)
   double expected_probability = 0.5;  ///< hard: chance per image to use the expected context
-  bool freeze_encoder = true;      ///< encoder features computed without gradients
-  int64_t max_len = 20;            ///< longest training caption and validation decode
-  int64_t patience = 0;            ///< early stopping on validation BLEU-4 (0 = off)
+  bool freeze_encoder = true;         ///< encoder features computed without gradients
+  int64_t max_len = 20;               ///< longest training caption and validation decode
+  int64_t patience = 0;               ///< early stopping on validation BLEU-4 (0 = off)
   uint64_t seed = 0;
-  int64_t max_steps = 0;           ///< stop after this many steps in all (0 = no limit)
-  bool bf16 = false;               ///< bf16 autocast for the decoder's matmuls; weights stay fp32
+  int64_t max_steps = 0;  ///< stop after this many steps in all (0 = no limit)
+  bool bf16 = false;      ///< bf16 autocast for the decoder's matmuls; weights stay fp32
 };
 
 struct CaptionerEpochReport {
   int64_t epoch = 0;  ///< 1-based
   int64_t step = 0;
   double lr = 0;
-  double train_loss = 0;   ///< cross-entropy per word (+ penalty terms)
-  double val_loss = 0;     ///< cross-entropy per word, teacher forced
-  BleuScores val_bleu;     ///< greedy captions of the validation images
+  double train_loss = 0;  ///< cross-entropy per word (+ penalty terms)
+  double val_loss = 0;    ///< cross-entropy per word, teacher forced
+  BleuScores val_bleu;    ///< greedy captions of the validation images
   double val_cider = 0;
   PointingScore val_pointing;
   double epoch_seconds = 0;
@@ -82,8 +82,8 @@ struct CaptionerEvaluation {
 /// of all references): every rank gets the figures one process would, and `captions` holds its
 /// own part only.
 CaptionerEvaluation evaluate_captioner(Captioner& model, const CaptionData& data,
-                                       const Vocabulary& vocabulary, int64_t beam,
-                                       int64_t max_len, int64_t batch_size,
+                                       const Vocabulary& vocabulary, int64_t beam, int64_t max_len,
+                                       int64_t batch_size,
                                        const std::function<void(int64_t)>& on_batch = {},
                                        DataParallel* parallel = nullptr);
 

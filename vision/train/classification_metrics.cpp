@@ -33,8 +33,8 @@ ClassificationMetrics evaluate_classifier(VisionTransformer& model, const Labele
       auto predicted = top.select(1, 0);
       top1 += predicted.eq(labels).sum().item<int64_t>();
       top5 += top.eq(labels.view({-1, 1})).any(1).sum().item<int64_t>();
-      metrics.confusion.view({-1}).index_add_(
-          0, labels * classes + predicted, torch::ones({n}, torch::kLong));
+      metrics.confusion.view({-1}).index_add_(0, labels * classes + predicted,
+                                              torch::ones({n}, torch::kLong));
       if (on_batch) on_batch(start + n);
     }
   }

@@ -15,9 +15,9 @@ namespace attnkit::vision {
 
 struct ClassificationMetrics {
   int64_t count = 0;
-  double top1 = 0;    ///< fraction in [0, 1]
-  double top5 = 0;    ///< fraction; equals 1 when there are at most 5 classes
-  double loss = 0;    ///< mean cross-entropy (no smoothing)
+  double top1 = 0;          ///< fraction in [0, 1]
+  double top5 = 0;          ///< fraction; equals 1 when there are at most 5 classes
+  double loss = 0;          ///< mean cross-entropy (no smoothing)
   torch::Tensor confusion;  ///< (K, K) int64: rows = true class, columns = predicted
 };
 

@@ -4,8 +4,8 @@
 #include <chrono>
 #include <filesystem>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "vision/errors.h"
 #include "vision/train/classification_metrics.h"
@@ -80,8 +80,8 @@ ClassifierTrainer::ClassifierTrainer(VisionTransformer model, ModelInfo info, La
     : impl_(std::make_unique<Impl>()) {
   TORCH_CHECK(train.size() > 0, "ClassifierTrainer: empty training set");
   TORCH_CHECK(options.batch_size > 0 && options.epochs > 0,
-              "ClassifierTrainer: batch_size and epochs must be positive, got ",
-              options.batch_size, " and ", options.epochs);
+              "ClassifierTrainer: batch_size and epochs must be positive, got ", options.batch_size,
+              " and ", options.epochs);
   TORCH_CHECK(model->config().num_classes == static_cast<int64_t>(train.classes.size()),
               "ClassifierTrainer: the model has ", model->config().num_classes,
               " classes, the data ", train.classes.size());
@@ -99,9 +99,9 @@ ClassifierTrainer::ClassifierTrainer(VisionTransformer model, ModelInfo info, La
     (decays(item.key(), item.value()) ? decay : no_decay).push_back(item.value());
   }
   std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
-                                 torch::optim::AdamWOptions(options.lr)
-                                     .weight_decay(options.weight_decay)));
+  groups.emplace_back(
+      decay, std::make_unique<torch::optim::AdamWOptions>(
+                 torch::optim::AdamWOptions(options.lr).weight_decay(options.weight_decay)));
   groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(
                                     torch::optim::AdamWOptions(options.lr).weight_decay(0.0)));
   impl_->optimizer = std::make_unique<torch::optim::AdamW>(
@@ -116,9 +116,7 @@ std::string ClassifierTrainer::last_path() const {
 std::string ClassifierTrainer::best_path() const {
   return run_file(impl_->out_dir, "best.safetensors");
 }
-std::string ClassifierTrainer::log_path() const {
-  return run_file(impl_->out_dir, "log.jsonl");
-}
+std::string ClassifierTrainer::log_path() const { return run_file(impl_->out_dir, "log.jsonl"); }
 
 void ClassifierTrainer::resume(const std::string& checkpoint) {
   state_ = resume_training_checkpoint(checkpoint, *impl_->model, *impl_->optimizer);
@@ -165,8 +163,8 @@ TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
       const uint64_t dropout_seed = mix_seed(options.seed, 3, state_.step);
       torch::manual_seed(rank == 0 ? dropout_seed : mix_seed(dropout_seed, 4, rank));
       const auto indices = order.narrow(0, state_.batch * batch_size, batch_size);
-      auto pixels = augment_geometry(train.images.index_select(0, indices), options.augment,
-                                     generator);
+      auto pixels =
+          augment_geometry(train.images.index_select(0, indices), options.augment, generator);
       auto labels = train.labels.index_select(0, indices);
       auto images = normalize_pixels(pixels, preprocess);
       random_erase_(images, options.augment, generator);
@@ -199,8 +197,7 @@ TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
       ++state_.step;
       state_.epoch_loss_sum += loss_value;
       ++state_.epoch_loss_count;
-      state_.elapsed_seconds +=
-          std::chrono::duration<double>(Clock::now() - step_start).count();
+      state_.elapsed_seconds += std::chrono::duration<double>(Clock::now() - step_start).count();
       if (callbacks.on_step) {
         callbacks.on_step((state_.batch + 1) * batch_size, batches_per_epoch * batch_size,
                           loss_value, lr);
@@ -242,18 +239,18 @@ TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
     report.elapsed_seconds = state_.elapsed_seconds;
     state_.end_epoch(report.improved, report.val_top1, options.patience);
     nlohmann::json line{{"epoch", report.epoch},
-                              {"step", report.step},
-                              {"lr", report.lr},
-                              {"train_loss", report.train_loss},
-                              {"val_loss", report.val_loss},
-                              {"val_top1", report.val_top1},
-                              {"val_top5", report.val_top5},
-                              {"epoch_seconds", report.epoch_seconds},
-                              {"images_per_second", report.images_per_second},
-                              {"elapsed_seconds", report.elapsed_seconds},
-                              {"improved", report.improved},
-                              {"precision", options.bf16 ? "bf16" : "fp32"},
-                              {"world_size", world}};
+                        {"step", report.step},
+                        {"lr", report.lr},
+                        {"train_loss", report.train_loss},
+                        {"val_loss", report.val_loss},
+                        {"val_top1", report.val_top1},
+                        {"val_top5", report.val_top5},
+                        {"epoch_seconds", report.epoch_seconds},
+                        {"images_per_second", report.images_per_second},
+                        {"elapsed_seconds", report.elapsed_seconds},
+                        {"improved", report.improved},
+                        {"precision", options.bf16 ? "bf16" : "fp32"},
+                        {"world_size", world}};
     if (impl_->parallel) {
       // Gradient all-reduce time that backward did not hide, per step of this epoch.
       const auto [wait, steps] = impl_->parallel->take_gradient_wait();

@@ -20,21 +20,21 @@ class DataParallel;
 struct ClassifierTrainOptions {
   int64_t epochs = 30;
   int64_t batch_size = 128;
-  double lr = 1e-3;            ///< peak learning rate after warm-up
-  double min_lr = 1e-5;        ///< learning rate at the end of the cosine
+  double lr = 1e-3;      ///< peak learning rate after warm-up
+  double min_lr = 1e-5;  ///< learning rate at the end of the cosine
   double warmup_epochs = 2;
   double weight_decay = 0.05;  ///< AdamW; not applied to biases, norms, tokens, position embeddings
   double label_smoothing = 0.1;
-  double grad_clip = 1.0;      ///< max global gradient norm (0 = off)
+  double grad_clip = 1.0;  ///< max global gradient norm (0 = off)
   AugmentOptions augment;
-  int64_t patience = 0;        ///< stop after this many epochs without a better val top-1 (0 = off)
+  int64_t patience = 0;  ///< stop after this many epochs without a better val top-1 (0 = off)
   uint64_t seed = 0;
   /// bf16 autocast for the matmuls (oneDNN); weights stay fp32. On by default only where the
   /// CPU computes bf16 natively: emulated bf16 is many times slower than fp32.
   bool bf16 = cpu_features().native_bf16();
   int64_t eval_batch_size = 256;
-  int64_t max_steps = 0;       ///< stop after this many optimizer steps in all (0 = no limit)
-  int64_t save_every = 0;      ///< also checkpoint every N steps inside an epoch (0 = epoch ends)
+  int64_t max_steps = 0;   ///< stop after this many optimizer steps in all (0 = no limit)
+  int64_t save_every = 0;  ///< also checkpoint every N steps inside an epoch (0 = epoch ends)
 };
 
 /// One epoch's figures, as logged.

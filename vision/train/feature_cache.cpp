@@ -166,10 +166,10 @@ struct FeatureCache::Impl {
       torch::Tensor features;
       if (!pixels.empty()) {
         features = encoder.encode(torch::stack(pixels)).to(dtype).contiguous();
-        TORCH_CHECK(features.dim() == 3 && features.size(1) == info.tokens &&
-                        features.size(2) == info.dim,
-                    "FeatureCache: the encoder promised (B, ", info.tokens, ", ", info.dim,
-                    ") features and gave ", features.sizes());
+        TORCH_CHECK(
+            features.dim() == 3 && features.size(1) == info.tokens && features.size(2) == info.dim,
+            "FeatureCache: the encoder promised (B, ", info.tokens, ", ", info.dim,
+            ") features and gave ", features.sizes());
       }
       // An unreadable image's row is zeros, so every shard holds count rows in order.
       int64_t next = 0;
@@ -199,8 +199,8 @@ std::shared_ptr<FeatureCache> FeatureCache::open(
               "FeatureCache: shard_images and batch_size must be positive");
   TORCH_CHECK(!image_paths.empty(), "FeatureCache: no images");
   TORCH_CHECK(encoder.tokens > 0 && encoder.dim > 0,
-              "FeatureCache: the encoder must state its feature shape, got ", encoder.tokens,
-              " x ", encoder.dim);
+              "FeatureCache: the encoder must state its feature shape, got ", encoder.tokens, " x ",
+              encoder.dim);
   std::shared_ptr<FeatureCache> cache(new FeatureCache());
   auto& impl = *cache->impl_;
   impl.dtype = options.dtype;

@@ -8,8 +8,8 @@
 #include <fstream>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "vision/atomic_file.h"
 #include "vision/checkpoint/safetensors.h"
@@ -52,7 +52,8 @@ std::string load_training_checkpoint(const std::string& path, torch::nn::Module&
   auto file = SafetensorsFile::open(path);
   const auto state = file.metadata().find(kTrainStateKey);
   if (state == file.metadata().end() || !file.contains(kOptimizerTensor)) {
-    throw CheckpointError(path + ": not a training checkpoint (no optimizer state; resume from "
+    throw CheckpointError(path +
+                          ": not a training checkpoint (no optimizer state; resume from "
                           "the last.safetensors that 'attn train' writes)");
   }
   load_tensors_strict(module, model_tensors_from_file(path), path);

@@ -8,17 +8,17 @@
 namespace attnkit::vision {
 
 struct TrainState {
-  int64_t epoch = 0;            ///< current epoch, 0-based
-  int64_t batch = 0;            ///< next batch within the epoch
-  int64_t step = 0;             ///< optimizer steps taken
-  double epoch_loss_sum = 0;    ///< running training loss of the current epoch
+  int64_t epoch = 0;          ///< current epoch, 0-based
+  int64_t batch = 0;          ///< next batch within the epoch
+  int64_t step = 0;           ///< optimizer steps taken
+  double epoch_loss_sum = 0;  ///< running training loss of the current epoch
   int64_t epoch_loss_count = 0;
-  double best_metric = -1;      ///< best validation figure so far (top-1, BLEU-4)
+  double best_metric = -1;  ///< best validation figure so far (top-1, BLEU-4)
   int64_t best_epoch = -1;
   int64_t epochs_without_improvement = 0;
-  double elapsed_seconds = 0;   ///< training time so far, over all sessions
-  bool stopped_early = false;   ///< patience ran out (a resume with more epochs does not restart)
-  double baseline = 0;          ///< REINFORCE's moving-average baseline (hard attention)
+  double elapsed_seconds = 0;  ///< training time so far, over all sessions
+  bool stopped_early = false;  ///< patience ran out (a resume with more epochs does not restart)
+  double baseline = 0;         ///< REINFORCE's moving-average baseline (hard attention)
   bool baseline_set = false;
 
   /// Closes the current epoch: records `metric` as the best when `improved`, counts epochs

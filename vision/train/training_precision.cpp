@@ -21,7 +21,7 @@ TrainingPrecision choose_training_precision(const std::string& requested, const 
                   "): it runs emulated, many times slower than fp32";
     }
   } else {
-    throw std::invalid_argument("--precision must be auto, fp32 or bf16, got '" + requested + "'");
+    throw std::invalid_argument("precision must be auto, fp32 or bf16, got '" + requested + "'");
   }
   return p;
 }
