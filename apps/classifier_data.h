@@ -8,7 +8,7 @@
 
 #include "vision/checkpoint/model_file.h"
 #include "vision/data/labeled_images.h"
-#include "vision/image/preprocess.h"
+#include "vision/image/preprocess_config.h"
 #include "vision/models/test_time_augmentation.h"
 
 namespace attnkit::apps {

@@ -2,6 +2,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include <torch/torch.h>
@@ -14,6 +15,7 @@
 #include "apps/image_batches.h"
 #include "apps/inference_precision_option.h"
 #include "apps/json_output.h"
+#include "apps/result_printer.h"
 #include "vision/api/attnkit.h"
 #include "vision/checkpoint/model_file.h"
 #include "vision/errors.h"
@@ -37,6 +39,7 @@ struct ClassifyParams {
   bool jsonl = false;
   std::string tta = "none";
   std::string precision = "fp32";
+  bool default_model = true;  ///< no --model: the shipped model
   Shard shard;
 };
 
@@ -72,107 +75,114 @@ void print_table_entry(const std::string& path, const std::vector<Prediction>& p
   }
 }
 
-}  // namespace
-
-int run_classify(int argc, char** argv) {
-  ClassifyParams p;
+po::options_description classify_options(ClassifyParams& p) {
   po::options_description options("Options");
   options.add_options()("help,h", "show this help")(
       "inputs", po::value(&p.inputs)->multitoken(),
       "images, directories (searched recursively) or - to read paths from stdin")(
       "model,m", po::value(&p.model)->default_value(default_model_path("classifier")),
       "model file (.safetensors made by 'attn train' or 'attn import')")(
-      "topk,k", po::value(&p.topk)->default_value(5),
+      "topk,k", po::value(&p.topk)->default_value(p.topk),
       "classes to show per image (more than the model has: all, with a warning)")(
-      "batch-size,b", po::value(&p.batch_size)->default_value(8), "images per forward pass")(
-      "tta", po::value(&p.tta)->default_value(p.tta), kTtaHelp)(
+      "batch-size,b", po::value(&p.batch_size)->default_value(p.batch_size),
+      "images per forward pass")("tta", po::value(&p.tta)->default_value(p.tta), kTtaHelp)(
       "precision,p", po::value(&p.precision)->default_value(p.precision), kInferencePrecisionHelp)(
-      "threads,t", po::value(&p.threads)->default_value(0), kThreadsHelp)(
+      "threads,t", po::value(&p.threads)->default_value(p.threads), kThreadsHelp)(
       "json", po::bool_switch(&p.json), "print one JSON document with every result")(
       "jsonl", po::bool_switch(&p.jsonl), "print one JSON object per image, as they finish");
   add_max_pixels_option(options);
   add_shard_option(options, &p.shard);
+  return options;
+}
+
+const char* const kClassifySummary =
+    "Classifies images with a Vision Transformer and prints the top-k classes.\n"
+    "Each image is preprocessed exactly as the model's source did (resize, crop,\n"
+    "normalise); see 'attn inspect MODEL'.\n\n"
+    "Examples:\n"
+    "  attn classify samples/\n"
+    "  attn classify --model vit-b16.safetensors --topk 3 --json cat.jpg dog.png\n"
+    "  attn classify --precision auto photos/     (bf16 or int8 where this CPU is fast)\n"
+    "  find photos -name '*.jpg' | attn classify --jsonl -\n"
+    "  attn classify --jsonl --shard $SLURM_ARRAY_TASK_ID/16 photos/ > part.jsonl";
+
+/// The command line, checked; nullopt after --help. Throws UsageError.
+std::optional<ClassifyParams> parse_classify(int argc, char** argv) {
+  ClassifyParams p;
+  const auto options = classify_options(p);
   po::variables_map vm;
-  if (!parse_command_line(
-          argc, argv, options, "inputs", "attn classify [options] IMAGE|DIR|- ...",
-          "Classifies images with a Vision Transformer and prints the top-k classes.\n"
-          "Each image is preprocessed exactly as the model's source did (resize, crop,\n"
-          "normalise); see 'attn inspect MODEL'.\n\n"
-          "Examples:\n"
-          "  attn classify samples/\n"
-          "  attn classify --model vit-b16.safetensors --topk 3 --json cat.jpg dog.png\n"
-          "  attn classify --precision auto photos/     (bf16 or int8 where this CPU is fast)\n"
-          "  find photos -name '*.jpg' | attn classify --jsonl -\n"
-          "  attn classify --jsonl --shard $SLURM_ARRAY_TASK_ID/16 photos/ > part.jsonl",
-          vm)) {
-    return kExitOk;
+  if (!parse_command_line(argc, argv, options, "inputs", "attn classify [options] IMAGE|DIR|- ...",
+                          kClassifySummary, vm)) {
+    return std::nullopt;
   }
+  p.default_model = vm["model"].defaulted();
   if (p.inputs.empty()) throw UsageError("no inputs given (images, directories or -)");
   if (p.topk < 1) throw UsageError("--topk must be at least 1, got " + std::to_string(p.topk));
   if (p.batch_size < 1) {
     throw UsageError("--batch-size must be at least 1, got " + std::to_string(p.batch_size));
   }
   if (p.json && p.jsonl) throw UsageError("--json and --jsonl exclude each other");
-  const vision::TestTimeAugmentation tta = parse_tta_option(p.tta);
-  const auto precision = choose_precision_option("classify", p.precision);
-  set_threads(p.threads);
+  return p;
+}
 
-  vision::LoadedViT loaded;
-  if (vm["model"].defaulted() && !std::filesystem::exists(p.model)) {
+/// The model, prepared for `precision`, and the top-k it can give (said when less than
+/// --topk). nullopt after saying why it cannot be used.
+std::optional<std::pair<vision::LoadedViT, int>> load_classifier(
+    const ClassifyParams& p, const vision::InferencePrecision& precision) {
+  if (p.default_model && !std::filesystem::exists(p.model)) {
     print_error("classify", "the default model " + p.model +
                                 " is not there; pass --model FILE (a model made by 'attn import' "
                                 "or 'attn train'; see the README on importing public ViTs)");
-    return kExitBadModel;
+    return std::nullopt;
   }
+  vision::LoadedViT loaded;
   try {
     loaded = vision::load_vit(p.model);
     vision::apply_inference_precision(*loaded.model, precision);
   } catch (const vision::Error& e) {
     print_error("classify", e.what());
-    return kExitBadModel;
+    return std::nullopt;
   }
-  const auto& info = loaded.info;
   const int topk = static_cast<int>(std::min<int64_t>(p.topk, loaded.config.num_classes));
   if (topk < 1) {
     print_error("classify", p.model + ": the model has no classification head");
-    return kExitBadModel;
+    return std::nullopt;
   }
   if (topk < p.topk) {
     print_warning("classify", "--topk " + std::to_string(p.topk) + " is more than the model's " +
                                   std::to_string(topk) + " classes; showing all " +
                                   std::to_string(topk));
   }
+  return std::make_pair(std::move(loaded), topk);
+}
+
+}  // namespace
+
+int run_classify(int argc, char** argv) {
+  const auto parsed = parse_classify(argc, argv);
+  if (!parsed) return kExitOk;
+  const ClassifyParams& p = *parsed;
+  const vision::TestTimeAugmentation tta = parse_tta_option(p.tta);
+  const auto precision = choose_precision_option("classify", p.precision);
+  set_threads(p.threads);
+  auto model = load_classifier(p, precision);
+  if (!model) return kExitBadModel;
+  auto& loaded = model->first;
+  const int topk = model->second;
+  const auto& info = loaded.info;
 
   // An empty shard (few inputs, many shards) is a finished job, not a failure.
   const auto items = select_shard(expand_inputs(p.inputs), p.shard);
-  json results = json::array();
-  json errors = json::array();
-  int64_t succeeded = 0;
-  ProgressBar progress("classify", static_cast<int64_t>(items.size()));
-  auto report_error = [&](const std::string& path, const std::string& message) {
-    progress.clear();
-    print_error("classify", message);
-    if (p.jsonl) {
-      std::cout << json_text({{"path", path}, {"error", message}}) << std::endl;
-    } else {
-      errors.push_back({{"path", path}, {"error", message}});
-    }
-  };
-
-  // Photos fed to the Fashion-MNIST demo model get confident nonsense: say so, once.
-  bool warned_domain = false;
-  auto check_domain = [&](const cv::Mat& rgb, const std::string& path) {
-    if (warned_domain) return;
-    const auto warning = fashion_domain_warning(info, rgb.cols, rgb.rows, path);
-    if (warning.empty()) return;
-    warned_domain = true;
-    progress.clear();
-    print_warning("classify", warning);
-  };
-
+  ResultPrinter printer("classify", p.json, p.jsonl, static_cast<int64_t>(items.size()));
   c10::InferenceMode inference;
+  // Photos fed to the Fashion-MNIST demo model get confident nonsense: said once.
+  bool warned_domain = false;
   auto prepare = [&](const cv::Mat& rgb, const std::string& path) {
-    check_domain(rgb, path);
+    if (!warned_domain) {
+      const auto warning = fashion_domain_warning(info, rgb.cols, rgb.rows, path);
+      if (!warning.empty()) printer.warn(warning);
+      warned_domain = !warning.empty();
+    }
     return vision::preprocess_image(rgb, info.preprocess);
   };
   auto classify_batch = [&](const torch::Tensor& images, const std::vector<std::string>& paths) {
@@ -186,26 +196,15 @@ int run_classify(int argc, char** argv) {
         predictions.push_back({indices_a[b][k], label_for(info, indices_a[b][k]),
                                static_cast<double>(values_a[b][k])});
       }
-      ++succeeded;
-      if (p.jsonl) {
-        std::cout << json_text(result_json(paths[b], predictions)) << std::endl;
-      } else if (p.json) {
-        results.push_back(result_json(paths[b], predictions));
-      } else {
-        progress.clear();
-        print_table_entry(paths[b], predictions);
-      }
+      printer.result([&] { return result_json(paths[b], predictions); },
+                     [&] { print_table_entry(paths[b], predictions); });
     }
   };
-  for_each_image_batch(items, static_cast<size_t>(p.batch_size), prepare, report_error,
-                       classify_batch, [&](int64_t n) { progress.advance(n); });
-  progress.finish();
-  if (p.json) {
-    std::cout << json_text({{"model", p.model}, {"results", results}, {"errors", errors}}, 2)
-              << std::endl;
-  }
-  if (succeeded == 0 && !items.empty()) return kExitNoInput;
-  return succeeded == static_cast<int64_t>(items.size()) ? kExitOk : kExitSomeFailed;
+  for_each_image_batch(
+      items, static_cast<size_t>(p.batch_size), prepare,
+      [&](const std::string& path, const std::string& message) { printer.error(path, message); },
+      classify_batch, [&](int64_t n) { printer.advance(n); });
+  return printer.finish({{"model", p.model}}, items.size());
 }
 
 }  // namespace attnkit::apps

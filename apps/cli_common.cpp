@@ -289,6 +289,12 @@ std::string pad_right(const std::string& text, size_t width) {
   return text + std::string(width - columns, ' ');
 }
 
+std::string command_line_text(const std::string& command, int argc, char** argv) {
+  std::string text = command;
+  for (int i = 1; i < argc; ++i) text += std::string(" ") + argv[i];
+  return text;
+}
+
 int run_training_loop(const std::function<void()>& train, std::unique_ptr<ProgressBar>& bar) {
   std::string failure;
   try {

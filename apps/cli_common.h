@@ -139,4 +139,8 @@ int run_training_loop(const std::function<void()>& train, std::unique_ptr<Progre
 /// Escapes nothing, pads or cuts `text` to `width` columns (UTF-8 aware enough for labels).
 std::string pad_right(const std::string& text, size_t width);
 
+/// `command` and the arguments after argv[0], space-separated: how a model file was made, for
+/// its metadata ("attn train captioner --data scenes.json ...").
+std::string command_line_text(const std::string& command, int argc, char** argv);
+
 }  // namespace attnkit::apps

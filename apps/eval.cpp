@@ -72,66 +72,60 @@ void print_confusion(const vision::ClassificationMetrics& m,
   }
 }
 
-int run_eval_classifier(int argc, char** argv) {
-  std::string model_path, data = "fashion-mnist", split = "test", fashion_dir, plot, tta_name;
-  std::string precision_name = "fp32";
+/// Everything `attn eval classifier` is told, with its defaults.
+struct EvalClassifierParams {
+  std::string model_path;
+  std::string data = "fashion-mnist";
+  std::string split = "test";
+  std::string fashion_dir = vision::kFashionMnistDir;
+  std::string plot;  ///< a PNG / JPEG for the confusion matrix; empty = none
+  std::string tta = "none";
+  std::string precision = "fp32";
   int threads = 0;
   int64_t batch_size = 256;
-  bool as_json = false;
+  bool json = false;
+};
+
+po::options_description eval_classifier_options(EvalClassifierParams& p) {
   po::options_description options("Options");
   options.add_options()("help,h", "show this help")(
-      "model,m", po::value(&model_path)->default_value(default_model_path("classifier")),
-      "model file")("data", po::value(&data)->default_value(data),
+      "model,m", po::value(&p.model_path)->default_value(default_model_path("classifier")),
+      "model file")("data", po::value(&p.data)->default_value(p.data),
                     "fashion-mnist, or an image-folder root (root/<class>/*.jpg)")(
-      "split", po::value(&split)->default_value(split), "Fashion-MNIST split: test | train")(
-      "fashion-dir", po::value(&fashion_dir)->default_value(vision::kFashionMnistDir),
+      "split", po::value(&p.split)->default_value(p.split), "Fashion-MNIST split: test | train")(
+      "fashion-dir", po::value(&p.fashion_dir)->default_value(p.fashion_dir),
       "where the Fashion-MNIST idx files are")(
-      "batch-size,b", po::value(&batch_size)->default_value(batch_size), "images per pass")(
-      "tta", po::value(&tta_name)->default_value("none"), kTtaHelp)(
-      "precision,p", po::value(&precision_name)->default_value(precision_name),
-      kInferencePrecisionHelp)("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)(
-      "json", po::bool_switch(&as_json), "print the metrics as JSON")(
-      "plot", po::value(&plot), "also draw the confusion matrix into this PNG / JPEG file");
+      "batch-size,b", po::value(&p.batch_size)->default_value(p.batch_size), "images per pass")(
+      "tta", po::value(&p.tta)->default_value(p.tta), kTtaHelp)(
+      "precision,p", po::value(&p.precision)->default_value(p.precision), kInferencePrecisionHelp)(
+      "threads,t", po::value(&p.threads)->default_value(p.threads), kThreadsHelp)(
+      "json", po::bool_switch(&p.json), "print the metrics as JSON")(
+      "plot", po::value(&p.plot), "also draw the confusion matrix into this PNG / JPEG file");
   add_max_pixels_option(options);
-  po::variables_map vm;
-  if (!parse_command_line(
-          argc, argv, options, "", "attn eval classifier [options]",
-          "Measures a classifier: top-1, top-5, mean cross-entropy and the confusion matrix.\n"
-          "Image folders are labelled by sub-directory; their class names must match the\n"
-          "model's labels.\n\n"
-          "Examples:\n"
-          "  attn eval classifier                      (shipped model, Fashion-MNIST test)\n"
-          "  attn eval classifier --model runs/fashion/best.safetensors --json --plot cm.png\n"
-          "  attn eval classifier --tta flip          (with horizontal-flip averaging)",
-          vm)) {
-    return kExitOk;
-  }
-  const vision::TestTimeAugmentation tta = parse_tta_option(tta_name);
-  if (batch_size < 1) throw UsageError("--batch-size must be at least 1");
-  const auto precision = choose_precision_option("eval", precision_name);
-  set_threads(threads);
-  vision::LoadedViT loaded;
-  try {
-    loaded = vision::load_vit(model_path);
-    vision::apply_inference_precision(*loaded.model, precision);
-  } catch (const vision::Error& e) {
-    print_error("eval", e.what());
-    return kExitBadModel;
-  }
+  return options;
+}
+
+const char* const kEvalClassifierSummary =
+    "Measures a classifier: top-1, top-5, mean cross-entropy and the confusion matrix.\n"
+    "Image folders are labelled by sub-directory; their class names must match the\n"
+    "model's labels.\n\n"
+    "Examples:\n"
+    "  attn eval classifier                      (shipped model, Fashion-MNIST test)\n"
+    "  attn eval classifier --model runs/fashion/best.safetensors --json --plot cm.png\n"
+    "  attn eval classifier --tta flip          (with horizontal-flip averaging)";
+
+/// The labelled images, with the model's class names; nullopt after saying what is wrong, with
+/// the exit status in `status`.
+std::optional<vision::LabeledImages> load_eval_data(const EvalClassifierParams& p,
+                                                    const vision::LoadedViT& loaded, int& status) {
   vision::LabeledImages dataset;
   try {
-    dataset = load_classifier_data(data, split, fashion_dir, loaded.info.preprocess, "eval");
+    dataset = load_classifier_data(p.data, p.split, p.fashion_dir, loaded.info.preprocess, "eval");
+    if (p.data != "fashion-mnist") relabel_with_model_labels(dataset, loaded.info.labels, p.data);
   } catch (const vision::Error& e) {
     print_error("eval", e.what());
-    return kExitNoInput;
-  }
-  if (data != "fashion-mnist") {
-    try {
-      relabel_with_model_labels(dataset, loaded.info.labels, data);
-    } catch (const vision::Error& e) {
-      print_error("eval", e.what());
-      return kExitNoInput;
-    }
+    status = kExitNoInput;
+    return std::nullopt;
   }
   dataset.classes = loaded.info.labels;
   if (dataset.classes.empty()) {
@@ -140,66 +134,103 @@ int run_eval_classifier(int argc, char** argv) {
     }
   }
   if (static_cast<int64_t>(dataset.classes.size()) != loaded.config.num_classes) {
-    print_error("eval", model_path + ": the model has " +
+    print_error("eval", p.model_path + ": the model has " +
                             std::to_string(loaded.config.num_classes) + " classes, the data " +
                             std::to_string(dataset.classes.size()));
+    status = kExitBadModel;
+    return std::nullopt;
+  }
+  return dataset;
+}
+
+void print_classification_json(const EvalClassifierParams& p,
+                               const vision::ClassificationMetrics& metrics,
+                               const vision::LabeledImages& dataset, const std::string& precision) {
+  json confusion = json::array();
+  auto c = metrics.confusion.accessor<int64_t, 2>();
+  for (int64_t i = 0; i < metrics.confusion.size(0); ++i) {
+    json row = json::array();
+    for (int64_t j = 0; j < metrics.confusion.size(1); ++j) row.push_back(c[i][j]);
+    confusion.push_back(row);
+  }
+  std::cout << json_text(json{{"model", p.model_path},
+                              {"data", p.data},
+                              {"split", p.data == "fashion-mnist" ? p.split : ""},
+                              {"tta", p.tta},
+                              {"precision", precision},
+                              {"count", metrics.count},
+                              {"top1", metrics.top1},
+                              {"top5", metrics.top5},
+                              {"loss", metrics.loss},
+                              {"classes", dataset.classes},
+                              {"confusion", confusion},
+                              {"skipped", skipped_json(dataset.skipped)}},
+                         2)
+            << std::endl;
+}
+
+void print_classification_text(const EvalClassifierParams& p,
+                               const vision::ClassificationMetrics& metrics,
+                               const vision::LabeledImages& dataset) {
+  std::cout << std::fixed << std::setprecision(2) << "model: " << p.model_path
+            << "\ndata:  " << p.data << (p.data == "fashion-mnist" ? " (" + p.split + ")" : "")
+            << ", " << metrics.count << " images" << (p.tta == "none" ? "" : ", tta " + p.tta)
+            << "\ntop-1: " << 100 * metrics.top1 << "%\ntop-5: " << 100 * metrics.top5
+            << "%\nloss:  " << std::setprecision(4) << metrics.loss << "\n\n";
+  print_confusion(metrics, dataset.classes);
+  std::cout << skipped_note(dataset.skipped);
+}
+
+int run_eval_classifier(int argc, char** argv) {
+  EvalClassifierParams p;
+  const auto options = eval_classifier_options(p);
+  po::variables_map vm;
+  if (!parse_command_line(argc, argv, options, "", "attn eval classifier [options]",
+                          kEvalClassifierSummary, vm)) {
+    return kExitOk;
+  }
+  const vision::TestTimeAugmentation tta = parse_tta_option(p.tta);
+  p.tta = vision::to_string(tta);
+  if (p.batch_size < 1) throw UsageError("--batch-size must be at least 1");
+  const auto precision = choose_precision_option("eval", p.precision);
+  set_threads(p.threads);
+  vision::LoadedViT loaded;
+  try {
+    loaded = vision::load_vit(p.model_path);
+    vision::apply_inference_precision(*loaded.model, precision);
+  } catch (const vision::Error& e) {
+    print_error("eval", e.what());
     return kExitBadModel;
   }
+  int status = kExitOk;
+  const auto dataset = load_eval_data(p, loaded, status);
+  if (!dataset) return status;
 
-  ProgressBar progress("eval", dataset.size());
+  ProgressBar progress("eval", dataset->size());
   int64_t reported = 0;
   const auto metrics = vision::evaluate_classifier(
-      loaded.model, dataset, loaded.info.preprocess, batch_size,
+      loaded.model, *dataset, loaded.info.preprocess, p.batch_size,
       [&](int64_t done) {
         progress.advance(done - reported);
         reported = done;
       },
       tta);
   progress.finish();
-
-  if (!plot.empty()) {
+  if (!p.plot.empty()) {
     try {
-      vision::save_image_rgb(plot,
-                             vision::draw_confusion_matrix(metrics.confusion, dataset.classes));
+      vision::save_image_rgb(p.plot,
+                             vision::draw_confusion_matrix(metrics.confusion, dataset->classes));
     } catch (const vision::Error& e) {
       print_error("eval", e.what());
       return kExitSomeFailed;
     }
   }
-  if (as_json) {
-    json confusion = json::array();
-    auto c = metrics.confusion.accessor<int64_t, 2>();
-    for (int64_t i = 0; i < metrics.confusion.size(0); ++i) {
-      json row = json::array();
-      for (int64_t j = 0; j < metrics.confusion.size(1); ++j) row.push_back(c[i][j]);
-      confusion.push_back(row);
-    }
-    std::cout << json_text(json{{"model", model_path},
-                                {"data", data},
-                                {"split", data == "fashion-mnist" ? split : ""},
-                                {"tta", vision::to_string(tta)},
-                                {"precision", precision.name()},
-                                {"count", metrics.count},
-                                {"top1", metrics.top1},
-                                {"top5", metrics.top5},
-                                {"loss", metrics.loss},
-                                {"classes", dataset.classes},
-                                {"confusion", confusion},
-                                {"skipped", skipped_json(dataset.skipped)}},
-                           2)
-              << std::endl;
+  if (p.json) {
+    print_classification_json(p, metrics, *dataset, precision.name());
   } else {
-    std::cout << std::fixed << std::setprecision(2) << "model: " << model_path
-              << "\ndata:  " << data << (data == "fashion-mnist" ? " (" + split + ")" : "") << ", "
-              << metrics.count << " images"
-              << (tta == vision::TestTimeAugmentation::kNone ? ""
-                                                             : ", tta " + vision::to_string(tta))
-              << "\ntop-1: " << 100 * metrics.top1 << "%\ntop-5: " << 100 * metrics.top5
-              << "%\nloss:  " << std::setprecision(4) << metrics.loss << "\n\n";
-    print_confusion(metrics, dataset.classes);
-    std::cout << skipped_note(dataset.skipped);
+    print_classification_text(p, metrics, *dataset);
   }
-  return dataset.skipped.empty() ? kExitOk : kExitSomeFailed;
+  return dataset->skipped.empty() ? kExitOk : kExitSomeFailed;
 }
 
 /// The faithfulness figures over every word, and over the words that name an object of their

@@ -14,6 +14,7 @@
 #include "apps/commands.h"
 #include "apps/data_parallel_options.h"
 #include "apps/train_precision.h"
+#include "apps/train_progress.h"
 #include "vision/checkpoint/captioner_file.h"
 #include "vision/checkpoint/model_file.h"
 #include "vision/data/karpathy.h"
@@ -26,12 +27,6 @@ namespace attnkit::apps {
 namespace {
 
 namespace po = boost::program_options;
-
-std::string fixed(double value, int digits) {
-  std::ostringstream out;
-  out << std::fixed << std::setprecision(digits) << value;
-  return out.str();
-}
 
 /// Karpathy splits train on "train" and "restval" (COCO's extra training images).
 bool is_training_record(const vision::CaptionRecord& r) {
@@ -68,36 +63,51 @@ std::shared_ptr<vision::FeatureCache> open_feature_cache(
   return cache;
 }
 
-}  // namespace
-
-int run_train_captioner(int argc, char** argv) {
-  std::string data, images, out_dir, encoder_path, mode = "soft", resume, feature_cache,
-                                                   feature_dtype = "fp16";
-  int64_t image_size = 64, min_count = 1, limit = 0, encoder_depth = -1, captions_per_image = 0;
+/// Everything `attn train captioner` is told, with its defaults.
+struct TrainCaptionerParams {
+  std::string data;    ///< a Karpathy split JSON (required)
+  std::string images;  ///< the image root; empty = the JSON's folder
+  std::string out_dir = "runs/captioner";
+  std::string encoder_path;  ///< a ViT model file; empty = a fresh vit_tiny
+  std::string mode = "soft";
+  std::string resume;
+  std::string feature_cache;  ///< a folder for the frozen encoder's features; empty = none
+  std::string feature_dtype = "fp16";
+  int64_t image_size = 64;
+  int64_t min_count = 1;
+  int64_t limit = 0;
+  int64_t encoder_depth = -1;
+  int64_t captions_per_image = 0;
   int threads = 0;
-  DataParallelSettings parallel_settings;
-  bool fine_tune = false, no_bf16 = false;
+  bool fine_tune = false;
+  bool no_bf16 = false;
   std::string precision = "auto";
+  DataParallelSettings parallel;
   vision::CaptionerConfig config;
-  vision::CaptionerTrainOptions o;
+  vision::CaptionerTrainOptions train;
+};
+
+po::options_description train_captioner_options(TrainCaptionerParams& p) {
+  auto& o = p.train;
+  auto& config = p.config;
   po::options_description options("Options");
   options.add_options()("help,h", "show this help")(
-      "data", po::value(&data), "Karpathy split JSON (dataset_coco.json, scenes.json, ...)")(
-      "images", po::value(&images), "image root (default: the JSON's directory)")(
-      "out,o", po::value(&out_dir)->default_value("runs/captioner"), "output directory")(
-      "encoder", po::value(&encoder_path),
+      "data", po::value(&p.data), "Karpathy split JSON (dataset_coco.json, scenes.json, ...)")(
+      "images", po::value(&p.images), "image root (default: the JSON's directory)")(
+      "out,o", po::value(&p.out_dir)->default_value(p.out_dir), "output directory")(
+      "encoder", po::value(&p.encoder_path),
       "ViT model file for the encoder (its head is dropped, position embeddings resampled)")(
-      "encoder-depth", po::value(&encoder_depth)->default_value(-1),
+      "encoder-depth", po::value(&p.encoder_depth)->default_value(p.encoder_depth),
       "use the encoder's first N blocks (-1 = all, 0 = the patch embedding alone): earlier "
       "blocks keep features local, as SAT took a conv layer rather than the last one")(
-      "image-size", po::value(&image_size)->default_value(image_size), "square input size")(
-      "mode", po::value(&mode)->default_value(mode), "soft | hard attention")(
+      "image-size", po::value(&p.image_size)->default_value(p.image_size), "square input size")(
+      "mode", po::value(&p.mode)->default_value(p.mode), "soft | hard attention")(
       "embed-dim", po::value(&config.embed_dim)->default_value(config.embed_dim), "word embedding")(
       "hidden-dim", po::value(&config.hidden_dim)->default_value(config.hidden_dim), "LSTM state")(
       "attention-dim", po::value(&config.attention_dim)->default_value(config.attention_dim),
       "additive attention width")(
       "dropout", po::value(&config.dropout)->default_value(config.dropout), "before the output")(
-      "min-count", po::value(&min_count)->default_value(min_count),
+      "min-count", po::value(&p.min_count)->default_value(p.min_count),
       "words seen fewer times in training become <unk>")(
       "epochs", po::value(&o.epochs)->default_value(o.epochs), "passes over the captions")(
       "batch-size,b", po::value(&o.batch_size)->default_value(o.batch_size), "captions per step")(
@@ -113,168 +123,244 @@ int run_train_captioner(int argc, char** argv) {
       "(Liu et al. 2017, attention correctness); needs data with boxes, 0 = SAT as published")(
       "entropy", po::value(&o.entropy)->default_value(o.entropy), "hard: entropy bonus weight")(
       "max-len", po::value(&o.max_len)->default_value(o.max_len), "longest caption")(
-      "fine-tune-encoder", po::bool_switch(&fine_tune), "train the encoder too (default frozen)")(
+      "fine-tune-encoder", po::bool_switch(&p.fine_tune), "train the encoder too (default frozen)")(
       "patience", po::value(&o.patience)->default_value(o.patience),
       "early stopping on validation BLEU-4 (0 = off)")(
       "seed", po::value(&o.seed)->default_value(o.seed), "seed")(
-      "captions-per-image", po::value(&captions_per_image)->default_value(0),
+      "captions-per-image", po::value(&p.captions_per_image)->default_value(p.captions_per_image),
       "train on only the first N reference captions of each image (0 = all). With N = 1 the\n"
       "order in which objects are named is a function of the image, so the attention can\n"
       "commit to the next object instead of spreading over every object a reference might\n"
       "name next; validation still scores against all references")(
-      "limit", po::value(&limit)->default_value(0), "use only the first N training images")(
-      "max-steps", po::value(&o.max_steps)->default_value(0), "stop after N steps (0 = all)")(
-      "precision", po::value(&precision)->default_value(precision), kPrecisionHelp)(
-      "no-bf16", po::bool_switch(&no_bf16), "the same as --precision fp32")(
-      "threads,t", po::value(&threads)->default_value(0), kThreadsHelp)(
-      "resume", po::value(&resume),
+      "limit", po::value(&p.limit)->default_value(p.limit), "use only the first N training images")(
+      "max-steps", po::value(&o.max_steps)->default_value(o.max_steps),
+      "stop after N steps (0 = all)")(
+      "precision", po::value(&p.precision)->default_value(p.precision), kPrecisionHelp)(
+      "no-bf16", po::bool_switch(&p.no_bf16), "the same as --precision fp32")(
+      "threads,t", po::value(&p.threads)->default_value(p.threads), kThreadsHelp)(
+      "resume", po::value(&p.resume),
       "continue from a last.safetensors checkpoint (any number of processes may resume it)")(
-      "feature-cache", po::value(&feature_cache),
+      "feature-cache", po::value(&p.feature_cache),
       "keep the frozen encoder's features of the training images in this folder, on disk, and "
       "read them back a batch at a time, so memory stays bounded whatever the dataset (COCO "
       "through ViT-B/16: 600 KB of features an image). Computed once, resumable, reused by "
       "every later run with the same encoder, preprocessing and images, and by every rank")(
-      "feature-dtype", po::value(&feature_dtype)->default_value(feature_dtype),
+      "feature-dtype", po::value(&p.feature_dtype)->default_value(p.feature_dtype),
       "the feature cache's values: fp16 | bf16");
-  add_data_parallel_options(options, &parallel_settings);
+  add_data_parallel_options(options, &p.parallel);
   add_max_pixels_option(options);
-  po::variables_map vm;
-  if (!parse_command_line(
-          argc, argv, options, "", "attn train captioner --data SPLIT.json [options]",
-          "Trains Show, Attend and Tell: teacher forcing, cross-entropy plus the doubly\n"
-          "stochastic attention penalty; hard attention by REINFORCE with a moving-average\n"
-          "baseline and an entropy bonus (the expected context for half the images). Each\n"
-          "epoch decodes the val split greedily and reports BLEU-1..4, CIDEr-D and the\n"
-          "pointing game; best.safetensors keeps the best BLEU-4. A NaN or Inf loss stops\n"
-          "training with exit 1 and keeps the last checkpoint; so does a checkpoint that cannot\n"
-          "be written (the previous one stays intact).\n\n"
-          "Example:\n"
-          "  attn data scenes --out data/scenes --count 20000\n"
-          "  attn train captioner --data data/scenes/scenes.json \\\n"
-          "      --encoder weights/fashion-vit.safetensors --out runs/scenes\n"
-          "  attn train captioner --nproc 2 --data data/scenes/scenes.json ...   (2 processes)",
-          vm)) {
-    return kExitOk;
-  }
-  if (data.empty()) throw UsageError("--data is required (a Karpathy split JSON)");
-  if (mode != "soft" && mode != "hard") throw UsageError("--mode must be soft or hard");
-  if (image_size < 1 || min_count < 1)
+  return options;
+}
+
+const char* const kTrainCaptionerSummary =
+    "Trains Show, Attend and Tell: teacher forcing, cross-entropy plus the doubly\n"
+    "stochastic attention penalty; hard attention by REINFORCE with a moving-average\n"
+    "baseline and an entropy bonus (the expected context for half the images). Each\n"
+    "epoch decodes the val split greedily and reports BLEU-1..4, CIDEr-D and the\n"
+    "pointing game; best.safetensors keeps the best BLEU-4. A NaN or Inf loss stops\n"
+    "training with exit 1 and keeps the last checkpoint; so does a checkpoint that cannot\n"
+    "be written (the previous one stays intact).\n\n"
+    "Example:\n"
+    "  attn data scenes --out data/scenes --count 20000\n"
+    "  attn train captioner --data data/scenes/scenes.json \\\n"
+    "      --encoder weights/fashion-vit.safetensors --out runs/scenes\n"
+    "  attn train captioner --nproc 2 --data data/scenes/scenes.json ...   (2 processes)";
+
+/// The checks that need no file. Throws UsageError.
+void check_params(TrainCaptionerParams& p) {
+  const auto& o = p.train;
+  if (p.data.empty()) throw UsageError("--data is required (a Karpathy split JSON)");
+  if (p.mode != "soft" && p.mode != "hard") throw UsageError("--mode must be soft or hard");
+  if (p.image_size < 1 || p.min_count < 1) {
     throw UsageError("--image-size and --min-count must be >= 1");
-  if (encoder_depth < -1) throw UsageError("--encoder-depth must be >= 0 (-1 = all blocks)");
+  }
+  if (p.encoder_depth < -1) throw UsageError("--encoder-depth must be >= 0 (-1 = all blocks)");
   if (!(o.attention_supervision >= 0)) throw UsageError("--attention-supervision must be >= 0");
-  if (captions_per_image < 0) throw UsageError("--captions-per-image must be >= 0 (0 = all)");
-  o.freeze_encoder = !fine_tune;
-  if (!feature_cache.empty() && fine_tune) {
+  if (p.captions_per_image < 0) {
+    throw UsageError("--captions-per-image must be >= 0 (0 = all)");
+  }
+  p.train.freeze_encoder = !p.fine_tune;
+  if (!p.feature_cache.empty() && p.fine_tune) {
     throw UsageError(
         "--feature-cache keeps a frozen encoder's features: it cannot be used with "
         "--fine-tune-encoder");
   }
-  if (feature_dtype != "fp16" && feature_dtype != "bf16") {
-    throw UsageError("--feature-dtype must be fp16 or bf16, got '" + feature_dtype + "'");
+  if (p.feature_dtype != "fp16" && p.feature_dtype != "bf16") {
+    throw UsageError("--feature-dtype must be fp16 or bf16, got '" + p.feature_dtype + "'");
   }
-  auto start = start_data_parallel(parallel_settings, o.batch_size, vm, argc, argv);
-  if (start.launched_exit) return *start.launched_exit;
-  // Rank 0 speaks for the run; the other ranks print only their errors.
-  const bool main_rank = start.main_rank();
-  o.bf16 = announce_training_precision(precision, no_bf16, main_rank).bf16;
-  set_threads(threads);
-  torch::manual_seed(o.seed);
-  if (images.empty()) images = std::filesystem::path(data).parent_path().string();
+  if (p.images.empty()) p.images = std::filesystem::path(p.data).parent_path().string();
+}
 
-  vision::ModelInfo info;
+/// The encoder's config and the preprocessing in `p.config` and `info` (from --encoder, or a
+/// fresh vit_tiny), cut to --encoder-depth and sized to --image-size. Throws vision::Error for
+/// an unusable encoder file and UsageError for a depth it does not have.
+vision::LoadedViT configure_encoder(TrainCaptionerParams& p, vision::ModelInfo& info) {
+  auto& config = p.config;
   vision::LoadedViT source;
-  if (!encoder_path.empty()) {
-    try {
-      source = vision::load_vit(encoder_path);
-    } catch (const vision::Error& e) {
-      print_error("train", e.what());
-      return kExitBadModel;
-    }
+  if (!p.encoder_path.empty()) {
+    source = vision::load_vit(p.encoder_path);
     config.encoder = source.config;
     info.preprocess = source.info.preprocess;
   } else {
     config.encoder = vision::ViTConfig::from_name("vit_tiny_patch16_224");
   }
-  if (encoder_depth > config.encoder.depth) {
-    throw UsageError("--encoder-depth " + std::to_string(encoder_depth) +
+  if (p.encoder_depth > config.encoder.depth) {
+    throw UsageError("--encoder-depth " + std::to_string(p.encoder_depth) +
                      ": the encoder has only " + std::to_string(config.encoder.depth) + " blocks");
   }
-  if (encoder_depth >= 0) config.encoder.depth = encoder_depth;
-  config.encoder.image_height = config.encoder.image_width = image_size;
+  if (p.encoder_depth >= 0) config.encoder.depth = p.encoder_depth;
+  config.encoder.image_height = config.encoder.image_width = p.image_size;
   config.encoder.num_classes = 0;
-  info.preprocess.height = info.preprocess.width = image_size;
+  info.preprocess.height = info.preprocess.width = p.image_size;
   info.preprocess.crop_pct = 1.0;
   info.preprocess.crop_mode = vision::CropMode::kSquash;
-  config.mode = mode == "hard" ? attention::AttentionMode::kHard : attention::AttentionMode::kSoft;
+  config.mode =
+      p.mode == "hard" ? attention::AttentionMode::kHard : attention::AttentionMode::kSoft;
+  return source;
+}
 
-  std::vector<vision::CaptionRecord> records;
-  vision::CaptionData train, validation;
-  vision::Vocabulary vocabulary;
-  try {
-    records = vision::load_karpathy_json(data, images);
-    if (limit > 0) {
-      std::vector<vision::CaptionRecord> kept;
-      int64_t train_count = 0;
-      for (const auto& r : records) {
-        if (is_training_record(r) && train_count++ >= limit) continue;
-        kept.push_back(r);
-      }
-      records = kept;
-    }
-    if (captions_per_image > 0) {
-      for (auto& r : records) {
-        if (is_training_record(r) && static_cast<int64_t>(r.captions.size()) > captions_per_image) {
-          r.captions.resize(captions_per_image);
-        }
-      }
-    }
-    std::vector<std::vector<std::string>> sentences;
+/// --limit (training images) and --captions-per-image applied to the records.
+void limit_records(const TrainCaptionerParams& p, std::vector<vision::CaptionRecord>& records) {
+  if (p.limit > 0) {
+    std::vector<vision::CaptionRecord> kept;
+    int64_t train_count = 0;
     for (const auto& r : records) {
-      if (!is_training_record(r)) continue;
-      sentences.insert(sentences.end(), r.captions.begin(), r.captions.end());
+      if (is_training_record(r) && train_count++ >= p.limit) continue;
+      kept.push_back(r);
     }
-    vocabulary = vision::Vocabulary::build(sentences, min_count);
-    // With a feature cache the training images are read once, by the cache, a batch at a time.
-    train = vision::load_caption_data(records, {"train"}, info.preprocess, vocabulary, data,
-                                      /*load_images=*/feature_cache.empty());
-    for (const auto& s : train.skipped) print_warning("train", "skipped " + s.error);
-    try {
-      validation = vision::load_caption_data(records, {"val"}, info.preprocess, vocabulary, data);
-      for (const auto& s : validation.skipped) print_warning("train", "skipped " + s.error);
-    } catch (const vision::DataError&) {
-      print_warning("train", data + ": no val split: no validation, best = last");
+    records = kept;
+  }
+  if (p.captions_per_image > 0) {
+    for (auto& r : records) {
+      if (is_training_record(r) && static_cast<int64_t>(r.captions.size()) > p.captions_per_image) {
+        r.captions.resize(p.captions_per_image);
+      }
     }
+  }
+}
+
+struct CaptionSets {
+  vision::CaptionData train;
+  vision::CaptionData validation;  ///< empty when the data has no val split
+  vision::Vocabulary vocabulary;
+};
+
+/// The training and validation captions and the vocabulary of the training ones; skipped
+/// images are warned about. Throws vision::Error.
+CaptionSets load_caption_sets(const TrainCaptionerParams& p,
+                              const vision::PreprocessConfig& preprocess) {
+  auto records = vision::load_karpathy_json(p.data, p.images);
+  limit_records(p, records);
+  std::vector<std::vector<std::string>> sentences;
+  for (const auto& r : records) {
+    if (!is_training_record(r)) continue;
+    sentences.insert(sentences.end(), r.captions.begin(), r.captions.end());
+  }
+  CaptionSets sets;
+  sets.vocabulary = vision::Vocabulary::build(sentences, p.min_count);
+  // With a feature cache the training images are read once, by the cache, a batch at a time.
+  sets.train = vision::load_caption_data(records, {"train"}, preprocess, sets.vocabulary, p.data,
+                                         /*load_images=*/p.feature_cache.empty());
+  for (const auto& s : sets.train.skipped) print_warning("train", "skipped " + s.error);
+  try {
+    sets.validation =
+        vision::load_caption_data(records, {"val"}, preprocess, sets.vocabulary, p.data);
+    for (const auto& s : sets.validation.skipped) print_warning("train", "skipped " + s.error);
+  } catch (const vision::DataError&) {
+    print_warning("train", p.data + ": no val split: no validation, best = last");
+  }
+  return sets;
+}
+
+/// The line that closes an epoch.
+void print_epoch(const vision::CaptionerEpochReport& r, int64_t epochs, bool validation) {
+  std::cerr << "epoch " << r.epoch << "/" << epochs << "  step " << r.step << "  loss "
+            << fixed_point(r.train_loss, 4);
+  if (validation) {
+    std::cerr << "  val_loss " << fixed_point(r.val_loss, 4) << "  BLEU-4 "
+              << fixed_point(r.val_bleu.bleu[3], 4) << "  CIDEr-D " << fixed_point(r.val_cider, 3)
+              << "  pointing " << fixed_point(100 * r.val_pointing.accuracy(), 1) << "%";
+  }
+  std::cerr << "  " << fixed_point(r.elapsed_seconds / 60, 1) << " min" << (r.improved ? "  *" : "")
+            << std::endl;
+}
+
+void announce(const TrainCaptionerParams& p, const CaptionSets& sets,
+              const vision::DataParallel* parallel) {
+  std::cerr << "attn train: " << sets.train.size() << " training and " << sets.validation.size()
+            << " validation images, vocabulary " << sets.vocabulary.size() << ", " << p.mode
+            << " attention, encoder " << (p.train.freeze_encoder ? "frozen" : "fine-tuned");
+  if (parallel) {
+    std::cerr << "; data parallel over " << parallel->world_size() << " processes, "
+              << p.train.batch_size / parallel->world_size() << " captions each per step";
+  }
+  std::cerr << "\n";
+}
+
+}  // namespace
+
+int run_train_captioner(int argc, char** argv) {
+  TrainCaptionerParams p;
+  auto options = train_captioner_options(p);
+  po::variables_map vm;
+  if (!parse_command_line(argc, argv, options, "",
+                          "attn train captioner --data SPLIT.json [options]",
+                          kTrainCaptionerSummary, vm)) {
+    return kExitOk;
+  }
+  check_params(p);
+  auto& o = p.train;
+  auto start = start_data_parallel(p.parallel, o.batch_size, vm, argc, argv);
+  if (start.launched_exit) return *start.launched_exit;
+  // Rank 0 speaks for the run; the other ranks print only their errors.
+  const bool main_rank = start.main_rank();
+  o.bf16 = announce_training_precision(p.precision, p.no_bf16, main_rank).bf16;
+  set_threads(p.threads);
+  torch::manual_seed(o.seed);
+
+  vision::ModelInfo info;
+  vision::LoadedViT source;
+  CaptionSets sets;
+  try {
+    source = configure_encoder(p, info);
+  } catch (const vision::Error& e) {
+    print_error("train", e.what());
+    return kExitBadModel;
+  }
+  try {
+    sets = load_caption_sets(p, info.preprocess);
   } catch (const vision::Error& e) {
     print_error("train", e.what());
     return kExitNoInput;
   }
+  auto& train = sets.train;
   if (o.attention_supervision > 0 &&
       std::none_of(train.records.begin(), train.records.end(),
                    [](const vision::CaptionRecord& r) { return !r.objects.empty(); })) {
-    throw UsageError(data +
+    throw UsageError(p.data +
                      ": --attention-supervision needs object boxes (objects[] in the JSON, "
                      "as 'attn data scenes' writes), and no training image has any");
   }
-  config.vocab_size = vocabulary.size();
+  p.config.vocab_size = sets.vocabulary.size();
   try {
-    config.validate();
+    p.config.validate();
   } catch (const std::invalid_argument& e) {
     throw UsageError(e.what());
   }
-  vision::Captioner model(config);
+  vision::Captioner model(p.config);
   if (source.model) {
-    const auto copied = vision::load_vit_trunk(model->encoder, source, encoder_path);
+    const auto copied = vision::load_vit_trunk(model->encoder, source, p.encoder_path);
     if (main_rank) {
-      std::cerr << "attn train: encoder initialised from " << encoder_path << " (" << copied
+      std::cerr << "attn train: encoder initialised from " << p.encoder_path << " (" << copied
                 << " tensors)\n";
     }
   }
   std::shared_ptr<vision::FeatureCache> cache;
-  if (!feature_cache.empty()) {
+  if (!p.feature_cache.empty()) {
     try {
-      cache = open_feature_cache(model, train, info.preprocess, feature_cache, feature_dtype,
+      cache = open_feature_cache(model, train, info.preprocess, p.feature_cache, p.feature_dtype,
                                  start.group.get(), main_rank);
-      train = vision::with_feature_cache(std::move(train), *cache, data);
+      train = vision::with_feature_cache(std::move(train), *cache, p.data);
     } catch (const vision::Error& e) {
       print_error("train", e.what());
       return kExitNoInput;
@@ -283,27 +369,16 @@ int run_train_captioner(int argc, char** argv) {
       for (const auto& s : train.skipped) print_warning("train", "skipped " + s.error);
     }
   }
-  std::ostringstream command;
-  command << "attn train captioner";
-  for (int i = 1; i < argc; ++i) command << " " << argv[i];
-  info.source = command.str();
-  if (main_rank) {
-    std::cerr << "attn train: " << train.size() << " training and " << validation.size()
-              << " validation images, vocabulary " << vocabulary.size() << ", " << mode
-              << " attention, encoder " << (o.freeze_encoder ? "frozen" : "fine-tuned");
-    if (start.group) {
-      std::cerr << "; data parallel over " << start.group->world_size() << " processes, "
-                << o.batch_size / start.group->world_size() << " captions each per step";
-    }
-    std::cerr << "\n";
-  }
+  info.source = command_line_text("attn train captioner", argc, argv);
+  if (main_rank) announce(p, sets, start.group.get());
 
-  vision::CaptionerTrainer trainer(model, info, vocabulary, train, validation, o, out_dir);
+  vision::CaptionerTrainer trainer(model, info, sets.vocabulary, train, sets.validation, o,
+                                   p.out_dir);
   trainer.set_data_parallel(start.group.get());
   if (cache) trainer.set_feature_cache(cache);
-  if (!resume.empty()) {
+  if (!p.resume.empty()) {
     try {
-      trainer.resume(resume);
+      trainer.resume(p.resume);
     } catch (const vision::Error& e) {
       print_error("train", e.what());
       return kExitBadModel;
@@ -313,41 +388,23 @@ int run_train_captioner(int argc, char** argv) {
                 << trainer.state().step << "\n";
     }
   }
-  std::unique_ptr<ProgressBar> bar;
+  const bool validation = sets.validation.size() > 0;
+  TrainingProgress progress([&trainer] { return trainer.state().epoch; }, o.epochs, o.batch_size,
+                            main_rank);
   vision::CaptionerTrainCallbacks callbacks;
   callbacks.on_step = [&](int64_t done, int64_t total, double loss, double lr) {
-    if (!main_rank) return;
-    if (!bar) {
-      bar = std::make_unique<ProgressBar>(
-          "epoch " + std::to_string(trainer.state().epoch + 1) + "/" + std::to_string(o.epochs),
-          total);
-      bar->advance(done - o.batch_size);
-    }
-    std::ostringstream note;
-    note << "loss " << fixed(loss, 4) << " lr " << std::scientific << std::setprecision(2) << lr;
-    bar->advance(o.batch_size, note.str());
+    progress.step(done, total, loss, lr);
   };
   callbacks.on_epoch = [&](const vision::CaptionerEpochReport& r) {
-    if (!main_rank) return;
-    if (bar) bar->finish();
-    bar.reset();
-    std::cerr << "epoch " << r.epoch << "/" << o.epochs << "  step " << r.step << "  loss "
-              << fixed(r.train_loss, 4);
-    if (validation.size() > 0) {
-      std::cerr << "  val_loss " << fixed(r.val_loss, 4) << "  BLEU-4 "
-                << fixed(r.val_bleu.bleu[3], 4) << "  CIDEr-D " << fixed(r.val_cider, 3)
-                << "  pointing " << fixed(100 * r.val_pointing.accuracy(), 1) << "%";
-    }
-    std::cerr << "  " << fixed(r.elapsed_seconds / 60, 1) << " min" << (r.improved ? "  *" : "")
-              << std::endl;
+    if (progress.end_epoch()) print_epoch(r, o.epochs, validation);
   };
   vision::TrainState state;
-  const int trained = run_training_loop([&] { state = trainer.run(callbacks); }, bar);
+  const int trained = run_training_loop([&] { state = trainer.run(callbacks); }, progress.bar());
   if (trained != kExitOk) return trained;
   if (!main_rank) return kExitOk;
   std::cout << "best: " << trainer.best_path() << "\nlast: " << trainer.last_path()
             << "\nlog:  " << trainer.log_path()
-            << "\ntraining time: " << fixed(state.elapsed_seconds / 60, 1) << " min\n";
+            << "\ntraining time: " << fixed_point(state.elapsed_seconds / 60, 1) << " min\n";
   return kExitOk;
 }
 

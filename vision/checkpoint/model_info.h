@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "vision/image/preprocess.h"
+#include "vision/image/preprocess_config.h"
 #include "vision/models/captioner_config.h"
 #include "vision/models/vit_config.h"
 #include "vision/models/vocabulary.h"

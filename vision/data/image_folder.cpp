@@ -8,6 +8,7 @@
 
 #include "vision/errors.h"
 #include "vision/image/image_io.h"
+#include "vision/image/preprocess.h"
 
 namespace attnkit::vision {
 

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "vision/data/labeled_images.h"
-#include "vision/image/preprocess.h"
+#include "vision/image/preprocess_config.h"
 
 namespace attnkit::vision {
 

@@ -7,6 +7,7 @@
 
 #include "vision/errors.h"
 #include "vision/image/image_io.h"
+#include "vision/image/preprocess.h"
 #include "vision/train/feature_cache.h"
 
 namespace attnkit::vision {

@@ -9,7 +9,7 @@
 
 #include "vision/data/karpathy.h"
 #include "vision/data/skipped_file.h"
-#include "vision/image/preprocess.h"
+#include "vision/image/preprocess_config.h"
 #include "vision/models/vocabulary.h"
 
 namespace attnkit::vision {

@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include "vision/image/preprocess.h"
 #include "vision/models/eval_mode_guard.h"
 
 namespace attnkit::vision {

@@ -7,7 +7,7 @@
 #include <torch/types.h>
 
 #include "vision/data/labeled_images.h"
-#include "vision/image/preprocess.h"
+#include "vision/image/preprocess_config.h"
 #include "vision/models/test_time_augmentation.h"
 #include "vision/models/vit.h"
 

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vision/errors.h"
+#include "vision/image/preprocess.h"
 #include "vision/train/classification_metrics.h"
 #include "vision/train/cpu_autocast.h"
 #include "vision/train/data_parallel.h"

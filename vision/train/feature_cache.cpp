@@ -19,6 +19,7 @@
 #include "vision/errors.h"
 #include "vision/fnv1a.h"
 #include "vision/image/image_io.h"
+#include "vision/image/preprocess.h"
 #include "vision/train/data_parallel.h"
 
 namespace attnkit::vision {

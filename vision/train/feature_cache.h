@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "vision/data/skipped_file.h"
-#include "vision/image/preprocess.h"
+#include "vision/image/preprocess_config.h"
 
 namespace attnkit::vision {
 

@@ -18,6 +18,7 @@
 #include "vision/checkpoint/captioner_file.h"
 #include "vision/checkpoint/model_file.h"
 #include "vision/image/image_io.h"
+#include "vision/image/preprocess.h"
 #include "vision/models/caption_decoder.h"
 #include "vision/models/vit_explain.h"
 

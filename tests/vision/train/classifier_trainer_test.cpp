@@ -12,6 +12,7 @@
 #include "vision/checkpoint/model_file.h"
 #include "vision/cpu_features.h"
 #include "vision/errors.h"
+#include "vision/image/preprocess.h"
 #include "vision/train/augment.h"
 #include "vision/train/classification_metrics.h"
 #include "vision/train/classifier_trainer.h"

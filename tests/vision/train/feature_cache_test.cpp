@@ -14,6 +14,7 @@
 
 #include "tests/vision/test_support.h"
 #include "vision/image/image_io.h"
+#include "vision/image/preprocess.h"
 
 namespace attnkit::vision {
 namespace {
