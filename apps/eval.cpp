@@ -319,75 +319,141 @@ void print_faithfulness(const FaithfulnessFigures& f,
 
 }  // namespace
 
-int run_eval_captioner(int argc, char** argv) {
-  std::string model_path, data, images, split = "test", precision_name = "fp32";
-  int64_t beam = 3, max_len = 20, batch_size = 64;
+namespace {
+
+/// Everything `attn eval captioner` is told, with its defaults.
+struct EvalCaptionerParams {
+  std::string model_path;
+  std::string data;    ///< a Karpathy split JSON (required)
+  std::string images;  ///< the image root; empty = the JSON's folder
+  std::string split = "test";
+  std::string precision = "fp32";
+  int64_t beam = 3;
+  int64_t max_len = 20;
+  int64_t batch_size = 64;
   int threads = 0;
-  bool as_json = false, faithfulness = false;
+  bool json = false;
+  bool faithfulness = false;
   vision::CaptionFaithfulnessOptions faithfulness_options;
+};
+
+po::options_description eval_captioner_options(EvalCaptionerParams& p) {
+  auto& f = p.faithfulness_options;
   po::options_description options("Options");
   options.add_options()("help,h", "show this help")(
-      "model,m", po::value(&model_path)->default_value(default_model_path("captioner")),
-      "captioner model file")("data", po::value(&data),
+      "model,m", po::value(&p.model_path)->default_value(default_model_path("captioner")),
+      "captioner model file")("data", po::value(&p.data),
                               "Karpathy split JSON (scenes.json, dataset_coco.json, ...)")(
-      "images", po::value(&images), "image root (default: the JSON's directory)")(
-      "split", po::value(&split)->default_value(split), "test | val | train")(
-      "beam", po::value(&beam)->default_value(beam), "beam width (1 = greedy)")(
-      "max-len", po::value(&max_len)->default_value(max_len), max_len_help().c_str())(
-      "batch-size,b", po::value(&batch_size)->default_value(batch_size), "images per pass")(
-      "precision,p", po::value(&precision_name)->default_value(precision_name),
-      kInferencePrecisionHelp)("threads,t", po::value(&threads)->default_value(0), kThreadsHelp)(
-      "json", po::bool_switch(&as_json), "print the metrics as JSON")(
-      "faithfulness", po::bool_switch(&faithfulness),
+      "images", po::value(&p.images), "image root (default: the JSON's directory)")(
+      "split", po::value(&p.split)->default_value(p.split), "test | val | train")(
+      "beam", po::value(&p.beam)->default_value(p.beam), "beam width (1 = greedy)")(
+      "max-len", po::value(&p.max_len)->default_value(p.max_len), max_len_help().c_str())(
+      "batch-size,b", po::value(&p.batch_size)->default_value(p.batch_size), "images per pass")(
+      "precision,p", po::value(&p.precision)->default_value(p.precision), kInferencePrecisionHelp)(
+      "threads,t", po::value(&p.threads)->default_value(p.threads), kThreadsHelp)(
+      "json", po::bool_switch(&p.json), "print the metrics as JSON")(
+      "faithfulness", po::bool_switch(&p.faithfulness),
       "also measure the word maps: per word, the drop in its probability when the cells its "
       "attention picked are masked (their features replaced by the image's mean), against "
-      "masking as many random cells")(
-      "faithfulness-mass", po::value(&faithfulness_options.mass)->default_value(0.5),
-      "the picked cells: the fewest top cells holding this share of the word's attention")(
-      "faithfulness-draws", po::value(&faithfulness_options.random_draws)->default_value(4),
+      "masking as many random cells")("faithfulness-mass", po::value(&f.mass)->default_value(0.5),
+                                      "the picked cells: the fewest top cells holding this share "
+                                      "of the word's attention")(
+      "faithfulness-draws", po::value(&f.random_draws)->default_value(4),
       "random cell sets per word, averaged");
   add_max_pixels_option(options);
+  return options;
+}
+
+const char* const kEvalCaptionerSummary =
+    "Captions a split and scores it against all its references: corpus BLEU-1..4 (as\n"
+    "NLTK's corpus_bleu), CIDEr-D, and where the data has object boxes the pointing\n"
+    "game (is each object word's attention peak inside that object?). --faithfulness asks\n"
+    "whether the word maps show where the words came from: masking the cells a word's\n"
+    "attention picked should lower its probability more than masking random cells.\n\n"
+    "Examples:\n"
+    "  attn eval captioner --data data/scenes-test/scenes.json --beam 3 --json\n"
+    "  attn eval captioner --data data/scenes-test/scenes.json --faithfulness";
+
+/// The checks that need no file. Throws UsageError.
+void check_params(EvalCaptionerParams& p) {
+  const auto& f = p.faithfulness_options;
+  if (p.data.empty()) throw UsageError("--data is required (a Karpathy split JSON)");
+  if (p.beam < 1 || p.batch_size < 1) {
+    throw UsageError("--beam and --batch-size must be at least 1");
+  }
+  if (!(f.mass > 0 && f.mass <= 1)) throw UsageError("--faithfulness-mass must be in (0, 1]");
+  if (f.random_draws < 1) throw UsageError("--faithfulness-draws must be at least 1");
+  check_max_len(p.max_len);
+  if (p.images.empty()) p.images = std::filesystem::path(p.data).parent_path().string();
+}
+
+void print_captioning_json(const EvalCaptionerParams& p, const vision::CaptionerEvaluation& result,
+                           const vision::CaptionData& dataset, const std::string& precision,
+                           double seconds, const std::optional<FaithfulnessFigures>& faithful) {
+  json out{{"model", p.model_path},
+           {"data", p.data},
+           {"split", p.split},
+           {"count", dataset.size()},
+           {"beam", p.beam},
+           {"precision", precision},
+           {"bleu", result.bleu.bleu},
+           {"brevity_penalty", result.bleu.brevity_penalty},
+           {"cider_d", result.cider},
+           {"pointing",
+            {{"hits", result.pointing.hits},
+             {"total", result.pointing.total},
+             {"accuracy", result.pointing.accuracy()}}},
+           {"loss", result.loss},
+           {"seconds", seconds},
+           {"skipped", skipped_json(dataset.skipped)}};
+  if (faithful) out["faithfulness"] = faithfulness_json(*faithful, p.faithfulness_options);
+  std::cout << json_text(out, 2) << std::endl;
+}
+
+void print_captioning_text(const EvalCaptionerParams& p, const vision::CaptionerEvaluation& result,
+                           const vision::CaptionData& dataset, double seconds,
+                           const std::optional<FaithfulnessFigures>& faithful) {
+  std::cout << std::fixed << std::setprecision(4) << "model:    " << p.model_path
+            << "\ndata:     " << p.data << " (" << p.split << "), " << dataset.size()
+            << " images, beam " << p.beam << "\nBLEU-1..4: " << result.bleu.bleu[0] << " "
+            << result.bleu.bleu[1] << " " << result.bleu.bleu[2] << " " << result.bleu.bleu[3]
+            << "\nCIDEr-D:  " << result.cider << "\npointing: " << std::setprecision(1)
+            << 100 * result.pointing.accuracy() << "% (" << result.pointing.hits << "/"
+            << result.pointing.total << ")\nspeed:    " << dataset.size() / seconds
+            << " images/s (decoding and teacher-forced loss)\n";
+  if (faithful) print_faithfulness(*faithful, p.faithfulness_options);
+  std::cout << skipped_note(dataset.skipped);
+}
+
+}  // namespace
+
+int run_eval_captioner(int argc, char** argv) {
+  EvalCaptionerParams p;
+  const auto options = eval_captioner_options(p);
   po::variables_map vm;
-  if (!parse_command_line(
-          argc, argv, options, "", "attn eval captioner --data SPLIT.json [options]",
-          "Captions a split and scores it against all its references: corpus BLEU-1..4 (as\n"
-          "NLTK's corpus_bleu), CIDEr-D, and where the data has object boxes the pointing\n"
-          "game (is each object word's attention peak inside that object?). --faithfulness asks\n"
-          "whether the word maps show where the words came from: masking the cells a word's\n"
-          "attention picked should lower its probability more than masking random cells.\n\n"
-          "Examples:\n"
-          "  attn eval captioner --data data/scenes-test/scenes.json --beam 3 --json\n"
-          "  attn eval captioner --data data/scenes-test/scenes.json --faithfulness",
-          vm)) {
+  if (!parse_command_line(argc, argv, options, "",
+                          "attn eval captioner --data SPLIT.json [options]", kEvalCaptionerSummary,
+                          vm)) {
     return kExitOk;
   }
-  if (data.empty()) throw UsageError("--data is required (a Karpathy split JSON)");
-  if (beam < 1 || batch_size < 1) throw UsageError("--beam and --batch-size must be at least 1");
-  if (!(faithfulness_options.mass > 0 && faithfulness_options.mass <= 1)) {
-    throw UsageError("--faithfulness-mass must be in (0, 1]");
-  }
-  if (faithfulness_options.random_draws < 1) {
-    throw UsageError("--faithfulness-draws must be at least 1");
-  }
-  check_max_len(max_len);
-  const auto precision = choose_precision_option("eval", precision_name);
-  set_threads(threads);
-  if (images.empty()) images = std::filesystem::path(data).parent_path().string();
+  check_params(p);
+  const auto precision = choose_precision_option("eval", p.precision);
+  set_threads(p.threads);
   vision::LoadedCaptioner loaded;
   try {
-    loaded = vision::load_captioner(model_path);
+    loaded = vision::load_captioner(p.model_path);
     vision::apply_inference_precision(*loaded.model, precision);
   } catch (const vision::Error& e) {
     print_error("eval", e.what());
     return kExitBadModel;
   }
-  if (const auto error = beam_width_error(beam, loaded.vocabulary.size()); !error.empty()) {
+  if (const auto error = beam_width_error(p.beam, loaded.vocabulary.size()); !error.empty()) {
     throw UsageError(error);
   }
   vision::CaptionData dataset;
   try {
-    dataset = vision::load_caption_data(vision::load_karpathy_json(data, images), {split},
-                                        loaded.info.preprocess, loaded.vocabulary, data);
+    dataset = vision::load_caption_data(vision::load_karpathy_json(p.data, p.images), {p.split},
+                                        loaded.info.preprocess, loaded.vocabulary, p.data);
   } catch (const vision::Error& e) {
     print_error("eval", e.what());
     return kExitNoInput;
@@ -396,8 +462,8 @@ int run_eval_captioner(int argc, char** argv) {
   ProgressBar progress("eval", dataset.size());
   int64_t reported = 0;
   const auto start = std::chrono::steady_clock::now();
-  const auto result = vision::evaluate_captioner(loaded.model, dataset, loaded.vocabulary, beam,
-                                                 max_len, batch_size, [&](int64_t done) {
+  const auto result = vision::evaluate_captioner(loaded.model, dataset, loaded.vocabulary, p.beam,
+                                                 p.max_len, p.batch_size, [&](int64_t done) {
                                                    progress.advance(done - reported);
                                                    reported = done;
                                                  });
@@ -405,40 +471,14 @@ int run_eval_captioner(int argc, char** argv) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::optional<FaithfulnessFigures> faithful;
-  if (faithfulness) {
-    faithful = measure_faithfulness(loaded.model, dataset, beam, max_len, batch_size,
-                                    faithfulness_options, loaded.vocabulary);
+  if (p.faithfulness) {
+    faithful = measure_faithfulness(loaded.model, dataset, p.beam, p.max_len, p.batch_size,
+                                    p.faithfulness_options, loaded.vocabulary);
   }
-  if (as_json) {
-    json out{{"model", model_path},
-             {"data", data},
-             {"split", split},
-             {"count", dataset.size()},
-             {"beam", beam},
-             {"precision", precision.name()},
-             {"bleu", result.bleu.bleu},
-             {"brevity_penalty", result.bleu.brevity_penalty},
-             {"cider_d", result.cider},
-             {"pointing",
-              {{"hits", result.pointing.hits},
-               {"total", result.pointing.total},
-               {"accuracy", result.pointing.accuracy()}}},
-             {"loss", result.loss},
-             {"seconds", seconds},
-             {"skipped", skipped_json(dataset.skipped)}};
-    if (faithful) out["faithfulness"] = faithfulness_json(*faithful, faithfulness_options);
-    std::cout << json_text(out, 2) << std::endl;
+  if (p.json) {
+    print_captioning_json(p, result, dataset, precision.name(), seconds, faithful);
   } else {
-    std::cout << std::fixed << std::setprecision(4) << "model:    " << model_path
-              << "\ndata:     " << data << " (" << split << "), " << dataset.size()
-              << " images, beam " << beam << "\nBLEU-1..4: " << result.bleu.bleu[0] << " "
-              << result.bleu.bleu[1] << " " << result.bleu.bleu[2] << " " << result.bleu.bleu[3]
-              << "\nCIDEr-D:  " << result.cider << "\npointing: " << std::setprecision(1)
-              << 100 * result.pointing.accuracy() << "% (" << result.pointing.hits << "/"
-              << result.pointing.total << ")\nspeed:    " << dataset.size() / seconds
-              << " images/s (decoding and teacher-forced loss)\n";
-    if (faithful) print_faithfulness(*faithful, faithfulness_options);
-    std::cout << skipped_note(dataset.skipped);
+    print_captioning_text(p, result, dataset, seconds, faithful);
   }
   // The metrics cover a subset: exit 1 says so to scripts as well.
   return dataset.skipped.empty() ? kExitOk : kExitSomeFailed;

@@ -1,8 +1,8 @@
-// vision/train/captioner_trainer.cpp: the captioner training loop and its evaluation.
+// vision/train/captioner_trainer.cpp: the captioner's steps in the shared training loop (teacher
+// forcing, the doubly stochastic penalty, REINFORCE for hard attention) and its evaluation.
 #include "vision/train/captioner_trainer.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <utility>
@@ -16,13 +16,11 @@
 #include "vision/models/eval_mode_guard.h"
 #include "vision/train/cpu_autocast.h"
 #include "vision/train/data_parallel.h"
-#include "vision/train/lr_schedule.h"
 #include "vision/train/train_checkpoint.h"
+#include "vision/train/training_loop.h"
 
 namespace attnkit::vision {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 /// Encoder features for a batch; without gradients (and with BatchNorm statistics frozen) when
 /// the encoder is frozen.
@@ -311,14 +309,6 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
   const bool hard = model->config().mode == attention::AttentionMode::kHard;
   const auto pairs = caption_pairs(train);
   const int64_t batch_size = std::min<int64_t>(o.batch_size, static_cast<int64_t>(pairs.size()));
-  const int64_t batches_per_epoch = static_cast<int64_t>(pairs.size()) / batch_size;
-  const int64_t total_steps = batches_per_epoch * o.epochs;
-  const auto warmup_steps =
-      static_cast<int64_t>(o.warmup_epochs * static_cast<double>(batches_per_epoch));
-  auto save_checkpoint = [&]() {
-    if (!impl_->is_main()) return;  // the weights are the same on every rank
-    save_training_checkpoint(last_path(), *model, impl_->info, *impl_->optimizer, state_.to_json());
-  };
   const int64_t world = impl_->world(), rank = impl_->rank();
   TORCH_CHECK(batch_size % world == 0, "CaptionerTrainer: the batch of ", batch_size,
               " captions does not split into ", world, " equal parts");
@@ -342,133 +332,91 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
     }
     train_cells = object_cells(train, impl_->vocabulary, grid_height, grid_width);
   }
-  model->train();
-  while (state_.epoch < o.epochs && !state_.stopped_early) {
-    auto order_generator = at::detail::createCPUGenerator(mix_seed(o.seed, 1, state_.epoch));
-    const auto order =
-        torch::randperm(static_cast<int64_t>(pairs.size()), order_generator, torch::kLong);
-    const auto epoch_start = Clock::now();
-    double lr = o.lr;
-    for (; state_.batch < batches_per_epoch; ++state_.batch) {
-      if (o.max_steps > 0 && state_.step >= o.max_steps) break;
-      const auto step_start = Clock::now();
-      auto generator = at::detail::createCPUGenerator(mix_seed(o.seed, 2, state_.step));
-      // Dropout and hard attention's samples: per rank.
-      const uint64_t sample_seed = mix_seed(o.seed, 3, state_.step);
-      torch::manual_seed(rank == 0 ? sample_seed : mix_seed(sample_seed, 4, rank));
-      std::vector<int64_t> image_rows;
-      std::vector<const std::vector<int64_t>*> captions;
-      // This rank's contiguous part of the global batch.
-      for (int64_t j = rank * rank_rows; j < (rank + 1) * rank_rows; ++j) {
-        const auto& pair = pairs[order[state_.batch * batch_size + j].item<int64_t>()];
-        image_rows.push_back(pair.first);
-        captions.push_back(&train.encoded[pair.first][pair.second]);
-      }
-      const auto padded = pad_captions(captions, o.max_len);
-      const auto rows = torch::tensor(image_rows);
-      torch::Tensor features;
-      if (cache) {
-        std::vector<int64_t> cache_rows;
-        for (const int64_t row : image_rows) cache_rows.push_back(train.feature_rows[row]);
-        features = cache->gather(cache_rows);
-      } else if (o.freeze_encoder) {
-        features = cached_features.index_select(0, rows);
-      } else {
-        features = encode_batch(model, train.images.index_select(0, rows), false).features;
-      }
-      torch::Tensor expected;
-      if (hard) {
-        expected = (torch::rand({batch_size}, generator) < o.expected_probability)
-                       .narrow(0, rank * rank_rows, rank_rows);
-      }
-      CaptionerOutput out;
-      {
-        CpuAutocast autocast(o.bf16);
-        out = model->forward(features, padded, expected);
-      }
-      // The losses read these in fp32 whatever the matmuls ran in.
-      out.logits = out.logits.to(torch::kFloat);
-      out.probabilities = out.probabilities.to(torch::kFloat);
-      const auto [losses, mask] = word_losses(out, padded);
-      // This rank's share of the global batch's loss: sums over its rows divided by the global
-      // batch's counts, so the shares add up to the loss of the whole batch on one process.
-      std::pair<torch::Tensor, int64_t> correctness;
-      if (o.attention_supervision > 0) {
-        correctness = attention_correctness_loss(
-            out.probabilities, padded.narrow(1, 1, padded.size(1) - 1), image_rows, train_cells);
-      }
-      const auto log_likelihood = -(losses * mask).sum(1).detach();  // (B)
-      const auto counts =
-          impl_->sum_over_ranks({mask.sum().item<double>(), static_cast<double>(correctness.second),
-                                 hard ? log_likelihood.sum().item<double>() : 0.0});
-      const double words = counts[0], named = counts[1];
-      const double mean_log_likelihood = counts[2] / static_cast<double>(batch_size);
-      auto loss = (losses * mask).sum() / words;
-      // Doubly stochastic attention (SAT eq. 14): every cell attended about once in all.
-      const auto attended = (out.probabilities * mask.unsqueeze(2)).sum(1);  // (B, L)
-      loss = loss + o.doubly_stochastic * (1.0 - attended).pow(2).sum(1).sum() /
-                        static_cast<double>(batch_size);
-      if (o.attention_supervision > 0 && named > 0) {
-        loss = loss + o.attention_supervision * correctness.first / named;
-      }
-      if (hard) {
-        // REINFORCE on the sampled cells with reward log p(y | sampled cells), a moving
-        // baseline, and an entropy bonus; images that used the expected context are soft.
-        const auto sampled = expected.logical_not().to(torch::kFloat);
-        if (!state_.baseline_set) {
-          state_.baseline = mean_log_likelihood;
-          state_.baseline_set = true;
-        }
-        const auto advantage = log_likelihood - state_.baseline;
-        const auto log_p_cells = (out.log_probs * mask).sum(1) * sampled;
-        const auto entropy =
-            -(out.probabilities * torch::log(out.probabilities.clamp_min(1e-12))).sum(2);
-        loss = loss - o.reinforce * (advantage * log_p_cells).sum() / words -
-               o.entropy * (entropy * mask).sum() / words;
-        state_.baseline =
-            o.baseline_decay * state_.baseline + (1.0 - o.baseline_decay) * mean_log_likelihood;
-      }
-      // The whole batch's loss, so every rank takes the same decision on a NaN.
-      const double loss_value = impl_->sum_over_ranks({loss.item<double>()})[0];
-      check_finite_loss(loss_value, state_, last_path());
-      // The gradients are averaged over the ranks: scaled by their count, the average is the
-      // gradient of the sum of the shares.
-      if (world > 1) loss = loss * static_cast<double>(world);
-      lr = warmup_cosine_lr(state_.step, warmup_steps, total_steps, o.lr, o.min_lr);
-      for (auto& group : impl_->optimizer->param_groups()) group.options().set_lr(lr);
-      impl_->optimizer->zero_grad();
-      loss.backward();
-      if (impl_->parallel) impl_->parallel->finish_gradients();
-      if (o.grad_clip > 0) {
-        std::vector<torch::Tensor> trainable;
-        for (const auto& p : model->parameters()) {
-          if (p.requires_grad()) trainable.push_back(p);
-        }
-        torch::nn::utils::clip_grad_norm_(trainable, o.grad_clip);
-      }
-      impl_->optimizer->step();
-      ++state_.step;
-      state_.epoch_loss_sum += loss_value;
-      ++state_.epoch_loss_count;
-      state_.elapsed_seconds += std::chrono::duration<double>(Clock::now() - step_start).count();
-      if (callbacks.on_step) {
-        callbacks.on_step((state_.batch + 1) * batch_size, batches_per_epoch * batch_size,
-                          loss_value, lr);
-      }
+  TrainingLoopSteps steps;
+  steps.loss = [&](const torch::Tensor& order, int64_t batch, at::Generator& generator) {
+    std::vector<int64_t> image_rows;
+    std::vector<const std::vector<int64_t>*> captions;
+    // This rank's contiguous part of the global batch.
+    for (int64_t j = rank * rank_rows; j < (rank + 1) * rank_rows; ++j) {
+      const auto& pair = pairs[order[batch * batch_size + j].item<int64_t>()];
+      image_rows.push_back(pair.first);
+      captions.push_back(&train.encoded[pair.first][pair.second]);
     }
-    check_finite_parameters(*model, state_, last_path());
-    if (state_.batch < batches_per_epoch) {  // max_steps reached inside the epoch
-      save_checkpoint();
-      break;
+    const auto padded = pad_captions(captions, o.max_len);
+    const auto rows = torch::tensor(image_rows);
+    torch::Tensor features;
+    if (cache) {
+      std::vector<int64_t> cache_rows;
+      for (const int64_t row : image_rows) cache_rows.push_back(train.feature_rows[row]);
+      features = cache->gather(cache_rows);
+    } else if (o.freeze_encoder) {
+      features = cached_features.index_select(0, rows);
+    } else {
+      features = encode_batch(model, train.images.index_select(0, rows), false).features;
     }
-    CaptionerEpochReport report;
-    report.epoch = state_.epoch + 1;
-    report.step = state_.step;
-    report.lr = lr;
-    report.train_loss =
-        state_.epoch_loss_count > 0 ? state_.epoch_loss_sum / state_.epoch_loss_count : 0.0;
-    report.epoch_seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
-    const auto eval_start = Clock::now();
+    torch::Tensor expected;
+    if (hard) {
+      expected = (torch::rand({batch_size}, generator) < o.expected_probability)
+                     .narrow(0, rank * rank_rows, rank_rows);
+    }
+    CaptionerOutput out;
+    {
+      CpuAutocast autocast(o.bf16);
+      out = model->forward(features, padded, expected);
+    }
+    // The losses read these in fp32 whatever the matmuls ran in.
+    out.logits = out.logits.to(torch::kFloat);
+    out.probabilities = out.probabilities.to(torch::kFloat);
+    const auto [losses, mask] = word_losses(out, padded);
+    // This rank's share of the global batch's loss: sums over its rows divided by the global
+    // batch's counts, so the shares add up to the loss of the whole batch on one process.
+    std::pair<torch::Tensor, int64_t> correctness;
+    if (o.attention_supervision > 0) {
+      correctness = attention_correctness_loss(
+          out.probabilities, padded.narrow(1, 1, padded.size(1) - 1), image_rows, train_cells);
+    }
+    const auto log_likelihood = -(losses * mask).sum(1).detach();  // (B)
+    const auto counts =
+        impl_->sum_over_ranks({mask.sum().item<double>(), static_cast<double>(correctness.second),
+                               hard ? log_likelihood.sum().item<double>() : 0.0});
+    const double words = counts[0], named = counts[1];
+    const double mean_log_likelihood = counts[2] / static_cast<double>(batch_size);
+    auto loss = (losses * mask).sum() / words;
+    // Doubly stochastic attention (SAT eq. 14): every cell attended about once in all.
+    const auto attended = (out.probabilities * mask.unsqueeze(2)).sum(1);  // (B, L)
+    loss = loss + o.doubly_stochastic * (1.0 - attended).pow(2).sum(1).sum() /
+                      static_cast<double>(batch_size);
+    if (o.attention_supervision > 0 && named > 0) {
+      loss = loss + o.attention_supervision * correctness.first / named;
+    }
+    if (hard) {
+      // REINFORCE on the sampled cells with reward log p(y | sampled cells), a moving
+      // baseline, and an entropy bonus; images that used the expected context are soft.
+      const auto sampled = expected.logical_not().to(torch::kFloat);
+      if (!state_.baseline_set) {
+        state_.baseline = mean_log_likelihood;
+        state_.baseline_set = true;
+      }
+      const auto advantage = log_likelihood - state_.baseline;
+      const auto log_p_cells = (out.log_probs * mask).sum(1) * sampled;
+      const auto entropy =
+          -(out.probabilities * torch::log(out.probabilities.clamp_min(1e-12))).sum(2);
+      loss = loss - o.reinforce * (advantage * log_p_cells).sum() / words -
+             o.entropy * (entropy * mask).sum() / words;
+      state_.baseline =
+          o.baseline_decay * state_.baseline + (1.0 - o.baseline_decay) * mean_log_likelihood;
+    }
+    // The whole batch's loss, so every rank takes the same decision on a NaN.
+    const double loss_value = impl_->sum_over_ranks({loss.item<double>()})[0];
+    // The gradients are averaged over the ranks: scaled by their count, the average is the
+    // gradient of the sum of the shares.
+    if (world > 1) loss = loss * static_cast<double>(world);
+    return StepLoss{loss, loss_value};
+  };
+  CaptionerEpochReport report;
+  steps.validate = [&](const EpochProgress&) {
+    EpochValidation validation;
+    report = CaptionerEpochReport{};
     if (impl_->validation.size() > 0) {
       const auto evaluation = evaluate_captioner(model, impl_->validation, impl_->vocabulary, 1,
                                                  o.max_len, 128, {}, impl_->parallel);
@@ -476,36 +424,40 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
       report.val_bleu = evaluation.bleu;
       report.val_cider = evaluation.cider;
       report.val_pointing = evaluation.pointing;
-      report.improved = evaluation.bleu.bleu[3] > state_.best_metric;
-    } else {
-      report.improved = true;
+      validation.improved = evaluation.bleu.bleu[3] > state_.best_metric;
     }
-    state_.elapsed_seconds += std::chrono::duration<double>(Clock::now() - eval_start).count();
-    report.elapsed_seconds = state_.elapsed_seconds;
-    state_.end_epoch(report.improved, report.val_bleu.bleu[3], o.patience);
-    const nlohmann::json line{{"epoch", report.epoch},
-                              {"step", report.step},
-                              {"lr", report.lr},
-                              {"train_loss", report.train_loss},
-                              {"val_loss", report.val_loss},
-                              {"val_bleu", report.val_bleu.bleu},
-                              {"val_cider", report.val_cider},
-                              {"val_pointing", report.val_pointing.accuracy()},
-                              {"epoch_seconds", report.epoch_seconds},
-                              {"elapsed_seconds", report.elapsed_seconds},
-                              {"improved", report.improved},
-                              {"precision", o.bf16 ? "bf16" : "fp32"},
-                              {"world_size", world}};
-    // Log, best, then last: a run killed between them redoes this epoch from the previous
-    // checkpoint, and the resume drops the log line it wrote (trim_training_log).
-    if (impl_->is_main()) {
-      append_training_log(log_path(), line.dump());
-      if (report.improved) save_model(best_path(), *model, impl_->info);
-    }
-    save_checkpoint();
+    validation.metric = report.val_bleu.bleu[3];
+    validation.log_fields = {{"val_loss", report.val_loss},
+                             {"val_bleu", report.val_bleu.bleu},
+                             {"val_cider", report.val_cider},
+                             {"val_pointing", report.val_pointing.accuracy()}};
+    return validation;
+  };
+  steps.on_step = callbacks.on_step;
+  steps.on_epoch = [&](const EpochProgress& progress, const EpochValidation& validation) {
+    report.epoch = progress.epoch;
+    report.step = progress.step;
+    report.lr = progress.lr;
+    report.train_loss = progress.train_loss;
+    report.epoch_seconds = progress.epoch_seconds;
+    report.elapsed_seconds = progress.elapsed_seconds;
+    report.improved = validation.improved;
     if (callbacks.on_epoch) callbacks.on_epoch(report);
-  }
-  model->eval();
+  };
+  TrainingLoopOptions loop;
+  loop.epochs = o.epochs;
+  loop.max_steps = o.max_steps;
+  loop.lr = o.lr;
+  loop.min_lr = o.min_lr;
+  loop.warmup_epochs = o.warmup_epochs;
+  loop.grad_clip = o.grad_clip;
+  loop.patience = o.patience;
+  loop.seed = o.seed;
+  loop.bf16 = o.bf16;
+  const TrainingLoopTarget target{
+      model.get(), impl_->optimizer.get(), &impl_->info, impl_->parallel, last_path(), best_path(),
+      log_path()};
+  run_training_loop(target, loop, static_cast<int64_t>(pairs.size()), batch_size, state_, steps);
   return state_;
 }
 

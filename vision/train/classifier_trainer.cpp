@@ -1,24 +1,21 @@
-// vision/train/classifier_trainer.cpp: the classifier training loop.
+// vision/train/classifier_trainer.cpp: the classifier's steps in the shared training loop: its
+// batches (augmentation, Mixup / CutMix), loss and validation.
 #include "vision/train/classifier_trainer.h"
 
-#include <chrono>
 #include <filesystem>
 
 #include <torch/torch.h>
-#include <nlohmann/json.hpp>
 
 #include "vision/errors.h"
 #include "vision/image/preprocess.h"
 #include "vision/train/classification_metrics.h"
 #include "vision/train/cpu_autocast.h"
 #include "vision/train/data_parallel.h"
-#include "vision/train/lr_schedule.h"
 #include "vision/train/train_checkpoint.h"
+#include "vision/train/training_loop.h"
 
 namespace attnkit::vision {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 /// timm's weight-decay rule: no decay on 1-d parameters (biases, norms, LayerScale) or on the
 /// learned tokens and position embeddings.
@@ -133,140 +130,84 @@ TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
   const auto& preprocess = impl_->info.preprocess;
   const int64_t classes = static_cast<int64_t>(train.classes.size());
   // Drop the ragged last batch: BatchNorm in a conv stem dislikes tiny batches.
-  const int64_t batches_per_epoch =
-      std::max<int64_t>(1, train.size() / std::min(options.batch_size, train.size()));
   const int64_t batch_size = std::min(options.batch_size, train.size());
-  const int64_t total_steps = batches_per_epoch * options.epochs;
-  const auto warmup_steps =
-      static_cast<int64_t>(options.warmup_epochs * static_cast<double>(batches_per_epoch));
-
-  auto save_checkpoint = [&](const std::string& path) {
-    if (!impl_->is_main()) return;  // the weights are the same on every rank
-    save_training_checkpoint(path, *model, impl_->info, *impl_->optimizer, state_.to_json());
-  };
   const int64_t world = impl_->world(), rank = impl_->rank();
   TORCH_CHECK(batch_size % world == 0, "ClassifierTrainer: the batch of ", batch_size,
               " does not split into ", world, " equal parts");
   const int64_t rank_rows = batch_size / world;
   if (impl_->parallel) impl_->parallel->replicate(*model);
 
-  model->train();
-  while (state_.epoch < options.epochs && !state_.stopped_early) {
-    auto order_generator = at::detail::createCPUGenerator(mix_seed(options.seed, 1, state_.epoch));
-    const auto order = torch::randperm(train.size(), order_generator, torch::kLong);
-    const auto epoch_start = Clock::now();
-    const int64_t first_batch = state_.batch;
-    double lr = options.lr;
-    for (; state_.batch < batches_per_epoch; ++state_.batch) {
-      if (options.max_steps > 0 && state_.step >= options.max_steps) break;
-      const auto step_start = Clock::now();
-      auto generator = at::detail::createCPUGenerator(mix_seed(options.seed, 2, state_.step));
-      const uint64_t dropout_seed = mix_seed(options.seed, 3, state_.step);
-      torch::manual_seed(rank == 0 ? dropout_seed : mix_seed(dropout_seed, 4, rank));
-      const auto indices = order.narrow(0, state_.batch * batch_size, batch_size);
-      auto pixels =
-          augment_geometry(train.images.index_select(0, indices), options.augment, generator);
-      auto labels = train.labels.index_select(0, indices);
-      auto images = normalize_pixels(pixels, preprocess);
-      random_erase_(images, options.augment, generator);
-      auto targets = smooth_targets(labels, classes, options.label_smoothing);
-      mix_batch_(images, targets, options.augment, generator);
-      if (world > 1) {
-        // Every rank draws the whole batch's augmentation (the same random numbers as one
-        // process) and keeps its own rows.
-        images = images.narrow(0, rank * rank_rows, rank_rows);
-        targets = targets.narrow(0, rank * rank_rows, rank_rows);
-      }
-
-      lr = warmup_cosine_lr(state_.step, warmup_steps, total_steps, options.lr, options.min_lr);
-      for (auto& group : impl_->optimizer->param_groups()) group.options().set_lr(lr);
-      impl_->optimizer->zero_grad();
-      torch::Tensor loss;
-      {
-        CpuAutocast autocast(options.bf16);
-        loss = soft_cross_entropy(model->forward(images), targets);
-      }
-      // The global batch's loss, so every rank takes the same decision on a NaN.
-      const double loss_value = impl_->mean_over_ranks(loss.item<double>());
-      check_finite_loss(loss_value, state_, last_path());
-      loss.backward();
-      if (impl_->parallel) impl_->parallel->finish_gradients();
-      if (options.grad_clip > 0) {
-        torch::nn::utils::clip_grad_norm_(model->parameters(), options.grad_clip);
-      }
-      impl_->optimizer->step();
-      ++state_.step;
-      state_.epoch_loss_sum += loss_value;
-      ++state_.epoch_loss_count;
-      state_.elapsed_seconds += std::chrono::duration<double>(Clock::now() - step_start).count();
-      if (callbacks.on_step) {
-        callbacks.on_step((state_.batch + 1) * batch_size, batches_per_epoch * batch_size,
-                          loss_value, lr);
-      }
-      if (options.save_every > 0 && state_.step % options.save_every == 0) {
-        check_finite_parameters(*model, state_, last_path());
-        state_.batch += 1;  // the checkpoint resumes after this batch
-        save_checkpoint(last_path());
-        state_.batch -= 1;
-      }
+  TrainingLoopSteps steps;
+  steps.loss = [&](const torch::Tensor& order, int64_t batch, at::Generator& generator) {
+    const auto indices = order.narrow(0, batch * batch_size, batch_size);
+    auto pixels =
+        augment_geometry(train.images.index_select(0, indices), options.augment, generator);
+    auto labels = train.labels.index_select(0, indices);
+    auto images = normalize_pixels(pixels, preprocess);
+    random_erase_(images, options.augment, generator);
+    auto targets = smooth_targets(labels, classes, options.label_smoothing);
+    mix_batch_(images, targets, options.augment, generator);
+    if (world > 1) {
+      // Every rank draws the whole batch's augmentation (the same random numbers as one
+      // process) and keeps its own rows.
+      images = images.narrow(0, rank * rank_rows, rank_rows);
+      targets = targets.narrow(0, rank * rank_rows, rank_rows);
     }
-    const bool epoch_done = state_.batch >= batches_per_epoch;
-    check_finite_parameters(*model, state_, last_path());
-    if (!epoch_done) {  // max_steps reached inside the epoch
-      save_checkpoint(last_path());
-      break;
+    StepLoss loss;
+    {
+      CpuAutocast autocast(options.bf16);
+      loss.loss = soft_cross_entropy(model->forward(images), targets);
     }
-
-    ClassifierEpochReport report;
-    report.epoch = state_.epoch + 1;
-    report.step = state_.step;
-    report.lr = lr;
-    report.train_loss =
-        state_.epoch_loss_count > 0 ? state_.epoch_loss_sum / state_.epoch_loss_count : 0.0;
-    report.epoch_seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
-    report.images_per_second =
-        static_cast<double>((batches_per_epoch - first_batch) * batch_size) / report.epoch_seconds;
-    const auto eval_start = Clock::now();
+    // The global batch's loss; each rank's gradient is of its mean, and the ranks' gradients
+    // are averaged.
+    loss.value = impl_->mean_over_ranks(loss.loss.item<double>());
+    return loss;
+  };
+  ClassifierEpochReport report;
+  steps.validate = [&](const EpochProgress& progress) {
+    EpochValidation validation;
+    report = ClassifierEpochReport{};
     if (impl_->validation.size() > 0) {
       const auto metrics = impl_->evaluate(preprocess);
       report.val_loss = metrics.loss;
       report.val_top1 = metrics.top1;
       report.val_top5 = metrics.top5;
-      report.improved = metrics.top1 > state_.best_metric;
-    } else {
-      report.improved = true;
+      validation.improved = metrics.top1 > state_.best_metric;
     }
-    state_.elapsed_seconds += std::chrono::duration<double>(Clock::now() - eval_start).count();
-    report.elapsed_seconds = state_.elapsed_seconds;
-    state_.end_epoch(report.improved, report.val_top1, options.patience);
-    nlohmann::json line{{"epoch", report.epoch},
-                        {"step", report.step},
-                        {"lr", report.lr},
-                        {"train_loss", report.train_loss},
-                        {"val_loss", report.val_loss},
-                        {"val_top1", report.val_top1},
-                        {"val_top5", report.val_top5},
-                        {"epoch_seconds", report.epoch_seconds},
-                        {"images_per_second", report.images_per_second},
-                        {"elapsed_seconds", report.elapsed_seconds},
-                        {"improved", report.improved},
-                        {"precision", options.bf16 ? "bf16" : "fp32"},
-                        {"world_size", world}};
-    if (impl_->parallel) {
-      // Gradient all-reduce time that backward did not hide, per step of this epoch.
-      const auto [wait, steps] = impl_->parallel->take_gradient_wait();
-      line["allreduce_wait_ms_per_step"] = steps > 0 ? 1000 * wait / steps : 0.0;
-    }
-    // Log, best, then last: a run killed between them redoes this epoch from the previous
-    // checkpoint, and the resume drops the log line it wrote (trim_training_log).
-    if (impl_->is_main()) {
-      append_training_log(log_path(), line.dump());
-      if (report.improved) save_model(best_path(), *model, impl_->info);
-    }
-    save_checkpoint(last_path());
+    validation.metric = report.val_top1;
+    validation.log_fields = {{"val_loss", report.val_loss},
+                             {"val_top1", report.val_top1},
+                             {"val_top5", report.val_top5},
+                             {"images_per_second", progress.examples_per_second}};
+    return validation;
+  };
+  steps.on_step = callbacks.on_step;
+  steps.on_epoch = [&](const EpochProgress& progress, const EpochValidation& validation) {
+    report.epoch = progress.epoch;
+    report.step = progress.step;
+    report.lr = progress.lr;
+    report.train_loss = progress.train_loss;
+    report.epoch_seconds = progress.epoch_seconds;
+    report.images_per_second = progress.examples_per_second;
+    report.elapsed_seconds = progress.elapsed_seconds;
+    report.improved = validation.improved;
     if (callbacks.on_epoch) callbacks.on_epoch(report);
-  }
-  model->eval();
+  };
+  TrainingLoopOptions loop;
+  loop.epochs = options.epochs;
+  loop.max_steps = options.max_steps;
+  loop.save_every = options.save_every;
+  loop.lr = options.lr;
+  loop.min_lr = options.min_lr;
+  loop.warmup_epochs = options.warmup_epochs;
+  loop.grad_clip = options.grad_clip;
+  loop.patience = options.patience;
+  loop.seed = options.seed;
+  loop.bf16 = options.bf16;
+  const TrainingLoopTarget target{
+      model.get(), impl_->optimizer.get(), &impl_->info, impl_->parallel, last_path(), best_path(),
+      log_path()};
+  run_training_loop(target, loop, train.size(), batch_size, state_, steps);
   return state_;
 }
 
