@@ -34,16 +34,7 @@ json caption_json(const std::string& path, const vision::Caption& caption, bool 
   json words = json::array();
   for (const auto& w : caption.words) {
     json word = {{"word", w.word}, {"probability", w.probability}};
-    if (with_attention) {
-      json grid = json::array();
-      auto a = w.attention.accessor<float, 2>();
-      for (int64_t r = 0; r < w.attention.size(0); ++r) {
-        json row = json::array();
-        for (int64_t c = 0; c < w.attention.size(1); ++c) row.push_back(a[r][c]);
-        grid.push_back(row);
-      }
-      word["attention"] = grid;
-    }
+    if (with_attention) word["attention"] = matrix_json<float>(w.attention);
     words.push_back(word);
   }
   return {{"path", path},
@@ -59,8 +50,7 @@ struct CaptionParams {
   std::string model_path;
   bool default_model = true;  ///< no --model: the shipped captioner
   std::string precision = "fp32";
-  int64_t beam = 3;
-  int64_t max_len = 20;
+  DecodingParams decoding;
   int64_t batch_size = 32;
   int threads = 0;
   bool json = false;
@@ -74,15 +64,14 @@ po::options_description caption_options(CaptionParams& p) {
       "inputs", po::value(&p.inputs)->multitoken(),
       "images, directories (searched recursively) or - to read paths from stdin")(
       "model,m", po::value(&p.model_path)->default_value(default_model_path("captioner")),
-      "captioner model file")("beam", po::value(&p.beam)->default_value(p.beam),
-                              "beam width (1 = greedy)")(
-      "max-len", po::value(&p.max_len)->default_value(p.max_len), max_len_help().c_str())(
-      "batch-size,b", po::value(&p.batch_size)->default_value(p.batch_size), "images per pass")(
+      "captioner model file")("batch-size,b", po::value(&p.batch_size)->default_value(p.batch_size),
+                              "images per pass")(
       "precision,p", po::value(&p.precision)->default_value(p.precision), kInferencePrecisionHelp)(
       "threads,t", po::value(&p.threads)->default_value(p.threads), kThreadsHelp)(
       "json", po::bool_switch(&p.json),
       "one JSON document: per image the caption, per word its probability and attention grid")(
       "jsonl", po::bool_switch(&p.jsonl), "one JSON object per image, as they finish");
+  add_decoding_options(options, p.decoding);
   add_max_pixels_option(options);
   add_shard_option(options, &p.shard);
   return options;
@@ -106,11 +95,8 @@ std::optional<CaptionParams> parse_caption(int argc, char** argv) {
     return std::nullopt;
   }
   p.default_model = vm["model"].defaulted();
-  if (p.inputs.empty()) throw UsageError("no inputs given (images, directories or -)");
-  if (p.beam < 1) throw UsageError("--beam must be at least 1, got " + std::to_string(p.beam));
-  check_max_len(p.max_len);
-  if (p.batch_size < 1) throw UsageError("--batch-size must be at least 1");
-  if (p.json && p.jsonl) throw UsageError("--json and --jsonl exclude each other");
+  check_per_image_options(p.inputs, p.batch_size, p.json, p.jsonl);
+  check_decoding(p.decoding);
   return p;
 }
 
@@ -153,7 +139,8 @@ int run_caption(int argc, char** argv) {
   set_threads(p.threads);
   auto loaded = load_model(p, precision);
   if (!loaded) return kExitBadModel;
-  if (const auto error = beam_width_error(p.beam, loaded->vocabulary.size()); !error.empty()) {
+  if (const auto error = beam_width_error(p.decoding.beam, loaded->vocabulary.size());
+      !error.empty()) {
     throw UsageError(error);
   }
 
@@ -168,8 +155,8 @@ int run_caption(int argc, char** argv) {
       torch::NoGradGuard no_grad;
       encoded = loaded->model->encode(images);
     }
-    const auto captions =
-        vision::beam_search(loaded->model, encoded, loaded->vocabulary, p.beam, p.max_len);
+    const auto captions = vision::beam_search(loaded->model, encoded, loaded->vocabulary,
+                                              p.decoding.beam, p.decoding.max_len);
     for (size_t b = 0; b < paths.size(); ++b) {
       printer.result([&] { return caption_json(paths[b], captions[b], true); },
                      [&] { print_caption(paths[b], captions[b]); });
@@ -179,7 +166,7 @@ int run_caption(int argc, char** argv) {
       items, static_cast<size_t>(p.batch_size), prepare,
       [&](const std::string& path, const std::string& message) { printer.error(path, message); },
       caption_batch, [&](int64_t n) { printer.advance(n); });
-  return printer.finish({{"model", p.model_path}, {"beam", p.beam}}, items.size());
+  return printer.finish({{"model", p.model_path}, {"beam", p.decoding.beam}}, items.size());
 }
 
 }  // namespace attnkit::apps

@@ -5,7 +5,26 @@
 #include <cstdint>
 #include <string>
 
+#include "apps/program_options_fwd.h"
+
 namespace attnkit::apps {
+
+/// How captions are decoded (`attn caption`, `attn eval captioner`).
+struct DecodingParams {
+  int64_t beam = 3;      ///< beam width (1 = greedy)
+  int64_t max_len = 20;  ///< most words per caption
+};
+
+/// --beam and --max-len into `decoding`.
+void add_decoding_options(boost::program_options::options_description& options,
+                          DecodingParams& decoding);
+
+/// --beam >= 1 and --max-len in range. Throws UsageError.
+void check_decoding(const DecodingParams& decoding);
+
+/// --data must name a Karpathy split JSON; --images defaults to the JSON's folder. Throws
+/// UsageError.
+void check_split_json(const std::string& data, std::string& images);
 
 /// The longest caption any command decodes: decoding is linear in it, but a caption that long
 /// is already a model that never says <end>.

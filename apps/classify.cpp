@@ -116,12 +116,8 @@ std::optional<ClassifyParams> parse_classify(int argc, char** argv) {
     return std::nullopt;
   }
   p.default_model = vm["model"].defaulted();
-  if (p.inputs.empty()) throw UsageError("no inputs given (images, directories or -)");
+  check_per_image_options(p.inputs, p.batch_size, p.json, p.jsonl);
   if (p.topk < 1) throw UsageError("--topk must be at least 1, got " + std::to_string(p.topk));
-  if (p.batch_size < 1) {
-    throw UsageError("--batch-size must be at least 1, got " + std::to_string(p.batch_size));
-  }
-  if (p.json && p.jsonl) throw UsageError("--json and --jsonl exclude each other");
   return p;
 }
 

@@ -299,6 +299,8 @@ int run_training_loop(const std::function<void()>& train, std::unique_ptr<Progre
   std::string failure;
   try {
     train();
+  } catch (const vision::TrainingDiverged& e) {
+    failure = std::string(e.what()) + " (lower --lr?)";
   } catch (const vision::Error& e) {
     failure = e.what();
   }

@@ -10,10 +10,7 @@
 #include <string>
 #include <vector>
 
-namespace boost::program_options {
-class options_description;
-class variables_map;
-}  // namespace boost::program_options
+#include "apps/program_options_fwd.h"
 
 namespace attnkit::apps {
 

@@ -8,10 +8,7 @@
 
 #include "vision/train/data_parallel.h"
 
-namespace boost::program_options {
-class options_description;
-class variables_map;
-}  // namespace boost::program_options
+#include "apps/program_options_fwd.h"
 
 namespace attnkit::apps {
 

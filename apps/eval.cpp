@@ -146,13 +146,7 @@ std::optional<vision::LabeledImages> load_eval_data(const EvalClassifierParams& 
 void print_classification_json(const EvalClassifierParams& p,
                                const vision::ClassificationMetrics& metrics,
                                const vision::LabeledImages& dataset, const std::string& precision) {
-  json confusion = json::array();
-  auto c = metrics.confusion.accessor<int64_t, 2>();
-  for (int64_t i = 0; i < metrics.confusion.size(0); ++i) {
-    json row = json::array();
-    for (int64_t j = 0; j < metrics.confusion.size(1); ++j) row.push_back(c[i][j]);
-    confusion.push_back(row);
-  }
+  const auto confusion = matrix_json<int64_t>(metrics.confusion);
   std::cout << json_text(json{{"model", p.model_path},
                               {"data", p.data},
                               {"split", p.data == "fashion-mnist" ? p.split : ""},
@@ -328,8 +322,7 @@ struct EvalCaptionerParams {
   std::string images;  ///< the image root; empty = the JSON's folder
   std::string split = "test";
   std::string precision = "fp32";
-  int64_t beam = 3;
-  int64_t max_len = 20;
+  DecodingParams decoding;
   int64_t batch_size = 64;
   int threads = 0;
   bool json = false;
@@ -346,8 +339,6 @@ po::options_description eval_captioner_options(EvalCaptionerParams& p) {
                               "Karpathy split JSON (scenes.json, dataset_coco.json, ...)")(
       "images", po::value(&p.images), "image root (default: the JSON's directory)")(
       "split", po::value(&p.split)->default_value(p.split), "test | val | train")(
-      "beam", po::value(&p.beam)->default_value(p.beam), "beam width (1 = greedy)")(
-      "max-len", po::value(&p.max_len)->default_value(p.max_len), max_len_help().c_str())(
       "batch-size,b", po::value(&p.batch_size)->default_value(p.batch_size), "images per pass")(
       "precision,p", po::value(&p.precision)->default_value(p.precision), kInferencePrecisionHelp)(
       "threads,t", po::value(&p.threads)->default_value(p.threads), kThreadsHelp)(
@@ -360,6 +351,7 @@ po::options_description eval_captioner_options(EvalCaptionerParams& p) {
                                       "of the word's attention")(
       "faithfulness-draws", po::value(&f.random_draws)->default_value(4),
       "random cell sets per word, averaged");
+  add_decoding_options(options, p.decoding);
   add_max_pixels_option(options);
   return options;
 }
@@ -377,14 +369,11 @@ const char* const kEvalCaptionerSummary =
 /// The checks that need no file. Throws UsageError.
 void check_params(EvalCaptionerParams& p) {
   const auto& f = p.faithfulness_options;
-  if (p.data.empty()) throw UsageError("--data is required (a Karpathy split JSON)");
-  if (p.beam < 1 || p.batch_size < 1) {
-    throw UsageError("--beam and --batch-size must be at least 1");
-  }
+  check_split_json(p.data, p.images);
+  if (p.batch_size < 1) throw UsageError("--batch-size must be at least 1");
+  check_decoding(p.decoding);
   if (!(f.mass > 0 && f.mass <= 1)) throw UsageError("--faithfulness-mass must be in (0, 1]");
   if (f.random_draws < 1) throw UsageError("--faithfulness-draws must be at least 1");
-  check_max_len(p.max_len);
-  if (p.images.empty()) p.images = std::filesystem::path(p.data).parent_path().string();
 }
 
 void print_captioning_json(const EvalCaptionerParams& p, const vision::CaptionerEvaluation& result,
@@ -394,7 +383,7 @@ void print_captioning_json(const EvalCaptionerParams& p, const vision::Captioner
            {"data", p.data},
            {"split", p.split},
            {"count", dataset.size()},
-           {"beam", p.beam},
+           {"beam", p.decoding.beam},
            {"precision", precision},
            {"bleu", result.bleu.bleu},
            {"brevity_penalty", result.bleu.brevity_penalty},
@@ -415,7 +404,7 @@ void print_captioning_text(const EvalCaptionerParams& p, const vision::Captioner
                            const std::optional<FaithfulnessFigures>& faithful) {
   std::cout << std::fixed << std::setprecision(4) << "model:    " << p.model_path
             << "\ndata:     " << p.data << " (" << p.split << "), " << dataset.size()
-            << " images, beam " << p.beam << "\nBLEU-1..4: " << result.bleu.bleu[0] << " "
+            << " images, beam " << p.decoding.beam << "\nBLEU-1..4: " << result.bleu.bleu[0] << " "
             << result.bleu.bleu[1] << " " << result.bleu.bleu[2] << " " << result.bleu.bleu[3]
             << "\nCIDEr-D:  " << result.cider << "\npointing: " << std::setprecision(1)
             << 100 * result.pointing.accuracy() << "% (" << result.pointing.hits << "/"
@@ -447,7 +436,8 @@ int run_eval_captioner(int argc, char** argv) {
     print_error("eval", e.what());
     return kExitBadModel;
   }
-  if (const auto error = beam_width_error(p.beam, loaded.vocabulary.size()); !error.empty()) {
+  if (const auto error = beam_width_error(p.decoding.beam, loaded.vocabulary.size());
+      !error.empty()) {
     throw UsageError(error);
   }
   vision::CaptionData dataset;
@@ -462,18 +452,19 @@ int run_eval_captioner(int argc, char** argv) {
   ProgressBar progress("eval", dataset.size());
   int64_t reported = 0;
   const auto start = std::chrono::steady_clock::now();
-  const auto result = vision::evaluate_captioner(loaded.model, dataset, loaded.vocabulary, p.beam,
-                                                 p.max_len, p.batch_size, [&](int64_t done) {
-                                                   progress.advance(done - reported);
-                                                   reported = done;
-                                                 });
+  const auto result =
+      vision::evaluate_captioner(loaded.model, dataset, loaded.vocabulary, p.decoding.beam,
+                                 p.decoding.max_len, p.batch_size, [&](int64_t done) {
+                                   progress.advance(done - reported);
+                                   reported = done;
+                                 });
   progress.finish();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::optional<FaithfulnessFigures> faithful;
   if (p.faithfulness) {
-    faithful = measure_faithfulness(loaded.model, dataset, p.beam, p.max_len, p.batch_size,
-                                    p.faithfulness_options, loaded.vocabulary);
+    faithful = measure_faithfulness(loaded.model, dataset, p.decoding.beam, p.decoding.max_len,
+                                    p.batch_size, p.faithfulness_options, loaded.vocabulary);
   }
   if (p.json) {
     print_captioning_json(p, result, dataset, precision.name(), seconds, faithful);

@@ -118,13 +118,9 @@ ImageReader::~ImageReader() = default;
 
 DecodedImage ImageReader::next() { return impl_->next(); }
 
-void for_each_image_batch(
-    const std::vector<InputItem>& items, size_t batch_size,
-    const std::function<at::Tensor(const cv::Mat& rgb, const std::string& path)>& prepare,
-    const std::function<void(const std::string& path, const std::string& message)>& on_error,
-    const std::function<void(const at::Tensor& images, const std::vector<std::string>& paths)>&
-        on_batch,
-    const std::function<void(int64_t n)>& on_advance) {
+void for_each_image_batch(const std::vector<InputItem>& items, size_t batch_size,
+                          const PrepareImage& prepare, const ReportError& on_error,
+                          const ProcessBatch& on_batch, const Advance& on_advance) {
   batch_size = std::max<size_t>(batch_size, 1);
   if (items.empty()) return;
   // Decoding the next images overlaps this group's preprocessing and forward pass.

@@ -55,6 +55,16 @@ class ImageReader {
   std::unique_ptr<Impl> impl_;
 };
 
+/// RGB8 image and its path -> the model's input (C, H, W).
+using PrepareImage = std::function<at::Tensor(const cv::Mat& rgb, const std::string& path)>;
+/// A file that failed, and why.
+using ReportError = std::function<void(const std::string& path, const std::string& message)>;
+/// A batch of prepared images (B, C, H, W) and their paths.
+using ProcessBatch =
+    std::function<void(const at::Tensor& images, const std::vector<std::string>& paths)>;
+/// `n` more inputs are done (failures included).
+using Advance = std::function<void(int64_t n)>;
+
 /// Walks `items` in groups of `batch_size`, decoding the images ahead of time on a reader thread
 /// (a bounded number of pixels ahead) so decoding overlaps the forward pass; the callbacks all
 /// run on the calling thread, in input order. Each usable item is read as RGB and turned into a
@@ -62,12 +72,8 @@ class ImageReader {
 /// reading or `prepare` throws vision::Error, goes to `on_error(path, message)` and the rest go
 /// on. `on_batch(images (B, C, H, W), paths)` gets every group with at least one image, and
 /// `on_advance(n)` the group's size (failures included) after it, for a progress bar.
-void for_each_image_batch(
-    const std::vector<InputItem>& items, size_t batch_size,
-    const std::function<at::Tensor(const cv::Mat& rgb, const std::string& path)>& prepare,
-    const std::function<void(const std::string& path, const std::string& message)>& on_error,
-    const std::function<void(const at::Tensor& images, const std::vector<std::string>& paths)>&
-        on_batch,
-    const std::function<void(int64_t n)>& on_advance);
+void for_each_image_batch(const std::vector<InputItem>& items, size_t batch_size,
+                          const PrepareImage& prepare, const ReportError& on_error,
+                          const ProcessBatch& on_batch, const Advance& on_advance);
 
 }  // namespace attnkit::apps

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include <torch/types.h>
 #include <nlohmann/json.hpp>
 
 #include "vision/explain/metric_summary.h"
@@ -14,6 +15,20 @@ namespace attnkit::apps {
 /// character) instead of failing the whole batch's output.
 inline std::string json_text(const nlohmann::json& value, int indent = -1) {
   return value.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+/// A 2-d tensor (rows, columns) as nested JSON arrays of T (int64_t for counts, float for maps).
+template <class T>
+nlohmann::json matrix_json(const torch::Tensor& matrix) {
+  const auto values = matrix.contiguous();
+  const auto a = values.accessor<T, 2>();
+  nlohmann::json rows = nlohmann::json::array();
+  for (int64_t r = 0; r < values.size(0); ++r) {
+    nlohmann::json row = nlohmann::json::array();
+    for (int64_t c = 0; c < values.size(1); ++c) row.push_back(a[r][c]);
+    rows.push_back(row);
+  }
+  return rows;
 }
 
 /// A mean with its 95% interval, as every --json that reports one writes it:

@@ -76,34 +76,20 @@ std::vector<std::string> without_nproc_option(const std::vector<std::string>& ar
   return kept;
 }
 
-int run_local_ranks(const std::vector<std::string>& args, int nproc, bool threads_given) {
-  if (nproc > kMaxRanks) {
-    throw UsageError("--nproc " + std::to_string(nproc) + " is more than " +
-                     std::to_string(kMaxRanks) + " processes");
-  }
-  const int port = free_loopback_port();
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const bool set_threads = !threads_given && std::getenv("OMP_NUM_THREADS") == nullptr;
-  std::vector<std::string> argv_strings = {"/proc/self/exe"};
-  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_strings) argv.push_back(a.data());
-  argv.push_back(nullptr);
+namespace {
 
-  std::cerr << "attn train: starting " << nproc << " processes on this host (data parallel, "
-            << "rendezvous at 127.0.0.1:" << port << ")\n";
-  struct sigaction action {};
-  action.sa_handler = forward_signal;
-  sigemptyset(&action.sa_mask);
-  ::sigaction(SIGTERM, &action, nullptr);
-  ::sigaction(SIGINT, &action, nullptr);
+/// Forks `nproc` ranks running `argv` with torchrun's variables (rendezvous on loopback at
+/// `port`; OMP_NUM_THREADS = cores / nproc when `share_cores`). Empty after saying why one could
+/// not start (the ranks already started are told to stop).
+std::vector<pid_t> start_ranks(std::vector<char*>& argv, int nproc, int port, bool share_cores) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<pid_t> pids;
   for (int rank = 0; rank < nproc; ++rank) {
     const pid_t pid = ::fork();
     if (pid < 0) {
       print_error("train", std::string("cannot start a process: ") + std::strerror(errno));
       forward_signal(SIGTERM);
-      return kExitSomeFailed;
+      return {};
     }
     if (pid == 0) {
       ::setenv("RANK", std::to_string(rank).c_str(), 1);
@@ -112,7 +98,7 @@ int run_local_ranks(const std::vector<std::string>& args, int nproc, bool thread
       ::setenv("LOCAL_WORLD_SIZE", std::to_string(nproc).c_str(), 1);
       ::setenv("MASTER_ADDR", "127.0.0.1", 1);
       ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
-      if (set_threads) {
+      if (share_cores) {
         ::setenv("OMP_NUM_THREADS", std::to_string(std::max(1, cores / nproc)).c_str(), 1);
       }
       ::execv("/proc/self/exe", argv.data());
@@ -124,7 +110,13 @@ int run_local_ranks(const std::vector<std::string>& args, int nproc, bool thread
     g_ranks[rank] = pid;
     g_rank_count = rank + 1;
   }
+  return pids;
+}
 
+/// Waits for every rank. The first to fail is reported and the others are stopped (SIGTERM,
+/// SIGKILL after 10 s); its exit status is returned, else 0.
+int wait_for_ranks(const std::vector<pid_t>& pids) {
+  const int nproc = static_cast<int>(pids.size());
   int result = kExitOk;
   int running = nproc;
   bool stopping = false;
@@ -144,11 +136,9 @@ int run_local_ranks(const std::vector<std::string>& args, int nproc, bool thread
       if (errno == EINTR) continue;
       break;
     }
-    int rank = -1;
-    for (int i = 0; i < nproc; ++i) {
-      if (pids[i] == pid) rank = i;
-    }
-    if (rank < 0) continue;
+    const auto found = std::find(pids.begin(), pids.end(), pid);
+    if (found == pids.end()) continue;
+    const int rank = static_cast<int>(found - pids.begin());
     g_ranks[rank] = 0;
     --running;
     const bool failed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -161,6 +151,33 @@ int run_local_ranks(const std::vector<std::string>& args, int nproc, bool thread
       stop_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     }
   }
+  return result;
+}
+
+}  // namespace
+
+int run_local_ranks(const std::vector<std::string>& args, int nproc, bool threads_given) {
+  if (nproc > kMaxRanks) {
+    throw UsageError("--nproc " + std::to_string(nproc) + " is more than " +
+                     std::to_string(kMaxRanks) + " processes");
+  }
+  const int port = free_loopback_port();
+  const bool share_cores = !threads_given && std::getenv("OMP_NUM_THREADS") == nullptr;
+  std::vector<std::string> argv_strings = {"/proc/self/exe"};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_strings) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  std::cerr << "attn train: starting " << nproc << " processes on this host (data parallel, "
+            << "rendezvous at 127.0.0.1:" << port << ")\n";
+  struct sigaction action {};
+  action.sa_handler = forward_signal;
+  sigemptyset(&action.sa_mask);
+  ::sigaction(SIGTERM, &action, nullptr);
+  ::sigaction(SIGINT, &action, nullptr);
+  const auto pids = start_ranks(argv, nproc, port, share_cores);
+  const int result = pids.empty() ? kExitSomeFailed : wait_for_ranks(pids);
   g_rank_count = 0;
   return result;
 }

@@ -12,6 +12,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "apps/caption_options.h"
+#include "apps/json_output.h"
 #include "vision/checkpoint/captioner_file.h"
 #include "vision/checkpoint/model_file.h"
 #include "vision/errors.h"
@@ -22,17 +23,6 @@ namespace attnkit::apps {
 namespace {
 
 using nlohmann::json;
-
-json grid_json(const torch::Tensor& grid) {
-  const auto g = grid.to(torch::kFloat).contiguous();
-  json rows = json::array();
-  for (int64_t r = 0; r < g.size(0); ++r) {
-    json row = json::array();
-    for (int64_t c = 0; c < g.size(1); ++c) row.push_back(g[r][c].item<float>());
-    rows.push_back(row);
-  }
-  return rows;
-}
 
 std::string percent(double p) {
   std::ostringstream out;
@@ -132,7 +122,8 @@ struct OverlayRenderer::Impl {
         continue;
       }
       json grids = json::array();
-      for (int64_t k = 0; k < maps.size(0); ++k) grids.push_back(grid_json(maps[k]));
+      for (int64_t k = 0; k < maps.size(0); ++k)
+        grids.push_back(matrix_json<float>(maps[k].to(torch::kFloat)));
       r.json = json{
           {"method", settings.method},
           {"class", cls},
@@ -187,7 +178,7 @@ struct OverlayRenderer::Impl {
       for (const auto& w : caption.words) {
         words.push_back({{"word", w.word},
                          {"probability", w.probability},
-                         {"attention", grid_json(w.attention)}});
+                         {"attention", matrix_json<float>(w.attention.to(torch::kFloat))}});
       }
       r.json = json{
           {"method", "caption"},

@@ -7,6 +7,15 @@
 
 namespace attnkit::apps {
 
+void check_per_image_options(const std::vector<std::string>& inputs, int64_t batch_size, bool json,
+                             bool jsonl) {
+  if (inputs.empty()) throw UsageError("no inputs given (images, directories or -)");
+  if (batch_size < 1) {
+    throw UsageError("--batch-size must be at least 1, got " + std::to_string(batch_size));
+  }
+  if (json && jsonl) throw UsageError("--json and --jsonl exclude each other");
+}
+
 ResultPrinter::ResultPrinter(std::string command, bool json, bool jsonl, int64_t total)
     : command_(std::move(command)), json_(json), jsonl_(jsonl), progress_(command_, total) {}
 

@@ -6,12 +6,18 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "apps/cli_common.h"
 
 namespace attnkit::apps {
+
+/// What every per-image command checks of its inputs and output options: inputs given, a batch
+/// size of at least 1, not both --json and --jsonl. Throws UsageError.
+void check_per_image_options(const std::vector<std::string>& inputs, int64_t batch_size, bool json,
+                             bool jsonl);
 
 class ResultPrinter {
  public:

@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 #include <boost/program_options.hpp>
 
+#include "apps/caption_options.h"
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "apps/data_parallel_options.h"
@@ -169,7 +170,7 @@ const char* const kTrainCaptionerSummary =
 /// The checks that need no file. Throws UsageError.
 void check_params(TrainCaptionerParams& p) {
   const auto& o = p.train;
-  if (p.data.empty()) throw UsageError("--data is required (a Karpathy split JSON)");
+  check_split_json(p.data, p.images);
   if (p.mode != "soft" && p.mode != "hard") throw UsageError("--mode must be soft or hard");
   if (p.image_size < 1 || p.min_count < 1) {
     throw UsageError("--image-size and --min-count must be >= 1");
@@ -188,7 +189,6 @@ void check_params(TrainCaptionerParams& p) {
   if (p.feature_dtype != "fp16" && p.feature_dtype != "bf16") {
     throw UsageError("--feature-dtype must be fp16 or bf16, got '" + p.feature_dtype + "'");
   }
-  if (p.images.empty()) p.images = std::filesystem::path(p.data).parent_path().string();
 }
 
 /// The encoder's config and the preprocessing in `p.config` and `info` (from --encoder, or a
@@ -239,6 +239,10 @@ void limit_records(const TrainCaptionerParams& p, std::vector<vision::CaptionRec
   }
 }
 
+void warn_skipped(const vision::CaptionData& data) {
+  for (const auto& s : data.skipped) print_warning("train", "skipped " + s.error);
+}
+
 struct CaptionSets {
   vision::CaptionData train;
   vision::CaptionData validation;  ///< empty when the data has no val split
@@ -261,11 +265,11 @@ CaptionSets load_caption_sets(const TrainCaptionerParams& p,
   // With a feature cache the training images are read once, by the cache, a batch at a time.
   sets.train = vision::load_caption_data(records, {"train"}, preprocess, sets.vocabulary, p.data,
                                          /*load_images=*/p.feature_cache.empty());
-  for (const auto& s : sets.train.skipped) print_warning("train", "skipped " + s.error);
+  warn_skipped(sets.train);
   try {
     sets.validation =
         vision::load_caption_data(records, {"val"}, preprocess, sets.vocabulary, p.data);
-    for (const auto& s : sets.validation.skipped) print_warning("train", "skipped " + s.error);
+    warn_skipped(sets.validation);
   } catch (const vision::DataError&) {
     print_warning("train", p.data + ": no val split: no validation, best = last");
   }
@@ -295,6 +299,25 @@ void announce(const TrainCaptionerParams& p, const CaptionSets& sets,
               << p.train.batch_size / parallel->world_size() << " captions each per step";
   }
   std::cerr << "\n";
+}
+
+/// --attention-supervision needs boxes; the captioner's config takes the vocabulary's size.
+/// Throws UsageError.
+void check_model_fits_data(TrainCaptionerParams& p, const CaptionSets& sets) {
+  const auto& records = sets.train.records;
+  if (p.train.attention_supervision > 0 &&
+      std::none_of(records.begin(), records.end(),
+                   [](const vision::CaptionRecord& r) { return !r.objects.empty(); })) {
+    throw UsageError(p.data +
+                     ": --attention-supervision needs object boxes (objects[] in the JSON, "
+                     "as 'attn data scenes' writes), and no training image has any");
+  }
+  p.config.vocab_size = sets.vocabulary.size();
+  try {
+    p.config.validate();
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
 }
 
 }  // namespace
@@ -334,19 +357,7 @@ int run_train_captioner(int argc, char** argv) {
     return kExitNoInput;
   }
   auto& train = sets.train;
-  if (o.attention_supervision > 0 &&
-      std::none_of(train.records.begin(), train.records.end(),
-                   [](const vision::CaptionRecord& r) { return !r.objects.empty(); })) {
-    throw UsageError(p.data +
-                     ": --attention-supervision needs object boxes (objects[] in the JSON, "
-                     "as 'attn data scenes' writes), and no training image has any");
-  }
-  p.config.vocab_size = sets.vocabulary.size();
-  try {
-    p.config.validate();
-  } catch (const std::invalid_argument& e) {
-    throw UsageError(e.what());
-  }
+  check_model_fits_data(p, sets);
   vision::Captioner model(p.config);
   if (source.model) {
     const auto copied = vision::load_vit_trunk(model->encoder, source, p.encoder_path);
@@ -365,9 +376,7 @@ int run_train_captioner(int argc, char** argv) {
       print_error("train", e.what());
       return kExitNoInput;
     }
-    if (main_rank) {
-      for (const auto& s : train.skipped) print_warning("train", "skipped " + s.error);
-    }
+    if (main_rank) warn_skipped(train);
   }
   info.source = command_line_text("attn train captioner", argc, argv);
   if (main_rank) announce(p, sets, start.group.get());
@@ -376,18 +385,7 @@ int run_train_captioner(int argc, char** argv) {
                                    p.out_dir);
   trainer.set_data_parallel(start.group.get());
   if (cache) trainer.set_feature_cache(cache);
-  if (!p.resume.empty()) {
-    try {
-      trainer.resume(p.resume);
-    } catch (const vision::Error& e) {
-      print_error("train", e.what());
-      return kExitBadModel;
-    }
-    if (main_rank) {
-      std::cerr << "attn train: resumed at epoch " << trainer.state().epoch + 1 << ", step "
-                << trainer.state().step << "\n";
-    }
-  }
+  if (!resume_if_asked(trainer, p.resume, main_rank)) return kExitBadModel;
   const bool validation = sets.validation.size() > 0;
   TrainingProgress progress([&trainer] { return trainer.state().epoch; }, o.epochs, o.batch_size,
                             main_rank);

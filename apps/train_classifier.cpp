@@ -321,18 +321,7 @@ int run_train_classifier(int argc, char** argv) {
   const auto info = model_info(p, config, all, preprocess, argc, argv);
   vision::ClassifierTrainer trainer(model, info, train, validation, o, p.out_dir);
   trainer.set_data_parallel(parallel.get());
-  if (!p.resume.empty()) {
-    try {
-      trainer.resume(p.resume);
-    } catch (const vision::Error& e) {
-      print_error("train", e.what());
-      return kExitBadModel;
-    }
-    if (main_rank) {
-      std::cerr << "attn train: resumed at epoch " << trainer.state().epoch + 1 << ", step "
-                << trainer.state().step << "\n";
-    }
-  }
+  if (!resume_if_asked(trainer, p.resume, main_rank)) return kExitBadModel;
   TrainingProgress progress([&trainer] { return trainer.state().epoch; }, o.epochs, o.batch_size,
                             main_rank);
   vision::ClassifierTrainCallbacks callbacks;

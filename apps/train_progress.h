@@ -1,12 +1,15 @@
-// apps/train_progress.h: the progress bar both trainers draw for each epoch (on the main rank).
+// apps/train_progress.h: what both `attn train` commands show: the resume, and the progress bar
+// of each epoch (on the main rank).
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <iostream>
 #include <memory>
 #include <string>
 
 #include "apps/cli_common.h"
+#include "vision/errors.h"
 
 namespace attnkit::apps {
 
@@ -35,6 +38,24 @@ class TrainingProgress {
   std::unique_ptr<ProgressBar> bar_;
   double smoothed_loss_ = -1;
 };
+
+/// Resumes `trainer` from the checkpoint `path` (when given) and says where, on the main rank.
+/// False after printing why the checkpoint cannot be used.
+template <class Trainer>
+bool resume_if_asked(Trainer& trainer, const std::string& path, bool main_rank) {
+  if (path.empty()) return true;
+  try {
+    trainer.resume(path);
+  } catch (const vision::Error& e) {
+    print_error("train", e.what());
+    return false;
+  }
+  if (main_rank) {
+    std::cerr << "attn train: resumed at epoch " << trainer.state().epoch + 1 << ", step "
+              << trainer.state().step << "\n";
+  }
+  return true;
+}
 
 /// `value` with `digits` decimals ("0.1234"), as the epoch lines print their figures.
 std::string fixed_point(double value, int digits);

@@ -3,6 +3,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace attnkit::vision {
 
@@ -51,6 +52,19 @@ class TrainingDiverged : public Error {
 class DistributedError : public Error {
  public:
   using Error::Error;
+};
+
+/// A checkpoint whose files do not say something the import needs: `missing` names what would
+/// supply it ("num_heads": ImportOptions::num_heads; "format": the checkpoint format), so a
+/// caller can say how to pass it.
+class ImportNeedsOption : public CheckpointError {
+ public:
+  ImportNeedsOption(const std::string& message, std::string missing)
+      : CheckpointError(message), missing_(std::move(missing)) {}
+  const std::string& missing() const { return missing_; }
+
+ private:
+  std::string missing_;
 };
 
 }  // namespace attnkit::vision

@@ -159,8 +159,9 @@ ImportedModel import_timm(const std::string& path, const ImportOptions& options)
   if (c.num_heads == 0) c.num_heads = heads_from_architecture(architecture);
   if (c.num_heads == 0) c.num_heads = detail::standard_num_heads(c.dim);
   if (c.num_heads == 0) {
-    throw CheckpointError(weights_path + ": cannot tell the number of heads for width " +
-                          std::to_string(c.dim) + "; pass --heads");
+    throw ImportNeedsOption(
+        weights_path + ": cannot tell the number of heads for width " + std::to_string(c.dim),
+        "num_heads");
   }
 
   // Image size: from pretrained_cfg, else the square grid the position embeddings hold.

@@ -78,8 +78,8 @@ ImportedModel import_torchvision(const std::string& path, const ImportOptions& o
   }
   c.num_heads = options.num_heads > 0 ? options.num_heads : detail::standard_num_heads(c.dim);
   if (c.num_heads == 0) {
-    throw CheckpointError(path + ": cannot tell the number of heads for width " +
-                          std::to_string(c.dim) + "; pass --heads");
+    throw ImportNeedsOption(
+        path + ": cannot tell the number of heads for width " + std::to_string(c.dim), "num_heads");
   }
   const int64_t pos_tokens =
       detail::checked_shape(file, "encoder.pos_embedding", 3, "(1, tokens, dim)")[1];

@@ -40,9 +40,10 @@ CheckpointFormat detect_checkpoint_format(const std::string& path) {
     const auto config = detail::read_json_file(detail::file_in_directory(path, "config.json"));
     if (config.contains("architecture")) return CheckpointFormat::kTimm;
     if (config.contains("model_type")) return CheckpointFormat::kHuggingFace;
-    throw CheckpointError(path +
-                          "/config.json: neither a timm config (no \"architecture\") nor a "
-                          "Hugging Face config (no \"model_type\"); pass --format");
+    throw ImportNeedsOption(path +
+                                "/config.json: neither a timm config (no \"architecture\") nor "
+                                "a Hugging Face config (no \"model_type\")",
+                            "format");
   }
   const auto file = SafetensorsFile::open(path);
   if (file.contains("conv_proj.weight")) return CheckpointFormat::kTorchvision;
@@ -54,9 +55,10 @@ CheckpointFormat detect_checkpoint_format(const std::string& path) {
                             "(with config.json and preprocessor_config.json) instead");
     }
   }
-  throw CheckpointError(path +
-                        ": not a ViT checkpoint attnkit knows (no conv_proj.weight or "
-                        "patch_embed.proj.weight); pass --format to say what it is");
+  throw ImportNeedsOption(path +
+                              ": not a ViT checkpoint attnkit knows (no conv_proj.weight or "
+                              "patch_embed.proj.weight)",
+                          "format");
 }
 
 ImportedModel import_checkpoint(const std::string& path, CheckpointFormat format,

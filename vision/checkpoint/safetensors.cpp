@@ -290,7 +290,7 @@ std::string foreign_format(const uint8_t* bytes, size_t size) {
   if (starts("\x89HDF\r\n\x1a\n")) return "an HDF5 file (e.g. Keras .h5), not a safetensors file";
   if (starts("\x93NUMPY")) return "a NumPy .npy array, not a safetensors file";
   if (starts("\x89PNG\r\n\x1a\n") || starts("\xff\xd8\xff")) {
-    return "an image, not a model file (images are inputs; the model goes to --model)";
+    return "an image, not a model file (images are what a model reads)";
   }
   return "";
 }

@@ -58,7 +58,7 @@ set(CPACK_DEBIAN_RUNTIME_PACKAGE_NAME attnkit)
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_RECOMMENDS "libopenblas0-openmp")
 set(CPACK_DEBIAN_DEV_PACKAGE_NAME attnkit-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS
-    "attnkit (= ${PROJECT_VERSION}), libtorch-dev, libopencv-dev, nlohmann-json3-dev, zlib1g-dev, libgloo-dev, cmake")
+    "attnkit (= ${PROJECT_VERSION}), libtorch-dev, libopencv-dev, nlohmann-json3-dev, zlib1g-dev, libgloo-dev, libdnnl-dev, cmake")
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
 set(CPACK_COMPONENT_RUNTIME_DESCRIPTION
     "the attn program (classify, caption, overlay, train, import, eval) with its default models")

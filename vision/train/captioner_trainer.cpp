@@ -227,7 +227,6 @@ struct CaptionerTrainer::Impl {
   CaptionData train;
   CaptionData validation;
   CaptionerTrainOptions options;
-  std::string out_dir;
   std::unique_ptr<torch::optim::Adam> optimizer;
   DataParallel* parallel = nullptr;  // one process when null
   std::shared_ptr<FeatureCache> feature_cache;
@@ -240,12 +239,135 @@ struct CaptionerTrainer::Impl {
   std::vector<double> sum_over_ranks(std::vector<double> values) const {
     return parallel ? parallel->sum(std::move(values)) : values;
   }
+
+  // What the steps read: the (image, caption) pairs the epoch permutes (set by run), and from
+  // prepare_steps() the frozen encoder's features when they fit in memory and the object
+  // words' cells.
+  std::vector<std::pair<int64_t, int64_t>> pairs;
+  torch::Tensor cached_features;
+  std::vector<ObjectCells> train_cells;
+
+  void prepare_steps() {
+    if (options.freeze_encoder && !feature_cache) {
+      cached_features = encode_all(model, train.images);
+    }
+    if (options.attention_supervision <= 0) return;
+    int64_t grid_height = 0, grid_width = 0;
+    if (feature_cache) {
+      grid_height = feature_cache->grid_height();
+      grid_width = feature_cache->grid_width();
+    } else {
+      torch::NoGradGuard no_grad;
+      const auto probe = encode_batch(model, train.images.narrow(0, 0, 1), true);
+      grid_height = probe.grid_height;
+      grid_width = probe.grid_width;
+    }
+    train_cells = object_cells(train, vocabulary, grid_height, grid_width);
+  }
+
+  // The encoder features of these training images: from the feature cache, the cached frozen
+  // features, or the (trained) encoder.
+  torch::Tensor features(const std::vector<int64_t>& image_rows) {
+    if (feature_cache) {
+      std::vector<int64_t> cache_rows;
+      for (const int64_t row : image_rows) cache_rows.push_back(train.feature_rows[row]);
+      return feature_cache->gather(cache_rows);
+    }
+    const auto rows = torch::tensor(image_rows);
+    if (options.freeze_encoder) return cached_features.index_select(0, rows);
+    return encode_batch(model, train.images.index_select(0, rows), false).features;
+  }
+
+  // The loss of batch `batch` of the epoch's `order`: this rank's contiguous part of the global
+  // batch of `batch_size` captions.
+  StepLoss step_loss(const torch::Tensor& order, int64_t batch, int64_t batch_size,
+                     at::Generator& generator, TrainState& state) {
+    const bool hard = model->config().mode == attention::AttentionMode::kHard;
+    const int64_t rank_rows = batch_size / world();
+    std::vector<int64_t> image_rows;
+    std::vector<const std::vector<int64_t>*> captions;
+    for (int64_t j = rank() * rank_rows; j < (rank() + 1) * rank_rows; ++j) {
+      const auto& pair = pairs[order[batch * batch_size + j].item<int64_t>()];
+      image_rows.push_back(pair.first);
+      captions.push_back(&train.encoded[pair.first][pair.second]);
+    }
+    const auto padded = pad_captions(captions, options.max_len);
+    const auto batch_features = features(image_rows);
+    torch::Tensor expected;
+    if (hard) {
+      expected = (torch::rand({batch_size}, generator) < options.expected_probability)
+                     .narrow(0, rank() * rank_rows, rank_rows);
+    }
+    CaptionerOutput out;
+    {
+      CpuAutocast autocast(options.bf16);
+      out = model->forward(batch_features, padded, expected);
+    }
+    // The losses read these in fp32 whatever the matmuls ran in.
+    out.logits = out.logits.to(torch::kFloat);
+    out.probabilities = out.probabilities.to(torch::kFloat);
+    return loss_of(out, padded, expected, image_rows, batch_size, state);
+  }
+
+  // Cross-entropy per word, the doubly stochastic penalty, attention supervision and (hard
+  // attention) REINFORCE, as this rank's share of the global batch's loss: sums over its rows
+  // divided by the global batch's counts, so the shares add up to the loss of the whole batch
+  // on one process.
+  StepLoss loss_of(const CaptionerOutput& out, const torch::Tensor& padded,
+                   const torch::Tensor& expected, const std::vector<int64_t>& image_rows,
+                   int64_t batch_size, TrainState& state) {
+    const auto& o = options;
+    const bool hard = expected.defined();
+    const auto [losses, mask] = word_losses(out, padded);
+    std::pair<torch::Tensor, int64_t> correctness;
+    if (o.attention_supervision > 0) {
+      correctness = attention_correctness_loss(
+          out.probabilities, padded.narrow(1, 1, padded.size(1) - 1), image_rows, train_cells);
+    }
+    const auto log_likelihood = -(losses * mask).sum(1).detach();  // (B)
+    const auto counts =
+        sum_over_ranks({mask.sum().item<double>(), static_cast<double>(correctness.second),
+                        hard ? log_likelihood.sum().item<double>() : 0.0});
+    const double words = counts[0], named = counts[1];
+    const double mean_log_likelihood = counts[2] / static_cast<double>(batch_size);
+    auto loss = (losses * mask).sum() / words;
+    // Doubly stochastic attention (SAT eq. 14): every cell attended about once in all.
+    const auto attended = (out.probabilities * mask.unsqueeze(2)).sum(1);  // (B, L)
+    loss = loss + o.doubly_stochastic * (1.0 - attended).pow(2).sum(1).sum() /
+                      static_cast<double>(batch_size);
+    if (o.attention_supervision > 0 && named > 0) {
+      loss = loss + o.attention_supervision * correctness.first / named;
+    }
+    if (hard) {
+      // REINFORCE on the sampled cells with reward log p(y | sampled cells), a moving
+      // baseline, and an entropy bonus; images that used the expected context are soft.
+      const auto sampled = expected.logical_not().to(torch::kFloat);
+      if (!state.baseline_set) {
+        state.baseline = mean_log_likelihood;
+        state.baseline_set = true;
+      }
+      const auto advantage = log_likelihood - state.baseline;
+      const auto log_p_cells = (out.log_probs * mask).sum(1) * sampled;
+      const auto entropy =
+          -(out.probabilities * torch::log(out.probabilities.clamp_min(1e-12))).sum(2);
+      loss = loss - o.reinforce * (advantage * log_p_cells).sum() / words -
+             o.entropy * (entropy * mask).sum() / words;
+      state.baseline =
+          o.baseline_decay * state.baseline + (1.0 - o.baseline_decay) * mean_log_likelihood;
+    }
+    // The whole batch's loss, so every rank takes the same decision on a NaN.
+    const double value = sum_over_ranks({loss.item<double>()})[0];
+    // The gradients are averaged over the ranks: scaled by their count, the average is the
+    // gradient of the sum of the shares.
+    if (world() > 1) loss = loss * static_cast<double>(world());
+    return {loss, value};
+  }
 };
 
 CaptionerTrainer::CaptionerTrainer(Captioner model, ModelInfo info, Vocabulary vocabulary,
                                    CaptionData train, CaptionData validation,
                                    CaptionerTrainOptions options, std::string out_dir)
-    : impl_(std::make_unique<Impl>()) {
+    : TrainerRun(std::move(out_dir)), impl_(std::make_unique<Impl>()) {
   TORCH_CHECK(train.size() > 0, "CaptionerTrainer: empty training set");
   TORCH_CHECK(options.batch_size > 0 && options.epochs > 0 && options.max_len > 0,
               "CaptionerTrainer: batch_size, epochs and max_len must be positive");
@@ -260,9 +382,7 @@ CaptionerTrainer::CaptionerTrainer(Captioner model, ModelInfo info, Vocabulary v
   impl_->train = std::move(train);
   impl_->validation = std::move(validation);
   impl_->options = options;
-  impl_->out_dir = std::move(out_dir);
-  std::filesystem::create_directories(impl_->out_dir);
-  remove_stale_run_temporaries(impl_->out_dir);
+  prepare_run_directory();
   std::vector<torch::Tensor> parameters;
   for (const auto& item : impl_->model->named_parameters(true)) {
     const bool encoder = item.key().rfind("encoder.", 0) == 0;
@@ -277,14 +397,6 @@ CaptionerTrainer::CaptionerTrainer(Captioner model, ModelInfo info, Vocabulary v
 }
 
 CaptionerTrainer::~CaptionerTrainer() = default;
-
-std::string CaptionerTrainer::last_path() const {
-  return run_file(impl_->out_dir, "last.safetensors");
-}
-std::string CaptionerTrainer::best_path() const {
-  return run_file(impl_->out_dir, "best.safetensors");
-}
-std::string CaptionerTrainer::log_path() const { return run_file(impl_->out_dir, "log.jsonl"); }
 
 void CaptionerTrainer::resume(const std::string& checkpoint) {
   state_ = resume_training_checkpoint(checkpoint, *impl_->model, *impl_->optimizer);
@@ -305,113 +417,18 @@ void CaptionerTrainer::set_feature_cache(std::shared_ptr<FeatureCache> cache) {
 TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
   auto& model = impl_->model;
   const auto& o = impl_->options;
-  const auto& train = impl_->train;
-  const bool hard = model->config().mode == attention::AttentionMode::kHard;
-  const auto pairs = caption_pairs(train);
-  const int64_t batch_size = std::min<int64_t>(o.batch_size, static_cast<int64_t>(pairs.size()));
-  const int64_t world = impl_->world(), rank = impl_->rank();
+  impl_->pairs = caption_pairs(impl_->train);
+  const auto examples = static_cast<int64_t>(impl_->pairs.size());
+  const int64_t batch_size = std::min<int64_t>(o.batch_size, examples);
+  const int64_t world = impl_->world();
   TORCH_CHECK(batch_size % world == 0, "CaptionerTrainer: the batch of ", batch_size,
               " captions does not split into ", world, " equal parts");
-  const int64_t rank_rows = batch_size / world;
   if (impl_->parallel) impl_->parallel->replicate(*model);
+  impl_->prepare_steps();  // after the replication: the frozen features are rank 0's encoder's
 
-  const auto& cache = impl_->feature_cache;
-  torch::Tensor cached_features;
-  if (o.freeze_encoder && !cache) cached_features = encode_all(model, train.images);
-  std::vector<ObjectCells> train_cells;
-  if (o.attention_supervision > 0) {
-    int64_t grid_height = 0, grid_width = 0;
-    if (cache) {
-      grid_height = cache->grid_height();
-      grid_width = cache->grid_width();
-    } else {
-      torch::NoGradGuard no_grad;
-      const auto probe = encode_batch(model, train.images.narrow(0, 0, 1), true);
-      grid_height = probe.grid_height;
-      grid_width = probe.grid_width;
-    }
-    train_cells = object_cells(train, impl_->vocabulary, grid_height, grid_width);
-  }
   TrainingLoopSteps steps;
   steps.loss = [&](const torch::Tensor& order, int64_t batch, at::Generator& generator) {
-    std::vector<int64_t> image_rows;
-    std::vector<const std::vector<int64_t>*> captions;
-    // This rank's contiguous part of the global batch.
-    for (int64_t j = rank * rank_rows; j < (rank + 1) * rank_rows; ++j) {
-      const auto& pair = pairs[order[batch * batch_size + j].item<int64_t>()];
-      image_rows.push_back(pair.first);
-      captions.push_back(&train.encoded[pair.first][pair.second]);
-    }
-    const auto padded = pad_captions(captions, o.max_len);
-    const auto rows = torch::tensor(image_rows);
-    torch::Tensor features;
-    if (cache) {
-      std::vector<int64_t> cache_rows;
-      for (const int64_t row : image_rows) cache_rows.push_back(train.feature_rows[row]);
-      features = cache->gather(cache_rows);
-    } else if (o.freeze_encoder) {
-      features = cached_features.index_select(0, rows);
-    } else {
-      features = encode_batch(model, train.images.index_select(0, rows), false).features;
-    }
-    torch::Tensor expected;
-    if (hard) {
-      expected = (torch::rand({batch_size}, generator) < o.expected_probability)
-                     .narrow(0, rank * rank_rows, rank_rows);
-    }
-    CaptionerOutput out;
-    {
-      CpuAutocast autocast(o.bf16);
-      out = model->forward(features, padded, expected);
-    }
-    // The losses read these in fp32 whatever the matmuls ran in.
-    out.logits = out.logits.to(torch::kFloat);
-    out.probabilities = out.probabilities.to(torch::kFloat);
-    const auto [losses, mask] = word_losses(out, padded);
-    // This rank's share of the global batch's loss: sums over its rows divided by the global
-    // batch's counts, so the shares add up to the loss of the whole batch on one process.
-    std::pair<torch::Tensor, int64_t> correctness;
-    if (o.attention_supervision > 0) {
-      correctness = attention_correctness_loss(
-          out.probabilities, padded.narrow(1, 1, padded.size(1) - 1), image_rows, train_cells);
-    }
-    const auto log_likelihood = -(losses * mask).sum(1).detach();  // (B)
-    const auto counts =
-        impl_->sum_over_ranks({mask.sum().item<double>(), static_cast<double>(correctness.second),
-                               hard ? log_likelihood.sum().item<double>() : 0.0});
-    const double words = counts[0], named = counts[1];
-    const double mean_log_likelihood = counts[2] / static_cast<double>(batch_size);
-    auto loss = (losses * mask).sum() / words;
-    // Doubly stochastic attention (SAT eq. 14): every cell attended about once in all.
-    const auto attended = (out.probabilities * mask.unsqueeze(2)).sum(1);  // (B, L)
-    loss = loss + o.doubly_stochastic * (1.0 - attended).pow(2).sum(1).sum() /
-                      static_cast<double>(batch_size);
-    if (o.attention_supervision > 0 && named > 0) {
-      loss = loss + o.attention_supervision * correctness.first / named;
-    }
-    if (hard) {
-      // REINFORCE on the sampled cells with reward log p(y | sampled cells), a moving
-      // baseline, and an entropy bonus; images that used the expected context are soft.
-      const auto sampled = expected.logical_not().to(torch::kFloat);
-      if (!state_.baseline_set) {
-        state_.baseline = mean_log_likelihood;
-        state_.baseline_set = true;
-      }
-      const auto advantage = log_likelihood - state_.baseline;
-      const auto log_p_cells = (out.log_probs * mask).sum(1) * sampled;
-      const auto entropy =
-          -(out.probabilities * torch::log(out.probabilities.clamp_min(1e-12))).sum(2);
-      loss = loss - o.reinforce * (advantage * log_p_cells).sum() / words -
-             o.entropy * (entropy * mask).sum() / words;
-      state_.baseline =
-          o.baseline_decay * state_.baseline + (1.0 - o.baseline_decay) * mean_log_likelihood;
-    }
-    // The whole batch's loss, so every rank takes the same decision on a NaN.
-    const double loss_value = impl_->sum_over_ranks({loss.item<double>()})[0];
-    // The gradients are averaged over the ranks: scaled by their count, the average is the
-    // gradient of the sum of the shares.
-    if (world > 1) loss = loss * static_cast<double>(world);
-    return StepLoss{loss, loss_value};
+    return impl_->step_loss(order, batch, batch_size, generator, state_);
   };
   CaptionerEpochReport report;
   steps.validate = [&](const EpochProgress&) {
@@ -435,29 +452,15 @@ TrainState CaptionerTrainer::run(const CaptionerTrainCallbacks& callbacks) {
   };
   steps.on_step = callbacks.on_step;
   steps.on_epoch = [&](const EpochProgress& progress, const EpochValidation& validation) {
-    report.epoch = progress.epoch;
-    report.step = progress.step;
-    report.lr = progress.lr;
-    report.train_loss = progress.train_loss;
-    report.epoch_seconds = progress.epoch_seconds;
-    report.elapsed_seconds = progress.elapsed_seconds;
+    static_cast<EpochProgress&>(report) = progress;
     report.improved = validation.improved;
     if (callbacks.on_epoch) callbacks.on_epoch(report);
   };
-  TrainingLoopOptions loop;
-  loop.epochs = o.epochs;
-  loop.max_steps = o.max_steps;
-  loop.lr = o.lr;
-  loop.min_lr = o.min_lr;
-  loop.warmup_epochs = o.warmup_epochs;
-  loop.grad_clip = o.grad_clip;
-  loop.patience = o.patience;
-  loop.seed = o.seed;
-  loop.bf16 = o.bf16;
+  const auto loop = loop_options(o);
   const TrainingLoopTarget target{
       model.get(), impl_->optimizer.get(), &impl_->info, impl_->parallel, last_path(), best_path(),
       log_path()};
-  run_training_loop(target, loop, static_cast<int64_t>(pairs.size()), batch_size, state_, steps);
+  run_training_loop(target, loop, examples, batch_size, state_, steps);
   return state_;
 }
 

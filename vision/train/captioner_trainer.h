@@ -15,6 +15,7 @@
 #include "vision/train/caption_metrics.h"
 #include "vision/train/feature_cache.h"
 #include "vision/train/train_state.h"
+#include "vision/train/trainer_run.h"
 
 namespace attnkit::vision {
 
@@ -48,17 +49,12 @@ struct CaptionerTrainOptions {
   bool bf16 = false;      ///< bf16 autocast for the decoder's matmuls; weights stay fp32
 };
 
-struct CaptionerEpochReport {
-  int64_t epoch = 0;  ///< 1-based
-  int64_t step = 0;
-  double lr = 0;
-  double train_loss = 0;  ///< cross-entropy per word (+ penalty terms)
-  double val_loss = 0;    ///< cross-entropy per word, teacher forced
-  BleuScores val_bleu;    ///< greedy captions of the validation images
+/// train_loss is the cross-entropy per word plus the penalty terms.
+struct CaptionerEpochReport : EpochProgress {
+  double val_loss = 0;  ///< cross-entropy per word, teacher forced
+  BleuScores val_bleu;  ///< greedy captions of the validation images
   double val_cider = 0;
   PointingScore val_pointing;
-  double epoch_seconds = 0;
-  double elapsed_seconds = 0;
   bool improved = false;
 };
 
@@ -94,7 +90,7 @@ FeatureEncoder frozen_feature_encoder(Captioner& model, const PreprocessConfig& 
 
 /// Writes last.safetensors, best.safetensors (best validation BLEU-4) and log.jsonl into
 /// `out_dir`; see ClassifierTrainer for the checkpoint contract.
-class CaptionerTrainer {
+class CaptionerTrainer : public TrainerRun {
  public:
   CaptionerTrainer(Captioner model, ModelInfo info, Vocabulary vocabulary, CaptionData train,
                    CaptionData validation, CaptionerTrainOptions options, std::string out_dir);
@@ -110,15 +106,10 @@ class CaptionerTrainer {
   /// in memory. The training data may then hold no images.
   void set_feature_cache(std::shared_ptr<FeatureCache> cache);
   TrainState run(const CaptionerTrainCallbacks& callbacks = {});
-  const TrainState& state() const { return state_; }
-  std::string last_path() const;
-  std::string best_path() const;
-  std::string log_path() const;
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
-  TrainState state_;
 };
 
 }  // namespace attnkit::vision

@@ -35,7 +35,6 @@ struct ClassifierTrainer::Impl {
   LabeledImages train;
   LabeledImages validation;
   ClassifierTrainOptions options;
-  std::string out_dir;
   std::unique_ptr<torch::optim::AdamW> optimizer;
   DataParallel* parallel = nullptr;  // one process when null
 
@@ -75,7 +74,7 @@ struct ClassifierTrainer::Impl {
 ClassifierTrainer::ClassifierTrainer(VisionTransformer model, ModelInfo info, LabeledImages train,
                                      LabeledImages validation, ClassifierTrainOptions options,
                                      std::string out_dir)
-    : impl_(std::make_unique<Impl>()) {
+    : TrainerRun(std::move(out_dir)), impl_(std::make_unique<Impl>()) {
   TORCH_CHECK(train.size() > 0, "ClassifierTrainer: empty training set");
   TORCH_CHECK(options.batch_size > 0 && options.epochs > 0,
               "ClassifierTrainer: batch_size and epochs must be positive, got ", options.batch_size,
@@ -88,9 +87,7 @@ ClassifierTrainer::ClassifierTrainer(VisionTransformer model, ModelInfo info, La
   impl_->train = std::move(train);
   impl_->validation = std::move(validation);
   impl_->options = options;
-  impl_->out_dir = std::move(out_dir);
-  std::filesystem::create_directories(impl_->out_dir);
-  remove_stale_run_temporaries(impl_->out_dir);
+  prepare_run_directory();
 
   std::vector<torch::Tensor> decay, no_decay;
   for (const auto& item : impl_->model->named_parameters(/*recurse=*/true)) {
@@ -107,14 +104,6 @@ ClassifierTrainer::ClassifierTrainer(VisionTransformer model, ModelInfo info, La
 }
 
 ClassifierTrainer::~ClassifierTrainer() = default;
-
-std::string ClassifierTrainer::last_path() const {
-  return run_file(impl_->out_dir, "last.safetensors");
-}
-std::string ClassifierTrainer::best_path() const {
-  return run_file(impl_->out_dir, "best.safetensors");
-}
-std::string ClassifierTrainer::log_path() const { return run_file(impl_->out_dir, "log.jsonl"); }
 
 void ClassifierTrainer::resume(const std::string& checkpoint) {
   state_ = resume_training_checkpoint(checkpoint, *impl_->model, *impl_->optimizer);
@@ -183,27 +172,13 @@ TrainState ClassifierTrainer::run(const ClassifierTrainCallbacks& callbacks) {
   };
   steps.on_step = callbacks.on_step;
   steps.on_epoch = [&](const EpochProgress& progress, const EpochValidation& validation) {
-    report.epoch = progress.epoch;
-    report.step = progress.step;
-    report.lr = progress.lr;
-    report.train_loss = progress.train_loss;
-    report.epoch_seconds = progress.epoch_seconds;
+    static_cast<EpochProgress&>(report) = progress;
     report.images_per_second = progress.examples_per_second;
-    report.elapsed_seconds = progress.elapsed_seconds;
     report.improved = validation.improved;
     if (callbacks.on_epoch) callbacks.on_epoch(report);
   };
-  TrainingLoopOptions loop;
-  loop.epochs = options.epochs;
-  loop.max_steps = options.max_steps;
+  auto loop = loop_options(options);
   loop.save_every = options.save_every;
-  loop.lr = options.lr;
-  loop.min_lr = options.min_lr;
-  loop.warmup_epochs = options.warmup_epochs;
-  loop.grad_clip = options.grad_clip;
-  loop.patience = options.patience;
-  loop.seed = options.seed;
-  loop.bf16 = options.bf16;
   const TrainingLoopTarget target{
       model.get(), impl_->optimizer.get(), &impl_->info, impl_->parallel, last_path(), best_path(),
       log_path()};

@@ -12,6 +12,7 @@
 #include "vision/models/vit.h"
 #include "vision/train/augment.h"
 #include "vision/train/train_state.h"
+#include "vision/train/trainer_run.h"
 
 namespace attnkit::vision {
 
@@ -38,17 +39,11 @@ struct ClassifierTrainOptions {
 };
 
 /// One epoch's figures, as logged.
-struct ClassifierEpochReport {
-  int64_t epoch = 0;  ///< 1-based
-  int64_t step = 0;
-  double lr = 0;
-  double train_loss = 0;
+struct ClassifierEpochReport : EpochProgress {
   double val_loss = 0;
   double val_top1 = 0;
   double val_top5 = 0;
-  double epoch_seconds = 0;
-  double images_per_second = 0;
-  double elapsed_seconds = 0;
+  double images_per_second = 0;  ///< examples_per_second: training images
   bool improved = false;
 };
 
@@ -62,7 +57,7 @@ struct ClassifierTrainCallbacks {
 /// at every epoch end and every save_every steps), best.safetensors (the model with the best
 /// validation top-1; the last one without validation data) and log.jsonl (one line per epoch).
 /// Every batch's randomness derives from (seed, step), so a resumed run repeats the same batches.
-class ClassifierTrainer {
+class ClassifierTrainer : public TrainerRun {
  public:
   ClassifierTrainer(VisionTransformer model, ModelInfo info, LabeledImages train,
                     LabeledImages validation, ClassifierTrainOptions options, std::string out_dir);
@@ -80,15 +75,9 @@ class ClassifierTrainer {
   /// Trains until the epochs are done, early stopping triggers or max_steps is reached.
   TrainState run(const ClassifierTrainCallbacks& callbacks = {});
 
-  const TrainState& state() const { return state_; }
-  std::string last_path() const;
-  std::string best_path() const;
-  std::string log_path() const;
-
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
-  TrainState state_;
 };
 
 }  // namespace attnkit::vision

@@ -26,8 +26,7 @@ const std::string kOptimizerTensor = std::string(kTrainerTensorPrefix) + "optimi
                                ? last_path + " is kept as the last good checkpoint"
                                : "no checkpoint was written";
   throw TrainingDiverged("training diverged at epoch " + std::to_string(state.epoch + 1) +
-                         ", step " + std::to_string(step) + ": " + problem + "; " + kept +
-                         " (lower --lr?)");
+                         ", step " + std::to_string(step) + ": " + problem + "; " + kept);
 }
 
 }  // namespace

@@ -30,6 +30,18 @@ struct TrainState {
   static TrainState from_json(const std::string& json);  ///< throws CheckpointError
 };
 
+/// What the training loop knows of an epoch when it ends; the trainers' epoch reports add their
+/// validation figures.
+struct EpochProgress {
+  int64_t epoch = 0;  ///< 1-based
+  int64_t step = 0;
+  double lr = 0;
+  double train_loss = 0;
+  double epoch_seconds = 0;
+  double examples_per_second = 0;  ///< this session's part of the epoch
+  double elapsed_seconds = 0;      ///< all sessions, validation included
+};
+
 /// A seed for (run seed, stream, index) so every batch draws independent, reproducible numbers.
 uint64_t mix_seed(uint64_t seed, uint64_t stream, uint64_t index);
 

@@ -33,22 +33,28 @@ struct TrainingLoopOptions {
   bool bf16 = false;  ///< logged as the run's precision
 };
 
+/// The loop's settings from a trainer's options (ClassifierTrainOptions,
+/// CaptionerTrainOptions: the fields of the same names).
+template <class TrainerOptions>
+TrainingLoopOptions loop_options(const TrainerOptions& o) {
+  TrainingLoopOptions loop;
+  loop.epochs = o.epochs;
+  loop.max_steps = o.max_steps;
+  loop.lr = o.lr;
+  loop.min_lr = o.min_lr;
+  loop.warmup_epochs = o.warmup_epochs;
+  loop.grad_clip = o.grad_clip;
+  loop.patience = o.patience;
+  loop.seed = o.seed;
+  loop.bf16 = o.bf16;
+  return loop;
+}
+
 /// One step's loss: `loss` is differentiated (this rank's part of the batch); `value` is the
 /// whole batch's loss, the same on every rank, so all ranks decide alike on a NaN.
 struct StepLoss {
   torch::Tensor loss;
   double value = 0;
-};
-
-/// What the loop knows of an epoch when it ends.
-struct EpochProgress {
-  int64_t epoch = 0;  ///< 1-based
-  int64_t step = 0;
-  double lr = 0;
-  double train_loss = 0;
-  double epoch_seconds = 0;
-  double examples_per_second = 0;  ///< this session's part of the epoch
-  double elapsed_seconds = 0;      ///< all sessions, validation included
 };
 
 /// A trainer's validation of an epoch: whether it is the best so far, the figure early stopping
