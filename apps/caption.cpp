@@ -45,35 +45,18 @@ json caption_json(const std::string& path, const vision::Caption& caption, bool 
 }
 
 /// Everything `attn caption` is told, with its defaults.
-struct CaptionParams {
-  std::vector<std::string> inputs;
-  std::string model_path;
-  bool default_model = true;  ///< no --model: the shipped captioner
-  std::string precision = "fp32";
+struct CaptionParams : PerImageParams {
+  CaptionParams() { batch_size = 32; }
   DecodingParams decoding;
-  int64_t batch_size = 32;
-  int threads = 0;
-  bool json = false;
-  bool jsonl = false;
-  Shard shard;
 };
 
 po::options_description caption_options(CaptionParams& p) {
   po::options_description options("Options");
-  options.add_options()("help,h", "show this help")(
-      "inputs", po::value(&p.inputs)->multitoken(),
-      "images, directories (searched recursively) or - to read paths from stdin")(
-      "model,m", po::value(&p.model_path)->default_value(default_model_path("captioner")),
-      "captioner model file")("batch-size,b", po::value(&p.batch_size)->default_value(p.batch_size),
-                              "images per pass")(
-      "precision,p", po::value(&p.precision)->default_value(p.precision), kInferencePrecisionHelp)(
-      "threads,t", po::value(&p.threads)->default_value(p.threads), kThreadsHelp)(
-      "json", po::bool_switch(&p.json),
-      "one JSON document: per image the caption, per word its probability and attention grid")(
-      "jsonl", po::bool_switch(&p.jsonl), "one JSON object per image, as they finish");
+  add_per_image_options(
+      options, p,
+      {default_model_path("captioner"), "captioner model file", "images per pass",
+       "one JSON document: per image the caption, per word its probability and attention grid"});
   add_decoding_options(options, p.decoding);
-  add_max_pixels_option(options);
-  add_shard_option(options, &p.shard);
   return options;
 }
 
@@ -89,13 +72,10 @@ const char* const kCaptionSummary =
 std::optional<CaptionParams> parse_caption(int argc, char** argv) {
   CaptionParams p;
   const auto options = caption_options(p);
-  po::variables_map vm;
-  if (!parse_command_line(argc, argv, options, "inputs", "attn caption [options] IMAGE|DIR|- ...",
-                          kCaptionSummary, vm)) {
+  if (!parse_per_image_command(argc, argv, options, "attn caption [options] IMAGE|DIR|- ...",
+                               kCaptionSummary, p)) {
     return std::nullopt;
   }
-  p.default_model = vm["model"].defaulted();
-  check_per_image_options(p.inputs, p.batch_size, p.json, p.jsonl);
   check_decoding(p.decoding);
   return p;
 }

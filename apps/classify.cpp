@@ -29,18 +29,9 @@ namespace {
 namespace po = boost::program_options;
 using nlohmann::json;
 
-struct ClassifyParams {
-  std::vector<std::string> inputs;
-  std::string model;
+struct ClassifyParams : PerImageParams {
   int topk = 5;
-  int batch_size = 8;
-  int threads = 0;
-  bool json = false;
-  bool jsonl = false;
   std::string tta = "none";
-  std::string precision = "fp32";
-  bool default_model = true;  ///< no --model: the shipped model
-  Shard shard;
 };
 
 struct Prediction {
@@ -77,21 +68,13 @@ void print_table_entry(const std::string& path, const std::vector<Prediction>& p
 
 po::options_description classify_options(ClassifyParams& p) {
   po::options_description options("Options");
-  options.add_options()("help,h", "show this help")(
-      "inputs", po::value(&p.inputs)->multitoken(),
-      "images, directories (searched recursively) or - to read paths from stdin")(
-      "model,m", po::value(&p.model)->default_value(default_model_path("classifier")),
-      "model file (.safetensors made by 'attn train' or 'attn import')")(
-      "topk,k", po::value(&p.topk)->default_value(p.topk),
-      "classes to show per image (more than the model has: all, with a warning)")(
-      "batch-size,b", po::value(&p.batch_size)->default_value(p.batch_size),
-      "images per forward pass")("tta", po::value(&p.tta)->default_value(p.tta), kTtaHelp)(
-      "precision,p", po::value(&p.precision)->default_value(p.precision), kInferencePrecisionHelp)(
-      "threads,t", po::value(&p.threads)->default_value(p.threads), kThreadsHelp)(
-      "json", po::bool_switch(&p.json), "print one JSON document with every result")(
-      "jsonl", po::bool_switch(&p.jsonl), "print one JSON object per image, as they finish");
-  add_max_pixels_option(options);
-  add_shard_option(options, &p.shard);
+  add_per_image_options(options, p,
+                        {default_model_path("classifier"),
+                         "model file (.safetensors made by 'attn train' or 'attn import')",
+                         "images per forward pass", "print one JSON document with every result"});
+  options.add_options()("topk,k", po::value(&p.topk)->default_value(p.topk),
+                        "classes to show per image (more than the model has: all, with a warning)")(
+      "tta", po::value(&p.tta)->default_value(p.tta), kTtaHelp);
   return options;
 }
 
@@ -110,13 +93,10 @@ const char* const kClassifySummary =
 std::optional<ClassifyParams> parse_classify(int argc, char** argv) {
   ClassifyParams p;
   const auto options = classify_options(p);
-  po::variables_map vm;
-  if (!parse_command_line(argc, argv, options, "inputs", "attn classify [options] IMAGE|DIR|- ...",
-                          kClassifySummary, vm)) {
+  if (!parse_per_image_command(argc, argv, options, "attn classify [options] IMAGE|DIR|- ...",
+                               kClassifySummary, p)) {
     return std::nullopt;
   }
-  p.default_model = vm["model"].defaulted();
-  check_per_image_options(p.inputs, p.batch_size, p.json, p.jsonl);
   if (p.topk < 1) throw UsageError("--topk must be at least 1, got " + std::to_string(p.topk));
   return p;
 }
@@ -125,15 +105,15 @@ std::optional<ClassifyParams> parse_classify(int argc, char** argv) {
 /// --topk). nullopt after saying why it cannot be used.
 std::optional<std::pair<vision::LoadedViT, int>> load_classifier(
     const ClassifyParams& p, const vision::InferencePrecision& precision) {
-  if (p.default_model && !std::filesystem::exists(p.model)) {
-    print_error("classify", "the default model " + p.model +
+  if (p.default_model && !std::filesystem::exists(p.model_path)) {
+    print_error("classify", "the default model " + p.model_path +
                                 " is not there; pass --model FILE (a model made by 'attn import' "
                                 "or 'attn train'; see the README on importing public ViTs)");
     return std::nullopt;
   }
   vision::LoadedViT loaded;
   try {
-    loaded = vision::load_vit(p.model);
+    loaded = vision::load_vit(p.model_path);
     vision::apply_inference_precision(*loaded.model, precision);
   } catch (const vision::Error& e) {
     print_error("classify", e.what());
@@ -141,7 +121,7 @@ std::optional<std::pair<vision::LoadedViT, int>> load_classifier(
   }
   const int topk = static_cast<int>(std::min<int64_t>(p.topk, loaded.config.num_classes));
   if (topk < 1) {
-    print_error("classify", p.model + ": the model has no classification head");
+    print_error("classify", p.model_path + ": the model has no classification head");
     return std::nullopt;
   }
   if (topk < p.topk) {
@@ -200,7 +180,7 @@ int run_classify(int argc, char** argv) {
       items, static_cast<size_t>(p.batch_size), prepare,
       [&](const std::string& path, const std::string& message) { printer.error(path, message); },
       classify_batch, [&](int64_t n) { printer.advance(n); });
-  return printer.finish({{"model", p.model}}, items.size());
+  return printer.finish({{"model", p.model_path}}, items.size());
 }
 
 }  // namespace attnkit::apps

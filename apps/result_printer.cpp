@@ -3,17 +3,43 @@
 
 #include <iostream>
 
+#include <boost/program_options.hpp>
+
+#include "apps/inference_precision_option.h"
 #include "apps/json_output.h"
 
 namespace attnkit::apps {
 
-void check_per_image_options(const std::vector<std::string>& inputs, int64_t batch_size, bool json,
-                             bool jsonl) {
-  if (inputs.empty()) throw UsageError("no inputs given (images, directories or -)");
-  if (batch_size < 1) {
-    throw UsageError("--batch-size must be at least 1, got " + std::to_string(batch_size));
+namespace po = boost::program_options;
+
+void add_per_image_options(po::options_description& options, PerImageParams& p,
+                           const PerImageHelp& help) {
+  options.add_options()("help,h", "show this help")(
+      "inputs", po::value(&p.inputs)->multitoken(),
+      "images, directories (searched recursively) or - to read paths from stdin")(
+      "model,m", po::value(&p.model_path)->default_value(help.default_model), help.model.c_str())(
+      "batch-size,b", po::value(&p.batch_size)->default_value(p.batch_size),
+      help.batch_size.c_str())("precision,p", po::value(&p.precision)->default_value(p.precision),
+                               kInferencePrecisionHelp)(
+      "threads,t", po::value(&p.threads)->default_value(p.threads), kThreadsHelp)(
+      "json", po::bool_switch(&p.json), help.json.c_str())(
+      "jsonl", po::bool_switch(&p.jsonl), "print one JSON object per image, as they finish");
+  add_max_pixels_option(options);
+  add_shard_option(options, &p.shard);
+}
+
+bool parse_per_image_command(int argc, char** argv, const po::options_description& options,
+                             const std::string& usage, const std::string& summary,
+                             PerImageParams& p) {
+  po::variables_map vm;
+  if (!parse_command_line(argc, argv, options, "inputs", usage, summary, vm)) return false;
+  p.default_model = vm["model"].defaulted();
+  if (p.inputs.empty()) throw UsageError("no inputs given (images, directories or -)");
+  if (p.batch_size < 1) {
+    throw UsageError("--batch-size must be at least 1, got " + std::to_string(p.batch_size));
   }
-  if (json && jsonl) throw UsageError("--json and --jsonl exclude each other");
+  if (p.json && p.jsonl) throw UsageError("--json and --jsonl exclude each other");
+  return true;
 }
 
 ResultPrinter::ResultPrinter(std::string command, bool json, bool jsonl, int64_t total)

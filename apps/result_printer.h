@@ -11,13 +11,43 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/cli_common.h"
+#include "apps/program_options_fwd.h"
 
 namespace attnkit::apps {
 
-/// What every per-image command checks of its inputs and output options: inputs given, a batch
-/// size of at least 1, not both --json and --jsonl. Throws UsageError.
-void check_per_image_options(const std::vector<std::string>& inputs, int64_t batch_size, bool json,
-                             bool jsonl);
+/// What every per-image command (classify, caption) is told besides its model's own options.
+struct PerImageParams {
+  std::vector<std::string> inputs;  ///< images, directories, or - for paths on stdin
+  std::string model_path;
+  bool default_model = true;  ///< no --model: the shipped model
+  std::string precision = "fp32";
+  int64_t batch_size = 8;
+  int threads = 0;
+  bool json = false;
+  bool jsonl = false;
+  Shard shard;
+};
+
+/// The help texts that differ between the per-image commands.
+struct PerImageHelp {
+  std::string default_model;  ///< --model's default
+  std::string model;          ///< --model
+  std::string batch_size;     ///< --batch-size
+  std::string json;           ///< --json
+};
+
+/// inputs, --model, --batch-size, --precision, --threads, --json, --jsonl, --max-pixels and
+/// --shard into `p`.
+void add_per_image_options(boost::program_options::options_description& options, PerImageParams& p,
+                           const PerImageHelp& help);
+
+/// Parses the command line into `p`: false when --help was shown. Then checks what every
+/// per-image command needs: inputs given, a batch size of at least 1, not both --json and
+/// --jsonl. Throws UsageError.
+bool parse_per_image_command(int argc, char** argv,
+                             const boost::program_options::options_description& options,
+                             const std::string& usage, const std::string& summary,
+                             PerImageParams& p);
 
 class ResultPrinter {
  public:
