@@ -15,6 +15,7 @@
 #include "apps/cli_common.h"
 #include "apps/commands.h"
 #include "vision/errors.h"
+#include "vision/image/image_io.h"
 #include "vision/json_error.h"
 
 namespace {
@@ -116,6 +117,7 @@ int main(int argc, char** argv) {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   // OpenCV's own "[ WARN:0@...]" lines would come before attnkit's message about the same file.
   cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+  attnkit::vision::set_pixel_limit_hint("--max-pixels");
   if (argc < 2) {
     print_usage(std::cerr);
     return attnkit::apps::kExitUsage;

@@ -58,7 +58,7 @@ ModelInfo model_info_from_metadata(const std::map<std::string, std::string>& met
   if (auto it = metadata.find(kPreprocessKey); it != metadata.end()) {
     try {
       info.preprocess = PreprocessConfig::from_json(it->second);
-    } catch (const CheckpointError& e) {
+    } catch (const std::invalid_argument& e) {
       throw CheckpointError(path + ": metadata '" + kPreprocessKey + "': " + e.what());
     }
   }

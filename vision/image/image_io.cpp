@@ -162,11 +162,18 @@ bool jpeg_reaches_eoi(const std::vector<unsigned char>& b) {
 }
 
 std::atomic<int64_t> g_max_pixels{kDefaultMaxImagePixels};
+std::atomic<const char*> g_pixel_limit_hint{nullptr};
 
 std::string megapixels(double pixels) {
   char text[32];
   std::snprintf(text, sizeof(text), "%.1f", pixels / 1e6);
   return text;
+}
+
+// " (how to raise it)" when the program said how, else nothing.
+std::string pixel_limit_hint() {
+  const char* hint = g_pixel_limit_hint.load();
+  return hint ? std::string(" (") + hint + ")" : std::string();
 }
 
 void check_pixel_count(int64_t width, int64_t height, int64_t max_pixels, const std::string& name) {
@@ -175,7 +182,7 @@ void check_pixel_count(int64_t width, int64_t height, int64_t max_pixels, const 
   if (width > max_pixels || height > max_pixels / width) {
     fail(name, "image is too large: " + std::to_string(width) + "x" + std::to_string(height) +
                    " (" + megapixels(static_cast<double>(width) * static_cast<double>(height)) +
-                   " megapixels), the limit is " + megapixels(max_pixels) + " (--max-pixels)");
+                   " megapixels), the limit is " + megapixels(max_pixels) + pixel_limit_hint());
   }
 }
 
@@ -227,6 +234,8 @@ const std::vector<std::string>& readable_extensions() {
 }  // namespace
 
 int64_t max_image_pixels() { return g_max_pixels.load(); }
+
+void set_pixel_limit_hint(const char* hint) { g_pixel_limit_hint.store(hint); }
 
 void set_max_image_pixels(int64_t pixels) {
   if (pixels <= 0) throw std::invalid_argument("the pixel limit must be positive");

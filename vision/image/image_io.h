@@ -19,6 +19,11 @@ int64_t max_image_pixels();
 /// Sets the process-wide pixel limit; `pixels` must be positive.
 void set_max_image_pixels(int64_t pixels);
 
+/// How a user of this program raises the limit (the attn program: "--max-pixels"), added to the
+/// too-large message in parentheses; the library itself names no option. `hint` must outlive
+/// every load (a string literal); nullptr removes it.
+void set_pixel_limit_hint(const char* hint);
+
 /// Loads `path` as 8-bit RGB (3 channels, HxWx3, CV_8UC3), applying EXIF orientation. Grey
 /// images are expanded to RGB and alpha is dropped (as PIL's convert("RGB") does). Decodes PNG,
 /// JPEG, WebP, BMP, TIFF (BigTIFF too) and PNM (P1-P6): the formats whose size is read from

@@ -9,14 +9,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "vision/errors.h"
 #include "vision/json_error.h"
 
 namespace attnkit::vision {
 namespace {
 
 [[noreturn]] void bad_config(const std::string& what) {
-  throw CheckpointError("preprocess config: " + what);
+  throw std::invalid_argument("preprocess config: " + what);
 }
 
 CropMode crop_mode_from_string(const std::string& name) {

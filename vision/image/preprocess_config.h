@@ -32,8 +32,8 @@ struct PreprocessConfig {
   /// "interpolation":"nearest|box|bilinear|hamming|bicubic|lanczos","mean":[..],"std":[..],
   /// "channels"}. For channels 1, mean/std use their first element.
   std::string to_json() const;
-  /// Parses to_json()'s format; missing keys keep their defaults. Throws CheckpointError on bad
-  /// values (unknown interpolation, crop_pct outside (0, 1], non-positive size, std of 0...).
+  /// Parses to_json()'s format; missing keys keep their defaults. Throws std::invalid_argument on
+  /// bad values (unknown interpolation, crop_pct outside (0, 1], non-positive size, std of 0...).
   static PreprocessConfig from_json(const std::string& json);
 };
 

@@ -360,7 +360,7 @@ TEST(PreprocessConfig, MissingKeysKeepDefaults) {
 std::string config_error(const std::string& json) {
   try {
     PreprocessConfig::from_json(json);
-  } catch (const CheckpointError& e) {
+  } catch (const std::invalid_argument& e) {
     return e.what();
   }
   return "";
