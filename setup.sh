@@ -99,8 +99,12 @@ case "$MODE" in
     echo "setup: packages written to $BUILD/ (sudo apt-get install ./attnkit_*.deb)"
     ;;
   install)
+    PREFIX=$(realpath -m "${2:-/usr/local}")
+    # The prefix is compiled in too: programs linking attnkit find the weights under it.
+    cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$PREFIX" \
+      >/dev/null
     build_release attn
-    cmake --install "$BUILD" --prefix "${2:-/usr/local}"
+    cmake --install "$BUILD" --prefix "$PREFIX"
     ;;
   *)
     echo "usage: ./setup.sh [demo|test|build|package|install [PREFIX]]" >&2
