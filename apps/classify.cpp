@@ -40,11 +40,6 @@ struct Prediction {
   double probability;
 };
 
-std::string label_for(const vision::ModelInfo& info, int64_t index) {
-  if (index < static_cast<int64_t>(info.labels.size())) return info.labels[index];
-  return "class " + std::to_string(index);
-}
-
 json result_json(const std::string& path, const std::vector<Prediction>& predictions) {
   json preds = json::array();
   for (size_t i = 0; i < predictions.size(); ++i) {
@@ -169,7 +164,7 @@ int run_classify(int argc, char** argv) {
     for (size_t b = 0; b < paths.size(); ++b) {
       std::vector<Prediction> predictions;
       for (int k = 0; k < topk; ++k) {
-        predictions.push_back({indices_a[b][k], label_for(info, indices_a[b][k]),
+        predictions.push_back({indices_a[b][k], vision::class_label(info, indices_a[b][k]),
                                static_cast<double>(values_a[b][k])});
       }
       printer.result([&] { return result_json(paths[b], predictions); },

@@ -130,7 +130,7 @@ std::optional<vision::LabeledImages> load_eval_data(const EvalClassifierParams& 
   dataset.classes = loaded.info.labels;
   if (dataset.classes.empty()) {
     for (int64_t i = 0; i < loaded.config.num_classes; ++i) {
-      dataset.classes.push_back("class " + std::to_string(i));
+      dataset.classes.push_back(vision::class_label(loaded.info, i));
     }
   }
   if (static_cast<int64_t>(dataset.classes.size()) != loaded.config.num_classes) {

@@ -73,12 +73,7 @@ struct OverlayRenderer::Impl {
 
   cv::Mat draw(const cv::Mat& canvas_rgb, const vision::CropBox& box, const torch::Tensor& grid,
                const std::string& label) const {
-    cv::Mat seen;
-    const auto heat =
-        vision::map_to_image(grid, box, canvas_rgb.size(), settings.style.smooth, &seen);
-    auto out = vision::blend_heat(canvas_rgb, heat, settings.style, seen);
-    vision::draw_label(out, label);
-    return out;
+    return vision::draw_overlay(canvas_rgb, grid, box, settings.style, label);
   }
 
   int tile_side(const cv::Mat& canvas_rgb) const {
@@ -100,9 +95,7 @@ struct OverlayRenderer::Impl {
       const auto b = static_cast<int64_t>(i);
       const int64_t cls = explained.classes[b].item<int64_t>();
       const double p = explained.probabilities[b][cls].item<double>();
-      const std::string name = cls < static_cast<int64_t>(vit.info.labels.size())
-                                   ? vit.info.labels[cls]
-                                   : "class " + std::to_string(cls);
+      const std::string name = vision::class_label(vit.info, cls);
       RenderedOverlay r;
       r.summary = name + " " + percent(p);
       const auto [canvas_rgb, box] = canvas(images[i]);

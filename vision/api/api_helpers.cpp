@@ -60,12 +60,8 @@ cv::Mat draw_grid(const cv::Mat& rgb, const torch::Tensor& grid,
   style.alpha = options.alpha;
   style.smooth = options.smooth;
   style.colorbar = options.colorbar;
-  const auto box = vision::preprocess_crop_box(rgb.cols, rgb.rows, preprocess);
-  cv::Mat seen;
-  const auto heat = vision::map_to_image(grid, box, rgb.size(), style.smooth, &seen);
-  auto out = vision::blend_heat(rgb, heat, style, seen);
-  if (!options.label.empty()) vision::draw_label(out, options.label);
-  return out;
+  return vision::draw_overlay(
+      rgb, grid, vision::preprocess_crop_box(rgb.cols, rgb.rows, preprocess), style, options.label);
 }
 
 }  // namespace attnkit::api_detail

@@ -17,20 +17,15 @@ namespace attnkit {
 struct Classifier::Impl {
   vision::LoadedViT vit;
 
-  torch::Tensor batch(const std::vector<cv::Mat>& images) const {
+  /// `caller` names the call in errors ("classify", "explain").
+  torch::Tensor batch(const std::vector<cv::Mat>& images, const std::string& caller) const {
     std::vector<torch::Tensor> inputs;
     inputs.reserve(images.size());
     for (size_t i = 0; i < images.size(); ++i) {
-      const auto rgb = api_detail::as_rgb8(images[i], "classify: image " + std::to_string(i));
+      const auto rgb = api_detail::as_rgb8(images[i], caller + ": image " + std::to_string(i));
       inputs.push_back(vision::preprocess_image(rgb, vit.info.preprocess));
     }
     return torch::stack(inputs);
-  }
-
-  std::string label(int64_t index) const {
-    const auto& labels = vit.info.labels;
-    if (index < static_cast<int64_t>(labels.size())) return labels[index];
-    return "class " + std::to_string(index);
   }
 };
 
@@ -61,7 +56,7 @@ std::vector<std::vector<Prediction>> Classifier::classify(const std::vector<cv::
     throw std::invalid_argument("classify: k must be at least 1, got " + std::to_string(k));
   if (rgbs.empty()) return {};
   c10::InferenceMode inference;
-  const auto images = impl_->batch(rgbs);
+  const auto images = impl_->batch(rgbs, "classify");
   const auto probabilities =
       vision::class_log_probabilities(impl_->vit.model, images, vision::TestTimeAugmentation::kNone)
           .exp();
@@ -71,7 +66,8 @@ std::vector<std::vector<Prediction>> Classifier::classify(const std::vector<cv::
   for (size_t b = 0; b < rgbs.size(); ++b) {
     for (int64_t j = 0; j < top; ++j) {
       const auto index = indices[b][j].item<int64_t>();
-      out[b].push_back({index, impl_->label(index), values[b][j].item<double>()});
+      out[b].push_back(
+          {index, vision::class_label(impl_->vit.info, index), values[b][j].item<double>()});
     }
   }
   return out;
@@ -86,7 +82,8 @@ AttentionMap Classifier::explain(const cv::Mat& rgb, const std::string& method,
                                 std::to_string(target_class));
   }
   options.target_class = target_class;
-  const auto explanation = vision::explain_vit(impl_->vit.model, impl_->batch({rgb}), options);
+  const auto explanation =
+      vision::explain_vit(impl_->vit.model, impl_->batch({rgb}, "explain"), options);
   AttentionMap map;
   map.grid = api_detail::grid_to_mat(explanation.maps[0][0]);
   map.method = vision::map_method_name(options.method);

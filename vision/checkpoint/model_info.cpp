@@ -35,6 +35,11 @@ void check_channels(const ModelInfo& info, int64_t model_channels, const char* m
 
 }  // namespace
 
+std::string class_label(const ModelInfo& info, int64_t index) {
+  if (index >= 0 && index < static_cast<int64_t>(info.labels.size())) return info.labels[index];
+  return "class " + std::to_string(index);
+}
+
 ModelInfo model_info_from_metadata(const std::map<std::string, std::string>& metadata,
                                    const std::string& path) {
   ModelInfo info;

@@ -24,6 +24,9 @@ struct ModelInfo {
   std::map<std::string, std::string> extra;  ///< other attnkit.* keys (e.g. attnkit.vocab)
 };
 
+/// The name of class `index`: its label, or "class <index>" for a model without (enough) labels.
+std::string class_label(const ModelInfo& info, int64_t index);
+
 /// Metadata key of a captioner's vocabulary (a JSON list of words, index order).
 constexpr const char* kVocabularyKey = "attnkit.vocab";
 

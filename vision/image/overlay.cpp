@@ -153,6 +153,15 @@ cv::Mat blend_heat(const cv::Mat& rgb, const cv::Mat& heat, const OverlayStyle& 
   return out;
 }
 
+cv::Mat draw_overlay(const cv::Mat& rgb, const torch::Tensor& grid, const CropBox& box,
+                     const OverlayStyle& style, const std::string& label) {
+  cv::Mat seen;
+  const auto heat = map_to_image(grid, box, rgb.size(), style.smooth, &seen);
+  auto out = blend_heat(rgb, heat, style, seen);
+  draw_label(out, label);
+  return out;
+}
+
 void draw_label(cv::Mat& rgb, const std::string& text) {
   if (text.empty() || rgb.empty()) return;
   const int font = cv::FONT_HERSHEY_SIMPLEX;

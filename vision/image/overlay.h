@@ -39,6 +39,11 @@ cv::Mat map_to_image(const torch::Tensor& grid, const CropBox& box, cv::Size ima
 cv::Mat blend_heat(const cv::Mat& rgb, const cv::Mat& heat, const OverlayStyle& style,
                    const cv::Mat& seen = cv::Mat());
 
+/// map_to_image, blend_heat and draw_label in one: the map over the region of `rgb` the model
+/// saw (`box`), in `style`, with `label` in the corner (none when empty). -> RGB8, rgb's size.
+cv::Mat draw_overlay(const cv::Mat& rgb, const torch::Tensor& grid, const CropBox& box,
+                     const OverlayStyle& style, const std::string& label);
+
 /// Writes `text` in the top-left corner on a dark band, its size scaled to the image so it
 /// reads at any size; shrunk to fit the width.
 void draw_label(cv::Mat& rgb, const std::string& text);
