@@ -31,6 +31,8 @@ PACKAGES=(
   libdnnl-dev                                 # oneDNN headers: packed inference kernels (LibTorch's own oneDNN)
   libgloo-dev                                 # Gloo: c10d's CPU collectives (data-parallel training)
   libopencv-dev libboost-program-options-dev nlohmann-json3-dev zlib1g-dev libgtest-dev
+  libcpp-httplib-dev pkg-config               # attn serve's HTTP server
+  chromium                                    # the browser test of attn serve's page (headless)
   python3-torch python3-torchvision python3-pil python3-nltk python3-numpy   # test oracles
   dataset-fashion-mnist                       # training data
 )

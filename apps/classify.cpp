@@ -15,6 +15,7 @@
 #include "apps/image_batches.h"
 #include "apps/inference_precision_option.h"
 #include "apps/json_output.h"
+#include "apps/predictions.h"
 #include "apps/result_printer.h"
 #include "vision/api/attnkit.h"
 #include "vision/checkpoint/model_file.h"
@@ -34,21 +35,8 @@ struct ClassifyParams : PerImageParams {
   std::string tta = "none";
 };
 
-struct Prediction {
-  int64_t index;
-  std::string label;
-  double probability;
-};
-
 json result_json(const std::string& path, const std::vector<Prediction>& predictions) {
-  json preds = json::array();
-  for (size_t i = 0; i < predictions.size(); ++i) {
-    preds.push_back({{"rank", i + 1},
-                     {"index", predictions[i].index},
-                     {"label", predictions[i].label},
-                     {"probability", predictions[i].probability}});
-  }
-  return {{"path", path}, {"predictions", preds}};
+  return {{"path", path}, {"predictions", predictions_json(predictions)}};
 }
 
 void print_table_entry(const std::string& path, const std::vector<Prediction>& predictions) {
@@ -157,16 +145,10 @@ int run_classify(int argc, char** argv) {
     return vision::preprocess_image(rgb, info.preprocess);
   };
   auto classify_batch = [&](const torch::Tensor& images, const std::vector<std::string>& paths) {
-    auto probabilities = vision::class_log_probabilities(loaded.model, images, tta).exp();
-    auto [values, indices] = probabilities.topk(topk, 1);
-    auto values_a = values.accessor<float, 2>();
-    auto indices_a = indices.accessor<int64_t, 2>();
+    const auto probabilities = vision::class_log_probabilities(loaded.model, images, tta).exp();
+    const auto top = top_predictions(probabilities, topk, info);
     for (size_t b = 0; b < paths.size(); ++b) {
-      std::vector<Prediction> predictions;
-      for (int k = 0; k < topk; ++k) {
-        predictions.push_back({indices_a[b][k], vision::class_label(info, indices_a[b][k]),
-                               static_cast<double>(values_a[b][k])});
-      }
+      const auto& predictions = top[b];
       printer.result([&] { return result_json(paths[b], predictions); },
                      [&] { print_table_entry(paths[b], predictions); });
     }

@@ -6,6 +6,7 @@ namespace attnkit::apps {
 int run_bench(int argc, char** argv);
 int run_caption(int argc, char** argv);
 int run_overlay(int argc, char** argv);
+int run_serve(int argc, char** argv);
 int run_classify(int argc, char** argv);
 int run_import(int argc, char** argv);
 int run_info(int argc, char** argv);

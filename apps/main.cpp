@@ -27,6 +27,8 @@ const Command kCommands[] = {
     {"classify", attnkit::apps::run_classify, "top-k classes of images with a ViT"},
     {"caption", attnkit::apps::run_caption, "describe images with a Show-Attend-Tell captioner"},
     {"overlay", attnkit::apps::run_overlay, "draw attention maps on images and videos"},
+    {"serve", attnkit::apps::run_serve,
+     "explore attention in the browser (HTTP server + JSON API)"},
     {"import", attnkit::apps::run_import, "convert a timm / Hugging Face / torchvision checkpoint"},
     {"inspect", attnkit::apps::run_inspect, "show what a model file holds"},
     {"train", attnkit::apps::run_train, "train a classifier or a captioner"},

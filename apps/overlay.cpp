@@ -195,7 +195,24 @@ class OverlayJob {
     std::cout << input << " -> " << path << "  " << r.summary << "\n";
   }
 
+  /// Drops (and reports) the pending images whose --at pixel the model does not see, so that
+  /// one of them does not fail the batch.
+  void drop_images_without_the_patch() {
+    std::vector<std::pair<std::string, cv::Mat>> kept;
+    for (auto& [input, rgb] : pending_) {
+      try {
+        renderer_.check_patch_query(rgb);
+        kept.emplace_back(input, std::move(rgb));
+      } catch (const std::out_of_range& e) {
+        report(input + ": " + e.what());
+        progress_.advance(1);
+      }
+    }
+    pending_ = std::move(kept);
+  }
+
   void flush() {
+    drop_images_without_the_patch();
     if (pending_.empty()) return;
     std::vector<cv::Mat> images;
     for (const auto& [input, rgb] : pending_) images.push_back(rgb);

@@ -1,8 +1,10 @@
 // apps/overlay_options.cpp: `attn overlay`'s options, help and checks.
 #include "apps/overlay_options.h"
 
+#include <cmath>
 #include <set>
 #include <stdexcept>
+#include <utility>
 
 #include <boost/program_options.hpp>
 
@@ -25,6 +27,8 @@ struct TypedOptions {
   std::string fusion = "mean";
   std::string format = "png";
   std::string precision = "fp32";
+  std::string at;    ///< --at X,Y
+  std::string cell;  ///< --cell ROW,COL
   bool no_colorbar = false;
 };
 
@@ -43,20 +47,27 @@ po::options_description overlay_options(OverlayParams& p, TypedOptions& t) {
       "--class ('why this class'); relevance: relevance propagated through every block's "
       "gradient-weighted attention (Chefer, Gur and Wolf 2021), for --class; gradcam: Grad-CAM "
       "on the tokens block --layer's attention reads, for --class; pool: the attention-pool "
-      "head's weights; caption: one map per generated word")(
+      "head's weights; patch: what the patch at --at/--cell attends to in block --layer (head "
+      "--head, or fused); patch-rollout: that patch's row of the rolled-out attention; caption: "
+      "one map per generated word")(
+      "at", po::value(&t.at),
+      "patch, patch-rollout: the query patch as a pixel X,Y of the input image (e.g. 120,80)")(
+      "cell", po::value(&t.cell),
+      "patch, patch-rollout: the query patch as a grid cell ROW,COL from the top left (e.g. 3,5)")(
       "class", po::value(&t.target),
       "grad-rollout, relevance, gradcam: the class to explain, by index or label (default: "
       "each image's top-1)")(
       "head", po::value(&t.head)->default_value(t.head),
-      "cls: head index, -1 = fuse the heads (--fusion), 'all' = a panel of every head")(
+      "cls, patch: head index, -1 = fuse the heads (--fusion); cls: 'all' = a panel of every "
+      "head")(
       "layer", po::value(&t.layer)->default_value(t.layer),
-      "cls: layer index (-1 = last), 'all' = a panel of every layer; gradcam: the block whose "
-      "tokens are weighted (-1 = last)")("fusion", po::value(&t.fusion)->default_value(t.fusion),
-                                         "head fusion: mean | max | min")(
+      "cls, patch: layer index (-1 = last); cls: 'all' = a panel of every layer; gradcam: the "
+      "block whose tokens are weighted (-1 = last)")(
+      "fusion", po::value(&t.fusion)->default_value(t.fusion), "head fusion: mean | max | min")(
       "discard", po::value(&s.explain.discard_ratio)->default_value(0.0),
-      "rollout: zero the lowest fraction of each layer's attention first (e.g. 0.9)")(
-      "colormap", po::value(&t.colormap)->default_value(t.colormap),
-      ("OpenCV colormap: " + vision::colormap_names()).c_str())(
+      "rollout, grad-rollout, patch-rollout: zero the lowest fraction of each layer's attention "
+      "first (e.g. 0.9)")("colormap", po::value(&t.colormap)->default_value(t.colormap),
+                          ("OpenCV colormap: " + vision::colormap_names()).c_str())(
       "alpha", po::value(&s.style.alpha)->default_value(s.style.alpha),
       "opacity of the heat colours")(
       "smooth", po::value(&s.style.smooth)->default_value(0.0),
@@ -99,6 +110,7 @@ const char* const kOverlaySummary =
     "  attn overlay --model vit-b16.safetensors --method grad-rollout --class 'tabby cat' \\\n"
     "      cat.jpg --out cat-why.png\n"
     "  attn overlay --model vit-b16.safetensors --method cls --head all photo.jpg -o heads.png\n"
+    "  attn overlay --model vit-b16.safetensors --method patch --at 120,80 --layer 5 photo.jpg\n"
     "  attn overlay --method caption samples/scenes/scene_000000.png --upscale 256 -o words.png\n"
     "  attn overlay --model vit-b16.safetensors clip.mp4 -o clip-rollout.mp4";
 
@@ -144,28 +156,83 @@ void read_target_class(const std::string& target, OverlaySettings& s) {
   }
 }
 
-/// --method and what chooses its map: --head, --layer, --class, --fusion.
+/// "3,5" or "120.5,80" -> the two numbers, or UsageError naming the option.
+std::pair<double, double> number_pair(const std::string& text, const std::string& option,
+                                      const std::string& form) {
+  const auto comma = text.find(',');
+  try {
+    if (comma != std::string::npos) {
+      size_t used_first = 0;
+      size_t used_second = 0;
+      const std::string second = text.substr(comma + 1);
+      const double a = std::stod(text.substr(0, comma), &used_first);
+      const double b = std::stod(second, &used_second);
+      if (used_first == comma && used_second == second.size() && std::isfinite(a) &&
+          std::isfinite(b)) {
+        return {a, b};
+      }
+    }
+  } catch (const std::exception&) {
+  }
+  throw UsageError(option + " must be " + form + ", got '" + text + "'");
+}
+
+/// --at X,Y or --cell ROW,COL, for the patch methods only.
+void read_patch_query(const TypedOptions& t, OverlaySettings& s) {
+  const bool patch = s.method == "patch" || s.method == "patch-rollout";
+  if (!patch) {
+    if (!t.at.empty() || !t.cell.empty())
+      throw UsageError("--at and --cell choose the patch of --method patch or patch-rollout");
+    return;
+  }
+  if (t.at.empty() == t.cell.empty()) {
+    throw UsageError("--method " + s.method +
+                     " needs the query patch: --at X,Y (pixels) or --cell ROW,COL (grid cells)");
+  }
+  if (!t.at.empty()) {
+    const auto [x, y] = number_pair(t.at, "--at", "X,Y in pixels of the input image, e.g. 120,80");
+    if (x < 0 || y < 0) throw UsageError("--at " + t.at + ": pixels are counted from 0");
+    s.patch.pixel = cv::Point2d(x, y);
+    return;
+  }
+  const auto [row, col] = number_pair(t.cell, "--cell", "ROW,COL grid cells, e.g. 3,5");
+  if (row < 0 || col < 0 || row != std::floor(row) || col != std::floor(col) || row > 1e6 ||
+      col > 1e6) {
+    throw UsageError("--cell " + t.cell + ": row and column are whole numbers from 0");
+  }
+  s.patch.cell = attention::GridCell{static_cast<int64_t>(row), static_cast<int64_t>(col)};
+}
+
+/// --method and what chooses its map: --head, --layer, --class, --fusion, --at, --cell.
 void resolve_map_choice(const TypedOptions& t, const po::variables_map& vm, OverlaySettings& s) {
-  static const std::set<std::string> kMethods = {"cls",       "rollout", "grad-rollout", "pool",
-                                                 "relevance", "gradcam", "caption"};
+  static const std::set<std::string> kMethods = {"cls",   "rollout",       "grad-rollout",
+                                                 "pool",  "relevance",     "gradcam",
+                                                 "patch", "patch-rollout", "caption"};
   if (kMethods.count(s.method) == 0) {
     throw UsageError(
-        "--method must be cls, rollout, grad-rollout, relevance, gradcam, pool or caption, got '" +
+        "--method must be cls, rollout, grad-rollout, relevance, gradcam, pool, patch, "
+        "patch-rollout or caption, got '" +
         s.method + "'");
   }
   const bool class_specific =
       s.method != "caption" && vision::is_class_specific(vision::map_method_from_string(s.method));
   s.explain.head = index_or_all(t.head, "--head");
   s.explain.layer = index_or_all(t.layer, "--layer");
-  if (!vm["head"].defaulted() && s.method != "cls") {
-    throw UsageError("--head chooses the map of --method cls");
+  if (!vm["head"].defaulted() && s.method != "cls" && s.method != "patch") {
+    throw UsageError("--head chooses the map of --method cls or patch");
   }
-  if (!vm["layer"].defaulted() && s.method != "cls" && s.method != "gradcam") {
-    throw UsageError("--layer chooses the map of --method cls or gradcam");
+  if (!vm["layer"].defaulted() && s.method != "cls" && s.method != "gradcam" &&
+      s.method != "patch") {
+    throw UsageError("--layer chooses the map of --method cls, patch or gradcam");
   }
-  if (s.method == "gradcam" && s.explain.layer == vision::ExplainOptions::kAll) {
-    throw UsageError("--layer all is for --method cls; gradcam takes one block");
+  if ((s.method == "gradcam" || s.method == "patch") &&
+      s.explain.layer == vision::ExplainOptions::kAll) {
+    throw UsageError("--layer all is for --method cls; " + s.method + " takes one block");
   }
+  if (s.method == "patch" && s.explain.head == vision::ExplainOptions::kAll) {
+    throw UsageError("--head all is for --method cls; patch takes one head or -1 (fused)");
+  }
+  read_patch_query(t, s);
   if (!t.target.empty()) {
     if (!class_specific)
       throw UsageError("--class is for --method grad-rollout, relevance or gradcam");

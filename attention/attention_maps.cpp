@@ -3,6 +3,7 @@
 #include "attention/attention_maps.h"
 
 #include <stdexcept>
+#include <string>
 
 #include <torch/torch.h>
 
@@ -137,13 +138,69 @@ torch::Tensor class_token_map(const torch::Tensor& attention, const TokenLayout&
 torch::Tensor attention_rollout(const std::vector<torch::Tensor>& attentions,
                                 const TokenLayout& layout, HeadFusion fusion,
                                 double discard_ratio) {
+  return read_out(rollout_matrix(attentions, layout, fusion, discard_ratio), layout);
+}
+
+torch::Tensor rollout_matrix(const std::vector<torch::Tensor>& attentions,
+                             const TokenLayout& layout, HeadFusion fusion, double discard_ratio) {
   std::vector<torch::Tensor> fused;
   for (const auto& a : attentions) {
     auto kept = keep_explained_tokens(a.detach().to(torch::kFloat), layout);
     fused.push_back(
         discard_lowest(fuse_heads(kept, fusion), discard_ratio, layout.class_index >= 0));
   }
-  return read_out(roll_out(fused), layout);
+  return roll_out(fused);
+}
+
+int64_t explained_cell_index(const TokenLayout& layout, int64_t row, int64_t col) {
+  if (row < 0 || row >= layout.grid_height || col < 0 || col >= layout.grid_width) {
+    throw std::out_of_range("cell " + std::to_string(row) + "," + std::to_string(col) +
+                            " is outside the " + std::to_string(layout.grid_height) + "x" +
+                            std::to_string(layout.grid_width) + " patch grid (rows 0.." +
+                            std::to_string(layout.grid_height - 1) + ", columns 0.." +
+                            std::to_string(layout.grid_width - 1) + ")");
+  }
+  return (layout.class_index >= 0 ? 1 : 0) + row * layout.grid_width + col;
+}
+
+torch::Tensor patch_row(const torch::Tensor& matrix, const TokenLayout& layout,
+                        const std::vector<GridCell>& cells) {
+  TORCH_CHECK(matrix.dim() == 3 && matrix.size(1) == matrix.size(2),
+              "patch_row: expected a matrix (B, N', N'), got ", matrix.sizes());
+  const int64_t batch = matrix.size(0);
+  TORCH_CHECK(cells.size() == 1 || static_cast<int64_t>(cells.size()) == batch,
+              "patch_row: expected 1 or ", batch, " cells, got ", cells.size());
+  const int64_t offset = layout.class_index >= 0 ? 1 : 0;
+  const int64_t grid_cells = layout.grid_height * layout.grid_width;
+  TORCH_CHECK(matrix.size(1) == offset + grid_cells, "patch_row: ", matrix.size(1),
+              " tokens, expected ", offset, " + ", layout.grid_height, "x", layout.grid_width);
+  std::vector<torch::Tensor> rows;
+  for (int64_t b = 0; b < batch; ++b) {
+    const auto& cell = cells.size() == 1 ? cells.front() : cells[b];
+    const int64_t query = explained_cell_index(layout, cell.row, cell.col);
+    rows.push_back(matrix[b][query].narrow(0, offset, grid_cells));
+  }
+  return torch::stack(rows).reshape({batch, layout.grid_height, layout.grid_width});
+}
+
+torch::Tensor patch_attention_map(const torch::Tensor& attention, const TokenLayout& layout,
+                                  const std::vector<GridCell>& cells, HeadFusion fusion,
+                                  int64_t head) {
+  auto kept = keep_explained_tokens(attention.detach().to(torch::kFloat), layout);
+  torch::Tensor matrix;
+  if (head >= 0) {
+    TORCH_CHECK(head < kept.size(1), "patch_attention_map: head ", head, " of ", kept.size(1));
+    matrix = kept.select(1, head);
+  } else {
+    matrix = fuse_heads(kept, fusion);
+  }
+  return patch_row(matrix, layout, cells);
+}
+
+torch::Tensor patch_rollout_map(const std::vector<torch::Tensor>& attentions,
+                                const TokenLayout& layout, const std::vector<GridCell>& cells,
+                                HeadFusion fusion, double discard_ratio) {
+  return patch_row(rollout_matrix(attentions, layout, fusion, discard_ratio), layout, cells);
 }
 
 torch::Tensor gradient_rollout(const std::vector<torch::Tensor>& attentions,

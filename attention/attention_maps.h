@@ -1,7 +1,7 @@
 // attention/attention_maps.h: explanation maps from a transformer's attention weights: the
-// class-token attention of one layer, attention rollout (Abnar and Zuidema 2020), gradient-weighted
-// rollout, relevance propagation (Chefer, Gur and Wolf 2021) and Grad-CAM on the token grid, each
-// as a (gh, gw) grid for any grid shape.
+// class-token attention of one layer, one patch's attention (a layer's or rolled out), attention
+// rollout (Abnar and Zuidema 2020), gradient-weighted rollout, relevance propagation (Chefer, Gur
+// and Wolf 2021) and Grad-CAM on the token grid, each as a (gh, gw) grid for any grid shape.
 #pragma once
 
 #include <string>
@@ -52,6 +52,41 @@ torch::Tensor class_token_map(const torch::Tensor& attention, const TokenLayout&
 torch::Tensor attention_rollout(const std::vector<torch::Tensor>& attentions,
                                 const TokenLayout& layout, HeadFusion fusion,
                                 double discard_ratio = 0.0);
+
+/// The rolled-out matrix attention_rollout reads its map from: per layer the fused (and
+/// discarded) attention on the explained tokens, 0.5 W + 0.5 I with rows renormalised,
+/// multiplied over the layers. attentions: one (B, H, N, N) per layer -> (B, N', N'), the class
+/// token (if any) first.
+torch::Tensor rollout_matrix(const std::vector<torch::Tensor>& attentions,
+                             const TokenLayout& layout, HeadFusion fusion,
+                             double discard_ratio = 0.0);
+
+/// A patch of the grid: row and column, from the top left.
+struct GridCell {
+  int64_t row = 0;
+  int64_t col = 0;
+};
+
+/// The row (and column) of cell (row, col) in the explained tokens' matrix
+/// (keep_explained_tokens, rollout_matrix). Throws std::out_of_range for a cell off the grid.
+int64_t explained_cell_index(const TokenLayout& layout, int64_t row, int64_t col);
+
+/// A patch token's row of an explained-token matrix (B, N', N') over the patches: what that
+/// patch attends to. `cells`: one for every image, or one per image (B). -> (B, gh, gw).
+torch::Tensor patch_row(const torch::Tensor& matrix, const TokenLayout& layout,
+                        const std::vector<GridCell>& cells);
+
+/// Patch attention: what the token of `cells` attends to in one layer, among the patches; one
+/// head (`head` >= 0) or the heads fused. attention (B, H, N, N) -> (B, gh, gw).
+torch::Tensor patch_attention_map(const torch::Tensor& attention, const TokenLayout& layout,
+                                  const std::vector<GridCell>& cells, HeadFusion fusion,
+                                  int64_t head = -1);
+
+/// Rolled-out patch attention: the cell's row of rollout_matrix, over the patches: where the
+/// information that reaches that token at the last layer came from. -> (B, gh, gw).
+torch::Tensor patch_rollout_map(const std::vector<torch::Tensor>& attentions,
+                                const TokenLayout& layout, const std::vector<GridCell>& cells,
+                                HeadFusion fusion, double discard_ratio = 0.0);
 
 /// Gradient-weighted rollout: per layer W = mean over heads of max(0, A * dy/dA), then rolled
 /// out as attention_rollout does; y is the score of the class being explained. attentions and

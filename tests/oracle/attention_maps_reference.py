@@ -13,6 +13,8 @@ computes, in float64:
   - gradient rollout: per layer mean over heads of max(0, W * d logit_c / d W), rolled out;
   - relevance propagation (Chefer, Gur and Wolf, ICCV 2021): R = I, then per layer
     R = R + mean over heads of max(0, d logit_c / d W * W) @ R, class-token row;
+  - patch attention: the row of one patch token (cell 1, 2) in the last layer's fused attention,
+    in layer 1's head 2, and in the rolled-out matrix (mean; max with discard 0.5);
   - Grad-CAM on the token grid (Selvaraju et al. 2017 as pytorch-grad-cam applies it to a ViT):
     the tokens a block's attention reads (its ln_1 output), patch tokens only, each channel
     weighted by its gradient averaged over the patches, summed, max(0, .); for the last block
@@ -34,6 +36,7 @@ from vit_reference import forward_any_size, randomize, save_safetensors, write_r
 CONFIG = dict(image_size=64, patch_size=8, num_layers=3, num_heads=4, hidden_dim=32, mlp_dim=64,
               num_classes=5)
 SIZES = {"native": (64, 64), "nonsquare": (48, 80)}
+PATCH_CELL = (1, 2)  # the query patch of the patch maps: row 1, column 2
 
 
 def capture_attention(model, inputs):
@@ -90,14 +93,15 @@ def discard(fused, ratio):
     return flat.view(fused.shape)
 
 
-def rollout(fused_layers):
+def rollout(fused_layers, row=0):
+    """The rolled-out matrix's row for token `row` (0: the class token) over the patches."""
     n = fused_layers[0].shape[-1]
     result = torch.eye(n, dtype=torch.float64).expand(fused_layers[0].shape[0], n, n)
     for w in fused_layers:
         a = 0.5 * w + 0.5 * torch.eye(n, dtype=torch.float64)
         a = a / a.sum(-1, keepdim=True)
         result = a @ result
-    return result[:, 0, 1:]
+    return result[:, row, 1:]
 
 
 def main():
@@ -135,6 +139,13 @@ def main():
             for ratio in (0.0, 0.5):
                 fused = [discard(fuse(a, how), ratio) for a in attentions]
                 maps[f"rollout_{how}_{ratio}"] = rollout(fused)
+        # Patch attention: the token of cell (1, 2)'s row, one layer or rolled out.
+        query = 1 + PATCH_CELL[0] * grid[1] + PATCH_CELL[1]
+        maps["patch_last_mean"] = fuse(attentions[-1], "mean")[:, query, 1:]
+        maps["patch_layer1_head2"] = attentions[1][:, 2, query, 1:]
+        maps["patch_rollout_mean_0.0"] = rollout([fuse(a, "mean") for a in attentions], query)
+        maps["patch_rollout_max_0.5"] = rollout(
+            [discard(fuse(a, "max"), 0.5) for a in attentions], query)
         weighted = [(a * g).clamp(min=0).mean(1) for a, g in zip(attentions, gradients)]
         maps["grad_rollout"] = rollout(weighted)
         n = attentions[0].shape[-1]

@@ -325,7 +325,7 @@ cv::Mat load_image_rgb(const std::string& path, int64_t max_pixels) {
   return decode_image_rgb(bytes, name, max_pixels);
 }
 
-void save_image_rgb(const std::string& path, const cv::Mat& rgb) {
+std::vector<unsigned char> encode_image_rgb(const cv::Mat& rgb, const std::string& path) {
   const std::string ext = lower_extension(path);
   std::vector<int> params;
   if (!has_writable_image_extension(path)) {
@@ -352,7 +352,11 @@ void save_image_rgb(const std::string& path, const cv::Mat& rgb) {
   } catch (const cv::Exception& e) {
     fail(path, std::string("cannot encode the image (") + e.what() + ")");
   }
+  return encoded;
+}
 
+void save_image_rgb(const std::string& path, const cv::Mat& rgb) {
+  const auto encoded = encode_image_rgb(rgb, path);
   // Encode fully, write a temporary next to the target, then rename: readers never see a
   // half-written image and a failure leaves the old file (or nothing) in place.
   write_file_atomically(path, encoded);

@@ -44,6 +44,11 @@ cv::Mat decode_image_rgb(const std::vector<unsigned char>& bytes, const std::str
 /// leaves nothing behind. Throws ImageError on an unknown extension or a failed write.
 void save_image_rgb(const std::string& path, const cv::Mat& rgb);
 
+/// Encodes an RGB (or grey) 8-bit image as save_image_rgb() writes it, in the format of
+/// `path`'s extension (the file itself is not touched: "x.png" gives PNG bytes). Throws
+/// ImageError as save_image_rgb() does.
+std::vector<unsigned char> encode_image_rgb(const cv::Mat& rgb, const std::string& path);
+
 /// True when save_image_rgb() can write this extension (.png .jpg .jpeg .webp .bmp, any case).
 bool has_writable_image_extension(const std::string& path);
 

@@ -17,8 +17,11 @@ MapMethod map_method_from_string(const std::string& name) {
   if (name == "pool") return MapMethod::kPool;
   if (name == "relevance") return MapMethod::kRelevance;
   if (name == "gradcam") return MapMethod::kGradCam;
-  throw std::invalid_argument("unknown map method '" + name +
-                              "' (cls, rollout, grad-rollout, relevance, gradcam or pool)");
+  if (name == "patch") return MapMethod::kPatch;
+  if (name == "patch-rollout") return MapMethod::kPatchRollout;
+  throw std::invalid_argument(
+      "unknown map method '" + name +
+      "' (cls, rollout, grad-rollout, relevance, gradcam, pool, patch or patch-rollout)");
 }
 
 std::string map_method_name(MapMethod method) {
@@ -35,6 +38,10 @@ std::string map_method_name(MapMethod method) {
       return "relevance";
     case MapMethod::kGradCam:
       return "gradcam";
+    case MapMethod::kPatch:
+      return "patch";
+    case MapMethod::kPatchRollout:
+      return "patch-rollout";
   }
   return "?";
 }
@@ -71,9 +78,10 @@ attention::TokenLayout token_layout(const ViTConfig& config, int64_t grid_height
   return layout;
 }
 
-Explanation explain_vit(VisionTransformer& model, const torch::Tensor& images,
-                        const ExplainOptions& options) {
-  const auto& config = model->config();
+namespace {
+
+/// The methods' preconditions on the model, checked before any pass.
+void check_model_explainable(const ViTConfig& config, const ExplainOptions& options) {
   if (options.method == MapMethod::kPool && config.pooling != Pooling::kMap) {
     throw std::invalid_argument(
         "the pool map needs a model with an attention-pool (map) head; this one pools by " +
@@ -83,17 +91,26 @@ Explanation explain_vit(VisionTransformer& model, const torch::Tensor& images,
   if (config.num_classes == 0) {
     throw std::invalid_argument("the model has no classifier head to explain");
   }
-  const bool needs_gradient = is_class_specific(options.method);
-  torch::NoGradGuard no_grad_guard;
-  std::unique_ptr<torch::AutoGradMode> grad_mode;
-  if (needs_gradient) grad_mode = std::make_unique<torch::AutoGradMode>(true);
-  EvalModeGuard eval_mode(*model);
-  auto out = model->forward_all(images, /*keep_attention=*/options.method != MapMethod::kPool,
-                                /*keep_attention_inputs=*/options.method == MapMethod::kGradCam);
+  const bool patch =
+      options.method == MapMethod::kPatch || options.method == MapMethod::kPatchRollout;
+  if (patch && options.cells.empty()) {
+    throw std::invalid_argument("patch attention needs the query patch (a grid cell)");
+  }
+  if (options.method == MapMethod::kPatch &&
+      (options.head >= config.num_heads || options.head < -1)) {
+    throw std::invalid_argument("head " + std::to_string(options.head) +
+                                " out of range: the model has " + std::to_string(config.num_heads) +
+                                " heads (or -1 to fuse them)");
+  }
+}
 
+/// Every map from one pass `out` (in the autograd graph for the class-specific methods).
+Explanation explain_pass(const ViTConfig& config, const ViTOutput& out,
+                         const ExplainOptions& options) {
+  const bool needs_gradient = is_class_specific(options.method);
   Explanation result;
   result.probabilities = torch::softmax(out.logits.detach().to(torch::kFloat), 1);
-  const int64_t batch = images.size(0);
+  const int64_t batch = out.logits.size(0);
   if (options.target_classes.defined()) {
     TORCH_CHECK(options.target_classes.dim() == 1 && options.target_classes.size(0) == batch,
                 "explain_vit: expected ", batch, " target classes, got ",
@@ -153,6 +170,18 @@ Explanation explain_vit(VisionTransformer& model, const torch::Tensor& images,
       result.maps = attention::grad_cam(tokens, gradient, layout).unsqueeze(1);
       break;
     }
+    case MapMethod::kPatch: {
+      const int64_t layer = resolve_layer(options.layer, depth);
+      result.maps = attention::patch_attention_map(out.attentions[layer], layout, options.cells,
+                                                   options.fusion, options.head)
+                        .unsqueeze(1);
+      break;
+    }
+    case MapMethod::kPatchRollout:
+      result.maps = attention::patch_rollout_map(out.attentions, layout, options.cells,
+                                                 options.fusion, options.discard_ratio)
+                        .unsqueeze(1);
+      break;
     case MapMethod::kClassToken: {
       const int64_t heads = config.num_heads;
       std::vector<int64_t> layers;
@@ -187,6 +216,43 @@ Explanation explain_vit(VisionTransformer& model, const torch::Tensor& images,
   }
   result.maps = result.maps.detach();
   return result;
+}
+
+}  // namespace
+
+Explanation explain_vit(VisionTransformer& model, const torch::Tensor& images,
+                        const ExplainOptions& options) {
+  const auto& config = model->config();
+  check_model_explainable(config, options);
+  torch::NoGradGuard no_grad_guard;
+  std::unique_ptr<torch::AutoGradMode> grad_mode;
+  if (is_class_specific(options.method)) grad_mode = std::make_unique<torch::AutoGradMode>(true);
+  EvalModeGuard eval_mode(*model);
+  const auto out =
+      model->forward_all(images, /*keep_attention=*/options.method != MapMethod::kPool,
+                         /*keep_attention_inputs=*/options.method == MapMethod::kGradCam);
+  return explain_pass(config, out, options);
+}
+
+ViTOutput record_attention(VisionTransformer& model, const torch::Tensor& images) {
+  torch::NoGradGuard no_grad_guard;
+  EvalModeGuard eval_mode(*model);
+  auto out = model->forward_all(images, /*keep_attention=*/true, /*keep_attention_inputs=*/false);
+  for (auto& a : out.attentions) a = a.detach();
+  return out;
+}
+
+Explanation explain_recorded(const ViTConfig& config, const ViTOutput& recorded,
+                             const ExplainOptions& options) {
+  if (is_class_specific(options.method)) {
+    throw std::invalid_argument(map_method_name(options.method) +
+                                " needs the gradient of a new pass: use explain_vit");
+  }
+  check_model_explainable(config, options);
+  TORCH_CHECK(options.method == MapMethod::kPool || !recorded.attentions.empty(),
+              "explain_recorded: the pass kept no attention");
+  torch::NoGradGuard no_grad_guard;
+  return explain_pass(config, recorded, options);
 }
 
 }  // namespace attnkit::vision

@@ -11,9 +11,19 @@
 
 namespace attnkit::vision {
 
-enum class MapMethod { kClassToken, kRollout, kGradRollout, kPool, kRelevance, kGradCam };
+enum class MapMethod {
+  kClassToken,
+  kRollout,
+  kGradRollout,
+  kPool,
+  kRelevance,
+  kGradCam,
+  kPatch,        ///< what one patch token attends to in one layer
+  kPatchRollout  ///< that patch's row of the rolled-out attention
+};
 
-/// "cls" | "rollout" | "grad-rollout" | "pool" | "relevance" | "gradcam"; throws
+/// "cls" | "rollout" | "grad-rollout" | "pool" | "relevance" | "gradcam" | "patch" |
+/// "patch-rollout"; throws
 /// std::invalid_argument naming the choices.
 MapMethod map_method_from_string(const std::string& name);
 
@@ -26,12 +36,14 @@ bool is_class_specific(MapMethod method);
 struct ExplainOptions {
   MapMethod method = MapMethod::kRollout;
   attention::HeadFusion fusion = attention::HeadFusion::kMean;
-  /// cls: one head (>= 0), all heads as separate maps (kAll), or fused (-1).
+  /// cls and patch: one head (>= 0), all heads as separate maps (kAll, cls only), or fused (-1).
   int64_t head = -1;
-  /// cls and gradcam: the layer (>= 0, negative counts from the end: -1 = last); cls also takes
-  /// every layer (kAll).
+  /// cls, patch and gradcam: the layer (>= 0, negative counts from the end: -1 = last); cls
+  /// also takes every layer (kAll).
   int64_t layer = -1;
-  double discard_ratio = 0.0;  ///< rollout and grad-rollout
+  double discard_ratio = 0.0;  ///< rollout, grad-rollout and patch-rollout
+  /// patch and patch-rollout: the query patch, one for every image or one per image (B).
+  std::vector<attention::GridCell> cells;
   /// grad-rollout, relevance, gradcam: the class explained (-1 = each image's top-1).
   int64_t target_class = -1;
   /// Per image (B) classes to explain instead of target_class, when defined.
@@ -53,8 +65,18 @@ attention::TokenLayout token_layout(const ViTConfig& config, int64_t grid_height
 
 /// Runs `model` on images (B, C, H, W) and computes the maps `options` ask for. Throws
 /// std::invalid_argument for a method the model cannot give (pool without a map head, a head or
-/// layer out of range).
+/// layer out of range) and std::out_of_range for a patch cell off the grid.
 Explanation explain_vit(VisionTransformer& model, const torch::Tensor& images,
                         const ExplainOptions& options);
+
+/// The forward pass explain_vit runs for the methods that need no gradient, kept (detached) so
+/// that many maps can be read from one pass: every block's attention and the pool weights.
+ViTOutput record_attention(VisionTransformer& model, const torch::Tensor& images);
+
+/// The maps of a recorded pass, computed exactly as explain_vit computes them. Throws
+/// std::invalid_argument for a class-specific method (it needs the gradient: use explain_vit)
+/// and as explain_vit does.
+Explanation explain_recorded(const ViTConfig& config, const ViTOutput& recorded,
+                             const ExplainOptions& options);
 
 }  // namespace attnkit::vision

@@ -50,6 +50,12 @@ std::vector<OracleMap> oracle_maps() {
   add("relevance", MapMethod::kRelevance, HeadFusion::kMean, -1, 0);
   add("gradcam_last", MapMethod::kGradCam, HeadFusion::kMean, -1, 0, -1);
   add("gradcam_layer1", MapMethod::kGradCam, HeadFusion::kMean, -1, 0, 1);
+  // The oracle's query patch is cell (1, 2).
+  add("patch_last_mean", MapMethod::kPatch, HeadFusion::kMean, -1, 0, -1);
+  add("patch_layer1_head2", MapMethod::kPatch, HeadFusion::kMean, 2, 0, 1);
+  add("patch_rollout_mean_0.0", MapMethod::kPatchRollout, HeadFusion::kMean, -1, 0);
+  add("patch_rollout_max_0.5", MapMethod::kPatchRollout, HeadFusion::kMax, -1, 0.5);
+  for (size_t i = maps.size() - 4; i < maps.size(); ++i) maps[i].options.cells = {{1, 2}};
   return maps;
 }
 
@@ -88,7 +94,7 @@ TEST(AttentionMapsOracle, EqualTorchvisionWithHookedAttentionOnSquareAndNonSquar
       ++compared;
     }
   }
-  EXPECT_EQ(compared, 24);
+  EXPECT_EQ(compared, 32);
 }
 
 // Register and distillation tokens take no part: the maps equal those of the same attention with
@@ -232,8 +238,9 @@ TEST(AttentionMaps, ClsMapsPerHeadAndPerLayerAndClearErrors) {
   options.method = MapMethod::kPool;
   EXPECT_THROW(explain_vit(model, images, options), std::invalid_argument);
   EXPECT_THROW(map_method_from_string("grad-cam"), std::invalid_argument);
-  for (const auto method : {MapMethod::kClassToken, MapMethod::kRollout, MapMethod::kGradRollout,
-                            MapMethod::kPool, MapMethod::kRelevance, MapMethod::kGradCam}) {
+  for (const auto method :
+       {MapMethod::kClassToken, MapMethod::kRollout, MapMethod::kGradRollout, MapMethod::kPool,
+        MapMethod::kRelevance, MapMethod::kGradCam, MapMethod::kPatch, MapMethod::kPatchRollout}) {
     EXPECT_EQ(map_method_from_string(map_method_name(method)), method);
   }
   options.method = MapMethod::kGradCam;
@@ -276,6 +283,53 @@ TEST(AttentionMaps, PoolMapIsTheMapHeadsWeights) {
       EXPECT_TRUE(torch::allclose(total, torch::ones({2}))) << total;
     }
   }
+}
+
+// One recorded pass gives every attention map explain_vit gives, so a server can answer many
+// map requests from one forward; patch maps read the query token's row.
+TEST(AttentionMaps, RecordedPassGivesExplainVitsMapsAndPatchRows) {
+  torch::manual_seed(0);
+  auto config = attnkit::testing::tiny_vit_config(16, 24, 3);
+  config.depth = 3;
+  VisionTransformer model(config);
+  const auto images = torch::randn({2, 3, 16, 24});
+  const auto recorded = record_attention(model, images);
+  ExplainOptions options;
+  for (const auto method :
+       {MapMethod::kClassToken, MapMethod::kRollout, MapMethod::kPatch, MapMethod::kPatchRollout}) {
+    options.method = method;
+    options.cells = {{1, 2}, {0, 0}};  // one cell per image
+    options.discard_ratio = method == MapMethod::kPatchRollout ? 0.3 : 0.0;
+    const auto direct = explain_vit(model, images, options);
+    const auto from_record = explain_recorded(config, recorded, options);
+    EXPECT_TRUE(torch::allclose(direct.maps, from_record.maps)) << map_method_name(method);
+    EXPECT_TRUE(torch::equal(direct.classes, from_record.classes));
+  }
+  // The patch map of cell (1, 2) is that token's row of the last layer's fused attention.
+  const auto layout = token_layout(config, 2, 3);
+  const auto fused =
+      attention::fuse_heads(attention::keep_explained_tokens(recorded.attentions.back(), layout),
+                            attention::HeadFusion::kMean);
+  options.method = MapMethod::kPatch;
+  options.discard_ratio = 0.0;
+  options.cells = {{1, 2}};
+  const auto patch = explain_recorded(config, recorded, options).maps.squeeze(1);
+  const int64_t query = attention::explained_cell_index(layout, 1, 2);
+  EXPECT_EQ(query, 1 + 1 * 3 + 2);
+  EXPECT_TRUE(torch::allclose(patch, fused.select(1, query).narrow(1, 1, 6).reshape({2, 2, 3})));
+  // Rows sum to 1 over the patches and the class token.
+  EXPECT_LT(patch.sum({1, 2}).max().item<double>(), 1.0 + 1e-5);
+  // Off the grid, no cell, a gradient method on a recorded pass: clear errors.
+  options.cells = {{2, 0}};
+  EXPECT_THROW(explain_recorded(config, recorded, options), std::out_of_range);
+  options.cells.clear();
+  EXPECT_THROW(explain_recorded(config, recorded, options), std::invalid_argument);
+  options.method = MapMethod::kGradRollout;
+  EXPECT_THROW(explain_recorded(config, recorded, options), std::invalid_argument);
+  options.method = MapMethod::kPatch;
+  options.cells = {{0, 0}};
+  options.head = config.num_heads;
+  EXPECT_THROW(explain_recorded(config, recorded, options), std::invalid_argument);
 }
 
 }  // namespace

@@ -1,0 +1,411 @@
+// apps/serve/http_api.cpp: the handlers: decode and check uploads, take a worker or refuse with
+// 503, answer from the cache, and turn every failure into a JSON error with the right status.
+#include "apps/serve/http_api.h"
+
+#include <httplib.h>
+
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <stdexcept>
+#include <tuple>
+
+#include <nlohmann/json.hpp>
+
+#include "apps/cli_common.h"
+#include "apps/json_output.h"
+#include "apps/serve/analysis_cache.h"
+#include "apps/serve/analyzer.h"
+#include "apps/serve/web_assets.h"
+#include "apps/serve/work_gate.h"
+#include "vision/errors.h"
+#include "vision/image/image_header.h"
+#include "vision/image/image_io.h"
+
+namespace attnkit::apps {
+namespace {
+
+using nlohmann::json;
+
+/// What a client refused with 503 is told to wait.
+constexpr int kRetryAfterSeconds = 2;
+
+/// A request the server refuses, with the status to refuse it with.
+struct HttpError : std::runtime_error {
+  HttpError(int status, const std::string& message) : std::runtime_error(message), status(status) {}
+  int status;
+};
+
+void send_json(httplib::Response& res, const std::string& text, int status = 200) {
+  res.status = status;
+  res.set_content(text, "application/json");
+}
+
+void send_error(httplib::Response& res, int status, const std::string& message) {
+  send_json(res, json_text(json{{"error", message}}), status);
+}
+
+QueryParams query_params(const httplib::Request& req) {
+  return QueryParams(req.params.begin(), req.params.end());
+}
+
+/// A whole number in [low, high] from a query parameter or path part. Throws HttpError 400.
+int64_t parse_index(const std::string& text, const std::string& what, int64_t low, int64_t high) {
+  size_t used = 0;
+  int64_t value = 0;
+  try {
+    value = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || value < low || value > high) {
+    throw HttpError(400, what + " must be a whole number from " + std::to_string(low) + " to " +
+                             std::to_string(high) + ", got '" + text + "'");
+  }
+  return value;
+}
+
+/// An upload as it was sent: the bytes, and the name to call them by.
+struct Upload {
+  std::string bytes;
+  std::string name = "upload";
+};
+
+/// Reads the request body: the raw bytes, or a multipart form's "image" field (else its first
+/// file). Reading it here, not through httplib's form parsing, keeps a form-encoded body (what
+/// `curl --data-binary` declares) from being read as parameters. Throws HttpError: 413 past
+/// `max_bytes`, 400 for a body with no image.
+Upload read_upload(const httplib::Request& req, const httplib::ContentReader& reader,
+                   size_t max_bytes) {
+  bool too_large = false;
+  auto append_to = [&](std::string& out) {
+    return [&](const char* data, size_t length) {
+      too_large = too_large || out.size() + length > max_bytes;
+      if (!too_large) out.append(data, length);
+      return !too_large;
+    };
+  };
+  Upload upload;
+  if (req.is_multipart_form_data()) {
+    std::vector<httplib::MultipartFormData> parts;
+    reader(
+        [&](const httplib::MultipartFormData& part) {
+          parts.push_back(part);
+          return true;
+        },
+        [&](const char* data, size_t length) {
+          return parts.empty() || append_to(parts.back().content)(data, length);
+        });
+    if (too_large)
+      throw HttpError(413, "the upload is larger than this server accepts (--max-body-mb)");
+    const httplib::MultipartFormData* file = nullptr;
+    for (const auto& part : parts) {
+      if (part.name == "image" || (file == nullptr && !part.filename.empty())) file = &part;
+      if (part.name == "image") break;
+    }
+    if (file == nullptr)
+      throw HttpError(400, "the multipart form has no file (send it as 'image')");
+    if (file->content.empty()) throw HttpError(400, "the uploaded file is empty");
+    upload.bytes = file->content;
+    if (!file->filename.empty()) upload.name = file->filename;
+    return upload;
+  }
+  reader(append_to(upload.bytes));
+  if (too_large)
+    throw HttpError(413, "the upload is larger than this server accepts (--max-body-mb)");
+  if (upload.bytes.empty()) {
+    throw HttpError(400,
+                    "no image: send its bytes as the request body (curl --data-binary @photo.jpg), "
+                    "as a multipart form field 'image', or ?image=N for a listed image");
+  }
+  return upload;
+}
+
+/// Decodes an upload after checking what its header declares: not an image 415, too many
+/// pixels 413, undecodable 400.
+cv::Mat decode_upload(const std::string& bytes, const std::string& name) {
+  const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
+  const auto dimensions = vision::read_image_dimensions(data, bytes.size());
+  if (!dimensions) {
+    throw HttpError(415, name +
+                             ": not an image attn can read (PNG, JPEG, WebP, BMP, TIFF or "
+                             "PNM), or its header is cut short");
+  }
+  const int64_t limit = vision::max_image_pixels();
+  const int64_t width = dimensions->width;
+  const int64_t height = dimensions->height;
+  if (width > 0 && height > 0 && (width > limit || height > limit / width)) {
+    throw HttpError(413, name + ": " + std::to_string(width) + "x" + std::to_string(height) +
+                             " is more pixels than this server's limit of " +
+                             std::to_string(limit) + " (--max-pixels)");
+  }
+  try {
+    return vision::decode_image_rgb(std::vector<unsigned char>(data, data + bytes.size()), name);
+  } catch (const vision::ImageError& e) {
+    throw HttpError(400, e.what());
+  }
+}
+
+class Routes {
+ public:
+  explicit Routes(ServeState& state) : s_(state) {}
+
+  void health(const httplib::Request&, httplib::Response& res) const {
+    const auto& vit = s_.workers.front()->vit();
+    const auto* captioner = s_.workers.front()->captioner();
+    const auto cache = s_.cache.usage();
+    const auto load = s_.gate.load();
+    const auto& files = s_.workers.front()->files();
+    const json document{{"status", "ok"},
+                        {"model",
+                         {{"path", files.classifier},
+                          {"classes", vit.config.num_classes},
+                          {"layers", vit.config.depth},
+                          {"heads", vit.config.num_heads},
+                          {"image_size", {vit.config.image_height, vit.config.image_width}}}},
+                        {"captioner", captioner ? json{{"path", files.captioner}} : json(nullptr)},
+                        {"images", s_.images.size()},
+                        {"cache",
+                         {{"entries", cache.entries},
+                          {"capacity", cache.capacity},
+                          {"bytes", cache.bytes},
+                          {"max_bytes", cache.max_bytes}}},
+                        {"work",
+                         {{"running", load.running},
+                          {"waiting", load.waiting},
+                          {"workers", load.workers},
+                          {"queue", load.queue}}}};
+    send_json(res, json_text(document));
+  }
+
+  void list_images(const httplib::Request&, httplib::Response& res) const {
+    json list = json::array();
+    for (size_t i = 0; i < s_.images.size(); ++i) {
+      list.push_back({{"index", i}, {"name", s_.images[i].name}, {"bytes", s_.images[i].bytes}});
+    }
+    send_json(res, json_text(json{{"images", list}}));
+  }
+
+  void image_file(const httplib::Request& req, httplib::Response& res) const {
+    const auto& image = listed(req.matches[1]);
+    res.set_content(read_listed(image), image_content_type(image.path).c_str());
+  }
+
+  void analyze(const httplib::Request& req, httplib::Response& res,
+               const httplib::ContentReader& reader) {
+    int topk = s_.limits.default_topk;
+    for (const auto& [name, value] : req.params) {
+      if (name != "topk" && name != "image") {
+        throw HttpError(400, "unknown parameter '" + name + "' (topk, image)");
+      }
+    }
+    if (req.has_param("topk")) {
+      topk = static_cast<int>(parse_index(req.get_param_value("topk"), "topk", 1, 1000));
+    }
+    Upload upload;
+    if (req.has_param("image")) {
+      const auto& image = listed(req.get_param_value("image"));
+      upload.bytes = read_listed(image);
+      upload.name = image.name;
+      bool has_body = false;
+      reader([&](const char*, size_t length) {
+        has_body = has_body || length > 0;
+        return !has_body;
+      });
+      if (has_body) throw HttpError(400, "?image=N analyses a listed image: send no body");
+    } else {
+      upload = read_upload(req, reader, s_.limits.max_body_bytes);
+    }
+    auto ticket = enter();
+    auto rgb = decode_upload(upload.bytes, upload.name);
+    upload.bytes.clear();
+    auto analysis = s_.workers[ticket.worker()]->analyze(std::move(rgb), upload.name, topk);
+    s_.cache.put(analysis);
+    send_json(res, analysis->document);
+  }
+
+  void map(const httplib::Request& req, httplib::Response& res) {
+    const auto analysis = find_analysis(req);
+    auto settings = settings_of(req);
+    if (Analyzer::needs_model(settings)) {
+      auto ticket = enter();
+      send_json(res, json_text(s_.workers[ticket.worker()]->map_json(*analysis, settings)));
+    } else {
+      send_json(res, json_text(s_.workers.front()->map_json(*analysis, settings)));
+    }
+  }
+
+  void overlay(const httplib::Request& req, httplib::Response& res) {
+    const auto analysis = find_analysis(req);
+    auto settings = settings_of(req);
+    std::vector<unsigned char> png;
+    if (Analyzer::needs_model(settings)) {
+      auto ticket = enter();
+      png = s_.workers[ticket.worker()]->overlay_png(*analysis, settings);
+    } else {
+      png = s_.workers.front()->overlay_png(*analysis, settings);
+    }
+    res.set_content(reinterpret_cast<const char*>(png.data()), png.size(), "image/png");
+  }
+
+ private:
+  const ListedImage& listed(const std::string& index) const {
+    if (s_.images.empty()) throw HttpError(404, "no images are listed (give attn serve a DIR)");
+    return s_.images[parse_index(index, "image", 0, static_cast<int64_t>(s_.images.size()) - 1)];
+  }
+
+  static std::string read_listed(const ListedImage& image) {
+    std::ifstream in(image.path, std::ios::binary);
+    if (!in) throw HttpError(404, image.name + " can no longer be read");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  WorkGate::Ticket enter() {
+    auto ticket = s_.gate.enter();
+    if (!ticket) {
+      throw HttpError(503, "busy: every worker is running and the queue is full; retry in " +
+                               std::to_string(kRetryAfterSeconds) + " s");
+    }
+    return std::move(*ticket);
+  }
+
+  std::shared_ptr<const Analysis> find_analysis(const httplib::Request& req) const {
+    if (!req.has_param("id")) throw HttpError(400, "id is missing (from POST /api/analyze)");
+    auto analysis = s_.cache.get(req.get_param_value("id"));
+    if (!analysis) {
+      throw HttpError(404, "no analysis '" + req.get_param_value("id") +
+                               "' (unknown, or evicted from the cache: analyse the image again)");
+    }
+    return analysis;
+  }
+
+  static OverlaySettings settings_of(const httplib::Request& req) {
+    try {
+      return overlay_settings_from_query(query_params(req), {"id"});
+    } catch (const UsageError& e) {
+      throw HttpError(400, e.what());
+    }
+  }
+
+  ServeState& s_;
+};
+
+/// What went wrong, for the statuses httplib sets by itself.
+std::string status_text(int status, const std::string& path) {
+  switch (status) {
+    case 404:
+      return "no such path: " + path;
+    case 405:
+      return "method not allowed on " + path;
+    case 408:
+      return "the request took too long to arrive (--timeout)";
+    case 413:
+      return "the request body is larger than this server accepts (--max-body-mb)";
+    case 414:
+      return "the request line is too long";
+    case 416:
+      return "range not satisfiable";
+    default:
+      return status < 500 ? "bad request" : "internal error";
+  }
+}
+
+/// Runs a handler, turning what it throws into a JSON error.
+template <class Handler>
+httplib::Server::Handler guarded(Handler handler) {
+  return [handler](const httplib::Request& req, httplib::Response& res) {
+    try {
+      handler(req, res);
+    } catch (const HttpError& e) {
+      send_error(res, e.status, e.what());
+      if (e.status == 503)
+        res.set_header("Retry-After", std::to_string(kRetryAfterSeconds).c_str());
+    } catch (const std::invalid_argument& e) {  // settings the model cannot honour
+      send_error(res, 400, e.what());
+    } catch (const std::out_of_range& e) {  // a patch off the grid or the image
+      send_error(res, 400, e.what());
+    } catch (const vision::Error& e) {
+      send_error(res, 400, e.what());
+    } catch (const std::exception& e) {
+      std::cerr << "attn serve: error: " << req.method << " " << req.path << ": " << e.what()
+                << std::endl;
+      send_error(res, 500, std::string("internal error: ") + e.what());
+    }
+  };
+}
+
+/// guarded() for a handler that reads the request body itself.
+template <class Handler>
+httplib::Server::HandlerWithContentReader guarded_with_body(Handler handler) {
+  return [handler](const httplib::Request& req, httplib::Response& res,
+                   const httplib::ContentReader& reader) {
+    guarded([&](const httplib::Request& q, httplib::Response& r) { handler(q, r, reader); })(req,
+                                                                                             res);
+  };
+}
+
+}  // namespace
+
+void install_routes(httplib::Server& server, ServeState& state) {
+  auto routes = std::make_shared<Routes>(state);
+  const auto static_file = [](const httplib::Request& req, httplib::Response& res) {
+    const auto* asset = find_web_asset(req.path);
+    if (asset == nullptr) throw HttpError(404, "no such page: " + req.path);
+    res.set_content(reinterpret_cast<const char*>(asset->data), asset->size, asset->content_type);
+    // The page runs only its own script and style, and talks only to this server.
+    res.set_header("Content-Security-Policy",
+                   "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
+                   "frame-ancestors 'none'");
+  };
+  server.Get("/", guarded(static_file));
+  server.Get("/index.html", guarded(static_file));
+  server.Get("/app.js", guarded(static_file));
+  server.Get("/style.css", guarded(static_file));
+  server.Get("/api/health", guarded([routes](const auto& q, auto& r) { routes->health(q, r); }));
+  server.Get("/api/images",
+             guarded([routes](const auto& q, auto& r) { routes->list_images(q, r); }));
+  server.Get(R"(/api/images/(\d{1,9}))",
+             guarded([routes](const auto& q, auto& r) { routes->image_file(q, r); }));
+  server.Post("/api/analyze", guarded_with_body([routes](const auto& q, auto& r, const auto& b) {
+                routes->analyze(q, r, b);
+              }));
+  server.Get("/api/map", guarded([routes](const auto& q, auto& r) { routes->map(q, r); }));
+  server.Get("/api/overlay", guarded([routes](const auto& q, auto& r) { routes->overlay(q, r); }));
+
+  // Compressed request bodies are refused before they are read: a small gzip can inflate past
+  // any body limit.
+  // A declared length over the limit is refused before a byte of the body is read.
+  const size_t max_body = state.limits.max_body_bytes;
+  server.set_pre_routing_handler([max_body](const httplib::Request& req, httplib::Response& res) {
+    const auto encoding = req.get_header_value("Content-Encoding");
+    if (!encoding.empty() && encoding != "identity") {
+      send_error(res, 415,
+                 "Content-Encoding " + encoding + " is not accepted: send the bytes as they are");
+      res.set_header("Connection", "close");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    const auto length = req.get_header_value("Content-Length");
+    const bool digits = length.find_first_not_of("0123456789") == std::string::npos;
+    if (!digits) {
+      send_error(res, 400, "Content-Length is not a number: '" + length + "'");
+      res.set_header("Connection", "close");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (!length.empty() && (length.size() > 18 || std::stoull(length) > max_body)) {
+      send_error(res, 413, "the request body is larger than this server accepts (--max-body-mb)");
+      res.set_header("Connection", "close");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  // What httplib answers by itself (404 for an unknown path, 413 for a body over the limit,
+  // 400 for a malformed request) gets a JSON body too.
+  server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    send_error(res, res.status, status_text(res.status, req.path));
+  });
+  server.set_exception_handler([](const httplib::Request&, httplib::Response& res,
+                                  std::exception_ptr) { send_error(res, 500, "internal error"); });
+}
+
+}  // namespace attnkit::apps
