@@ -36,6 +36,9 @@ PACKAGES=(
   python3-torch python3-torchvision python3-pil python3-nltk python3-numpy   # test oracles
   dataset-fashion-mnist                       # training data
 )
+# Node.js and npm drive the browser test (tests/browser, puppeteer-core): Debian's, unless the
+# machine already has them.
+command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -68,9 +71,23 @@ build_release() {
   fi
 }
 
+# install_browser_test_modules: puppeteer-core (tests/browser/package-lock.json) from the npm
+# registry, without install scripts: it drives Debian's chromium and downloads no browser.
+install_browser_test_modules() {
+  local dir="$ROOT/tests/browser"
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] ||
+     [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  fi
+}
+
 case "$MODE" in
-  build) build_release ;;
+  build)
+    build_release
+    install_browser_test_modules
+    ;;
   test)
+    install_browser_test_modules
     # The whole suite runs once, in a build with AddressSanitizer + UBSan (./build-sanitize,
     # -O1): one build and one run instead of a Release run and a sanitized rerun keeps CI within
     # 30 minutes on 2 cores (the Release build is the same code; speed lives in benchmarks).

@@ -46,8 +46,8 @@ json crop_json(const vision::CropBox& box) {
 
 size_t tensor_bytes(const torch::Tensor& t) { return t.defined() ? t.nbytes() : 0; }
 
-/// The maps every analysis brings, as `attn overlay` options: what the page shows first.
-const std::vector<std::pair<std::string, QueryParams>>& first_maps() {
+/// The maps an analysis can bring, as `attn overlay` options: what the page shows first.
+const std::vector<std::pair<std::string, QueryParams>>& first_map_queries() {
   static const std::vector<std::pair<std::string, QueryParams>> kMaps = {
       {"rollout", {{"method", "rollout"}}},
       {"grad-rollout", {{"method", "grad-rollout"}}},
@@ -115,7 +115,17 @@ bool Analyzer::needs_model(const OverlaySettings& settings) {
          vision::is_class_specific(vision::map_method_from_string(settings.method));
 }
 
-std::shared_ptr<Analysis> Analyzer::analyze(cv::Mat rgb, const std::string& name, int topk) {
+const std::vector<std::string>& Analyzer::first_map_names() {
+  static const std::vector<std::string> kNames = [] {
+    std::vector<std::string> names;
+    for (const auto& [name, query] : first_map_queries()) names.push_back(name);
+    return names;
+  }();
+  return kNames;
+}
+
+std::shared_ptr<Analysis> Analyzer::analyze(cv::Mat rgb, const std::string& name, int topk,
+                                            const std::vector<std::string>& first_maps) {
   const auto start = Clock::now();
   auto a = std::make_shared<Analysis>();
   a->id = new_analysis_id();
@@ -136,8 +146,9 @@ std::shared_ptr<Analysis> Analyzer::analyze(cv::Mat rgb, const std::string& name
 
   const auto maps_start = Clock::now();
   a->recorded = vision::record_attention(vit_.model, a->input);
-  json maps;
-  for (const auto& [key, query] : first_maps()) {
+  json maps = json::object();
+  for (const auto& [key, query] : first_map_queries()) {
+    if (std::find(first_maps.begin(), first_maps.end(), key) == first_maps.end()) continue;
     maps[key] = map_json(*a, overlay_settings_from_query(query, {}));
   }
   timing["maps"] = milliseconds_since(maps_start);

@@ -68,9 +68,13 @@ class Analyzer {
   explicit Analyzer(const ServeModelFiles& files);
 
   /// Runs the classifier (top `topk`, as `attn classify`), records its attention, computes
-  /// the rollout, the top-1 grad-rollout and every layer x head class-token map, and the
-  /// caption (as `attn caption`) when a captioner is loaded.
-  std::shared_ptr<Analysis> analyze(cv::Mat rgb, const std::string& name, int topk);
+  /// the `first_maps` (of first_map_names(): the rollout, the top-1 grad-rollout, every layer x
+  /// head class-token map), and the caption (as `attn caption`) when a captioner is loaded.
+  std::shared_ptr<Analysis> analyze(cv::Mat rgb, const std::string& name, int topk,
+                                    const std::vector<std::string>& first_maps);
+
+  /// "rollout", "grad-rollout", "cls": the maps an analysis can bring along.
+  static const std::vector<std::string>& first_map_names();
 
   /// Whether the map needs a new pass of the model (grad-rollout, relevance, gradcam): the
   /// caller must hold this worker.

@@ -4,6 +4,7 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -63,6 +64,23 @@ int64_t parse_index(const std::string& text, const std::string& what, int64_t lo
                              std::to_string(high) + ", got '" + text + "'");
   }
   return value;
+}
+
+/// ?maps=rollout,cls: which of Analyzer::first_map_names() an analysis brings ("" = none).
+std::vector<std::string> map_names(const std::string& list) {
+  const auto& known = Analyzer::first_map_names();
+  std::vector<std::string> names;
+  std::string::size_type start = 0;
+  while (start < list.size()) {
+    const auto comma = std::min(list.find(',', start), list.size());
+    const auto name = list.substr(start, comma - start);
+    if (std::find(known.begin(), known.end(), name) == known.end()) {
+      throw HttpError(400, "maps: unknown map '" + name + "' (rollout, grad-rollout, cls)");
+    }
+    names.push_back(name);
+    start = comma + 1;
+  }
+  return names;
 }
 
 /// An upload as it was sent: the bytes, and the name to call them by.
@@ -195,10 +213,12 @@ class Routes {
                const httplib::ContentReader& reader) {
     int topk = s_.limits.default_topk;
     for (const auto& [name, value] : req.params) {
-      if (name != "topk" && name != "image") {
-        throw HttpError(400, "unknown parameter '" + name + "' (topk, image)");
+      if (name != "topk" && name != "image" && name != "maps") {
+        throw HttpError(400, "unknown parameter '" + name + "' (topk, image, maps)");
       }
     }
+    auto first_maps = Analyzer::first_map_names();
+    if (req.has_param("maps")) first_maps = map_names(req.get_param_value("maps"));
     if (req.has_param("topk")) {
       topk = static_cast<int>(parse_index(req.get_param_value("topk"), "topk", 1, 1000));
     }
@@ -219,7 +239,8 @@ class Routes {
     auto ticket = enter();
     auto rgb = decode_upload(upload.bytes, upload.name);
     upload.bytes.clear();
-    auto analysis = s_.workers[ticket.worker()]->analyze(std::move(rgb), upload.name, topk);
+    auto analysis =
+        s_.workers[ticket.worker()]->analyze(std::move(rgb), upload.name, topk, first_maps);
     s_.cache.put(analysis);
     send_json(res, analysis->document);
   }
@@ -251,7 +272,13 @@ class Routes {
  private:
   const ListedImage& listed(const std::string& index) const {
     if (s_.images.empty()) throw HttpError(404, "no images are listed (give attn serve a DIR)");
-    return s_.images[parse_index(index, "image", 0, static_cast<int64_t>(s_.images.size()) - 1)];
+    const auto i = parse_index(index, "image", 0, 1'000'000'000);
+    if (i >= static_cast<int64_t>(s_.images.size())) {
+      throw HttpError(404, "no listed image " + index + " (there are " +
+                               std::to_string(s_.images.size()) + ": 0 to " +
+                               std::to_string(s_.images.size() - 1) + ")");
+    }
+    return s_.images[i];
   }
 
   static std::string read_listed(const ListedImage& image) {

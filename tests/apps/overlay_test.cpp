@@ -73,6 +73,54 @@ TEST(OverlayCli, UpscalesSmallImagesAndDrawsHeadPanels) {
   EXPECT_EQ(json::parse(why)["label"], "Sandal");
 }
 
+// Patch attention from a pixel or a cell: the pixel maps to the cell under it through the
+// preprocessing (28x28 item, 7x7 grid: 4 pixels a cell), its row sums to at most 1, and a pixel
+// off one image fails that image only.
+TEST(OverlayCli, PatchAttentionFromAPixelOrACell) {
+  attnkit::testing::TempDir tmp;
+  const std::string image = kFashion + "/test0009-sneaker.png";
+  auto r = run_attn("overlay " + image + " --method patch --at 13,6 --layer 2 --json -o " +
+                    tmp.file("at.png") + " -t 1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream at_file(tmp.file("at.png.json"));
+  const auto at = json::parse(at_file);
+  EXPECT_EQ(at["method"], "patch");
+  EXPECT_EQ(at["cell"], json::array({1, 3}));  // y 6 -> row 1, x 13 -> column 3
+  double total = 0;
+  for (const auto& row : at["maps"][0]) {
+    for (const auto& v : row) total += v.get<double>();
+  }
+  EXPECT_GT(total, 0.1);
+  EXPECT_LE(total, 1.0 + 1e-5);
+  r = run_attn("overlay " + image + " --method patch --cell 1,3 --layer 2 --json -o " +
+               tmp.file("cell.png") + " -t 1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream cell_file(tmp.file("cell.png.json"));
+  EXPECT_EQ(json::parse(cell_file)["maps"], at["maps"]);
+  r = run_attn("overlay " + image + " --method patch-rollout --cell 0,0 --json -o " +
+               tmp.file("rolled.png") + " -t 1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream rolled_file(tmp.file("rolled.png.json"));
+  EXPECT_NE(json::parse(rolled_file)["maps"], at["maps"]);
+  // A 28x28 item and a 451x300 photo: (100, 100) is off the first only.
+  r = run_attn("overlay " + image + " " + std::string(ATTNKIT_SOURCE_DIR) +
+               "/samples/chelsea.png --method patch --at 100,100 --out " + tmp.file("two") +
+               " -t 1");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("pixel 100,100 is outside the 28x28 image"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(tmp.file("two/chelsea.patch.png")));
+  EXPECT_FALSE(fs::exists(tmp.file("two/test0009-sneaker.patch.png")));
+  // Usage errors: no patch, a patch for another method, a cell off the grid, head all.
+  for (const std::string& args :
+       {std::string("--method patch"), std::string("--method rollout --cell 1,1"),
+        std::string("--method patch --cell 7,0"), std::string("--method patch --cell 1,x"),
+        std::string("--method patch --cell 1,1 --head all")}) {
+    r = run_attn("overlay " + image + " " + args + " -o " + tmp.file("bad.png"));
+    EXPECT_EQ(r.exit_code, 2) << args << ": " << r.err;
+    EXPECT_FALSE(fs::exists(tmp.file("bad.png"))) << args;
+  }
+}
+
 TEST(OverlayCli, BadInputsAreReportedAndNothingIsHalfWritten) {
   attnkit::testing::TempDir tmp;
   fs::create_directories(tmp.file("in"));

@@ -11,8 +11,9 @@ import {createInterface} from 'node:readline';
 import {parseArgs} from 'node:util';
 import puppeteer from 'puppeteer-core';
 
-const OVERALL_TIMEOUT_MS = 60_000;
-const STEP_TIMEOUT_MS = 15_000;
+// Scaled by --timeout-scale: a server built with the sanitizers runs several times slower.
+let OVERALL_TIMEOUT_MS = 60_000;
+let STEP_TIMEOUT_MS = 15_000;
 const GRID_TOLERANCE = 1e-6;
 const PNG_SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
 const SERVER_STOP_TIMEOUT_MS = 5_000;
@@ -56,10 +57,15 @@ function parseOptions() {
       root: {type: 'string'},
       screenshots: {type: 'string', default: path.join(os.tmpdir(), 'attn-serve-page')},
       chromium: {type: 'string', default: '/usr/bin/chromium'},
+      'timeout-scale': {type: 'string', default: '1'},
     },
   });
+  const scale = Number(values['timeout-scale']);
+  if (!(scale >= 1)) throw new CheckFailed('--timeout-scale must be a number >= 1');
+  OVERALL_TIMEOUT_MS *= scale;
+  STEP_TIMEOUT_MS *= scale;
   if (!values.attn || !values.root) {
-    throw new CheckFailed('usage: node serve_page_test.mjs --attn PATH_TO_attn --root REPO_ROOT [--screenshots DIR] [--chromium PATH]');
+    throw new CheckFailed('usage: node serve_page_test.mjs --attn PATH_TO_attn --root REPO_ROOT [--screenshots DIR] [--chromium PATH] [--timeout-scale N]');
   }
   return {...values, attn: path.resolve(values.attn), root: path.resolve(values.root)};
 }

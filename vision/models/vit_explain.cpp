@@ -200,7 +200,10 @@ Explanation explain_pass(const ViTConfig& config, const ViTOutput& out,
         const auto& a = out.attentions[layer];
         if (options.head == ExplainOptions::kAll) {
           for (int64_t h = 0; h < heads; ++h) {
-            maps.push_back(attention::class_token_map(a, layout, options.fusion, h));
+            // One head's slice: keeping the explained tokens of every head, once per head,
+            // costs heads^2 copies of the layer.
+            maps.push_back(
+                attention::class_token_map(a.narrow(1, h, 1), layout, options.fusion, 0));
             result.map_titles.push_back(
                 (layers.size() > 1 ? "layer " + std::to_string(layer) + " " : std::string()) +
                 "head " + std::to_string(h));

@@ -134,6 +134,9 @@ const MAP_PARAMETERS = {
   'patch-rollout': ['cell', 'fusion', 'discard'],
 };
 const CLASS_METHODS = new Set(['grad-rollout', 'relevance', 'gradcam']);
+// The maps an analysis brings: the first view and the thumbnails. Class-specific maps need a
+// backward pass (most of a ViT-B/16 analysis' time) and come when a class is clicked.
+const FIRST_MAPS = 'maps=rollout,cls';
 const PATCH_METHODS = new Set(['patch', 'patch-rollout']);
 const FUSED_HEADS = '-1';
 
@@ -232,7 +235,7 @@ function listedImageItem({index, name}) {
   const thumbnail = element('img', {loading: 'lazy', alt: '', src: `api/images/${index}`});
   const fileName = name.slice(name.lastIndexOf('/') + 1); // the folder is in the tooltip
   const button = element('button', {type: 'button', title: `Analyse ${name}`}, thumbnail, fileName);
-  button.addEventListener('click', () => analyze(`api/analyze?image=${index}`, {method: 'POST'}, thumbnail.src));
+  button.addEventListener('click', () => analyze(`api/analyze?image=${index}&${FIRST_MAPS}`, {method: 'POST'}, thumbnail.src));
   return element('li', {}, button);
 }
 
@@ -241,7 +244,7 @@ function analyzeFile(file) {
   if (state.uploadUrl) URL.revokeObjectURL(state.uploadUrl);
   state.uploadUrl = URL.createObjectURL(file);
   const headers = {'Content-Type': file.type || 'application/octet-stream'};
-  analyze('api/analyze', {method: 'POST', body: file, headers}, state.uploadUrl);
+  analyze(`api/analyze?${FIRST_MAPS}`, {method: 'POST', body: file, headers}, state.uploadUrl);
 }
 
 // Posts an image for analysis while the browser decodes it for display; only the latest
@@ -274,7 +277,7 @@ async function showAnalysis(analysis, image) {
   renderPredictions(analysis.predictions);
   renderCaption(analysis.caption);
   renderThumbnails(analysis);
-  setStatus(`${analysis.name}: ${analysis.width}×${analysis.height}, ${analysis.model}`);
+  setStatus(`${analysis.name}: ${analysis.width}×${analysis.height}, ${analysis.model.split('/').pop()}`);
   elements.timing.textContent = `analysed in ${analysis.timing_ms.total.toFixed(1)} ms`;
   await showSelectedMap();
 }
@@ -283,7 +286,9 @@ async function showAnalysis(analysis, image) {
 function rememberAnalysisMaps({maps, heads, predictions}) {
   const remember = (query, map) => state.mapRequests.set(mapUrl(query), Promise.resolve(map));
   remember(mapQuery('rollout', {fusion: 'mean', discard: 0}), maps.rollout);
-  remember(mapQuery('grad-rollout', {class: predictions[0]?.index, discard: 0}), maps['grad-rollout']);
+  if (maps['grad-rollout']) {
+    remember(mapQuery('grad-rollout', {class: predictions[0]?.index, discard: 0}), maps['grad-rollout']);
+  }
   maps.cls.maps.forEach((grid, index) => {
     const single = {...maps.cls, maps: [grid], titles: []};
     remember(mapQuery('cls', {layer: Math.floor(index / heads), head: index % heads}), single);
