@@ -82,7 +82,8 @@ po::options_description serve_options(ServeParams& p) {
       "cache-mb", po::value(&p.cache_mb)->default_value(p.cache_mb),
       "memory the kept analyses may use, in MB (a ViT-B/16 analysis holds about 25 MB)")(
       "timeout", po::value(&p.timeout)->default_value(p.timeout),
-      "seconds a client may stay silent while sending or receiving before it is dropped")(
+      "seconds a client may stay silent while sending or receiving before it is dropped, and "
+      "the longest an upload may take to arrive")(
       "topk,k", po::value(&p.topk)->default_value(p.topk), "predictions per analysis")(
       "precision,p", po::value(&p.models.precision)->default_value(p.models.precision),
       kInferencePrecisionHelp)("threads,t", po::value(&p.threads)->default_value(p.threads),
@@ -167,6 +168,7 @@ int run_serve(int argc, char** argv) {
   ServeState state{*workers, gate, cache, images, {}};
   state.limits.max_body_bytes = static_cast<size_t>(p.max_body_mb * 1048576.0);
   state.limits.default_topk = p.topk;
+  state.limits.body_seconds = p.timeout;
 
   httplib::Server server;
   // Connections need threads beyond the workers and the queue, so that a full queue is

@@ -125,14 +125,15 @@ const std::vector<std::string>& Analyzer::first_map_names() {
 }
 
 std::shared_ptr<Analysis> Analyzer::analyze(cv::Mat rgb, const std::string& name, int topk,
-                                            const std::vector<std::string>& first_maps) {
+                                            const std::vector<std::string>& first_maps,
+                                            double decode_ms) {
   const auto start = Clock::now();
   auto a = std::make_shared<Analysis>();
   a->id = new_analysis_id();
   a->name = name;
   a->rgb = std::move(rgb);
   a->input = vision::preprocess_image(a->rgb, vit_.info.preprocess).unsqueeze(0);
-  json timing;
+  json timing{{"decode", decode_ms}};
   json predictions;
   {
     c10::InferenceMode inference;
@@ -174,7 +175,7 @@ std::shared_ptr<Analysis> Analyzer::analyze(cv::Mat rgb, const std::string& name
         crop_json(vision::preprocess_crop_box(a->rgb.cols, a->rgb.rows, info.preprocess));
     timing["caption"] = milliseconds_since(caption_start);
   }
-  timing["total"] = milliseconds_since(start);
+  timing["total"] = decode_ms + milliseconds_since(start);
 
   const auto& config = vit_.config;
   const json document{

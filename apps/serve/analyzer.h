@@ -70,8 +70,10 @@ class Analyzer {
   /// Runs the classifier (top `topk`, as `attn classify`), records its attention, computes
   /// the `first_maps` (of first_map_names(): the rollout, the top-1 grad-rollout, every layer x
   /// head class-token map), and the caption (as `attn caption`) when a captioner is loaded.
+  /// `decode_ms`: what decoding the upload took, reported with the analysis' own times.
   std::shared_ptr<Analysis> analyze(cv::Mat rgb, const std::string& name, int topk,
-                                    const std::vector<std::string>& first_maps);
+                                    const std::vector<std::string>& first_maps,
+                                    double decode_ms = 0.0);
 
   /// "rollout", "grad-rollout", "cls": the maps an analysis can bring along.
   static const std::vector<std::string>& first_map_names();

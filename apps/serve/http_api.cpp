@@ -5,6 +5,7 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -89,20 +90,49 @@ struct Upload {
   std::string name = "upload";
 };
 
+/// Collects body bytes while they stay within the size limit and the deadline: httplib's
+/// timeout is per read, so a client sending a byte a second would otherwise hold a thread for
+/// as long as it liked.
+class BodyCollector {
+ public:
+  explicit BodyCollector(const ServeLimits& limits)
+      : limits_(limits),
+        deadline_(std::chrono::steady_clock::now() + std::chrono::seconds(limits.body_seconds)) {}
+
+  /// Appends to `out`; false (stop reading) once too large or too late.
+  bool append(std::string& out, const char* data, size_t length) {
+    too_large_ = too_large_ || out.size() + length > limits_.max_body_bytes;
+    too_slow_ = too_slow_ || std::chrono::steady_clock::now() > deadline_;
+    if (too_large_ || too_slow_) return false;
+    out.append(data, length);
+    return true;
+  }
+
+  /// Throws HttpError 413 or 408 when the body was cut off for either.
+  void check() const {
+    if (too_large_) {
+      throw HttpError(413, "the upload is larger than this server accepts (--max-body-mb)");
+    }
+    if (too_slow_) {
+      throw HttpError(408, "the upload took longer than " + std::to_string(limits_.body_seconds) +
+                               " s to arrive (--timeout)");
+    }
+  }
+
+ private:
+  const ServeLimits& limits_;
+  std::chrono::steady_clock::time_point deadline_;
+  bool too_large_ = false;
+  bool too_slow_ = false;
+};
+
 /// Reads the request body: the raw bytes, or a multipart form's "image" field (else its first
 /// file). Reading it here, not through httplib's form parsing, keeps a form-encoded body (what
-/// `curl --data-binary` declares) from being read as parameters. Throws HttpError: 413 past
-/// `max_bytes`, 400 for a body with no image.
+/// `curl --data-binary` declares) from being read as parameters. Throws HttpError: 413 past the
+/// size limit, 408 past the deadline, 400 for a body with no image.
 Upload read_upload(const httplib::Request& req, const httplib::ContentReader& reader,
-                   size_t max_bytes) {
-  bool too_large = false;
-  auto append_to = [&](std::string& out) {
-    return [&](const char* data, size_t length) {
-      too_large = too_large || out.size() + length > max_bytes;
-      if (!too_large) out.append(data, length);
-      return !too_large;
-    };
-  };
+                   const ServeLimits& limits) {
+  BodyCollector collector(limits);
   Upload upload;
   if (req.is_multipart_form_data()) {
     std::vector<httplib::MultipartFormData> parts;
@@ -112,25 +142,26 @@ Upload read_upload(const httplib::Request& req, const httplib::ContentReader& re
           return true;
         },
         [&](const char* data, size_t length) {
-          return parts.empty() || append_to(parts.back().content)(data, length);
+          return parts.empty() || collector.append(parts.back().content, data, length);
         });
-    if (too_large)
-      throw HttpError(413, "the upload is larger than this server accepts (--max-body-mb)");
+    collector.check();
     const httplib::MultipartFormData* file = nullptr;
     for (const auto& part : parts) {
       if (part.name == "image" || (file == nullptr && !part.filename.empty())) file = &part;
       if (part.name == "image") break;
     }
-    if (file == nullptr)
+    if (file == nullptr) {
       throw HttpError(400, "the multipart form has no file (send it as 'image')");
+    }
     if (file->content.empty()) throw HttpError(400, "the uploaded file is empty");
     upload.bytes = file->content;
     if (!file->filename.empty()) upload.name = file->filename;
     return upload;
   }
-  reader(append_to(upload.bytes));
-  if (too_large)
-    throw HttpError(413, "the upload is larger than this server accepts (--max-body-mb)");
+  reader([&](const char* data, size_t length) {
+    return collector.append(upload.bytes, data, length);
+  });
+  collector.check();
   if (upload.bytes.empty()) {
     throw HttpError(400,
                     "no image: send its bytes as the request body (curl --data-binary @photo.jpg), "
@@ -234,13 +265,17 @@ class Routes {
       });
       if (has_body) throw HttpError(400, "?image=N analyses a listed image: send no body");
     } else {
-      upload = read_upload(req, reader, s_.limits.max_body_bytes);
+      upload = read_upload(req, reader, s_.limits);
     }
     auto ticket = enter();
+    const auto decode_start = std::chrono::steady_clock::now();
     auto rgb = decode_upload(upload.bytes, upload.name);
+    const double decode_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - decode_start)
+            .count();
     upload.bytes.clear();
-    auto analysis =
-        s_.workers[ticket.worker()]->analyze(std::move(rgb), upload.name, topk, first_maps);
+    auto analysis = s_.workers[ticket.worker()]->analyze(std::move(rgb), upload.name, topk,
+                                                         first_maps, decode_ms);
     s_.cache.put(analysis);
     send_json(res, analysis->document);
   }
@@ -345,8 +380,12 @@ httplib::Server::Handler guarded(Handler handler) {
       handler(req, res);
     } catch (const HttpError& e) {
       send_error(res, e.status, e.what());
-      if (e.status == 503)
+      if (e.status == 503) {
         res.set_header("Retry-After", std::to_string(kRetryAfterSeconds).c_str());
+      }
+      // The rest of a body cut off for its size or its slowness is not read: the connection
+      // cannot carry another request.
+      if (e.status == 408 || e.status == 413) res.set_header("Connection", "close");
     } catch (const std::invalid_argument& e) {  // settings the model cannot honour
       send_error(res, 400, e.what());
     } catch (const std::out_of_range& e) {  // a patch off the grid or the image
@@ -402,8 +441,15 @@ void install_routes(httplib::Server& server, ServeState& state) {
   // Compressed request bodies are refused before they are read: a small gzip can inflate past
   // any body limit.
   // A declared length over the limit is refused before a byte of the body is read.
-  const size_t max_body = state.limits.max_body_bytes;
-  server.set_pre_routing_handler([max_body](const httplib::Request& req, httplib::Response& res) {
+  const auto limits = state.limits;
+  server.set_pre_routing_handler([limits](const httplib::Request& req, httplib::Response& res) {
+    if (req.headers.size() > limits.max_headers) {
+      send_error(res, 431,
+                 std::to_string(req.headers.size()) + " request headers; at most " +
+                     std::to_string(limits.max_headers) + " are accepted");
+      res.set_header("Connection", "close");
+      return httplib::Server::HandlerResponse::Handled;
+    }
     const auto encoding = req.get_header_value("Content-Encoding");
     if (!encoding.empty() && encoding != "identity") {
       send_error(res, 415,
@@ -418,7 +464,7 @@ void install_routes(httplib::Server& server, ServeState& state) {
       res.set_header("Connection", "close");
       return httplib::Server::HandlerResponse::Handled;
     }
-    if (!length.empty() && (length.size() > 18 || std::stoull(length) > max_body)) {
+    if (!length.empty() && (length.size() > 18 || std::stoull(length) > limits.max_body_bytes)) {
       send_error(res, 413, "the request body is larger than this server accepts (--max-body-mb)");
       res.set_header("Connection", "close");
       return httplib::Server::HandlerResponse::Handled;

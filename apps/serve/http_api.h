@@ -22,6 +22,8 @@ class WorkGate;
 struct ServeLimits {
   size_t max_body_bytes = 25u << 20;  ///< larger request bodies get 413
   int default_topk = 5;               ///< predictions per analysis unless ?topk= says
+  int body_seconds = 30;              ///< longest a request body may take to arrive (408)
+  size_t max_headers = 100;           ///< more request headers get 431
 };
 
 /// Everything a request may touch; owned by the caller, outliving the server.
