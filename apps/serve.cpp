@@ -180,8 +180,9 @@ int run_serve(int argc, char** argv) {
   server.set_payload_max_length(state.limits.max_body_bytes);
   server.set_read_timeout(p.timeout, 0);
   server.set_write_timeout(p.timeout, 0);
-  server.set_keep_alive_timeout(5);
-  server.set_keep_alive_max_count(100);
+  // One request per connection: cpp-httplib 0.11 keeps a connection open after a response that
+  // left a body unread (413, 408), and would read the rest of that body as new requests.
+  server.set_keep_alive_max_count(1);
   server.set_default_headers(
       {{"X-Content-Type-Options", "nosniff"}, {"Cache-Control", "no-store"}});
   install_routes(server, state);

@@ -170,9 +170,9 @@ Upload read_upload(const httplib::Request& req, const httplib::ContentReader& re
   return upload;
 }
 
-/// Decodes an upload after checking what its header declares: not an image 415, too many
-/// pixels 413, undecodable 400.
-cv::Mat decode_upload(const std::string& bytes, const std::string& name) {
+/// Checks what an upload's header declares, before it waits for a worker: not an image 415,
+/// too many pixels 413.
+void check_upload_header(const std::string& bytes, const std::string& name) {
   const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
   const auto dimensions = vision::read_image_dimensions(data, bytes.size());
   if (!dimensions) {
@@ -188,6 +188,11 @@ cv::Mat decode_upload(const std::string& bytes, const std::string& name) {
                              " is more pixels than this server's limit of " +
                              std::to_string(limit) + " (--max-pixels)");
   }
+}
+
+/// Decodes an upload whose header passed: undecodable (truncated, corrupt) is 400.
+cv::Mat decode_upload(const std::string& bytes, const std::string& name) {
+  const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
   try {
     return vision::decode_image_rgb(std::vector<unsigned char>(data, data + bytes.size()), name);
   } catch (const vision::ImageError& e) {
@@ -267,6 +272,8 @@ class Routes {
     } else {
       upload = read_upload(req, reader, s_.limits);
     }
+    check_upload_header(upload.bytes, upload.name);
+    // Decoding takes the worker too: a 100-megapixel image needs 300 MB to decode.
     auto ticket = enter();
     const auto decode_start = std::chrono::steady_clock::now();
     auto rgb = decode_upload(upload.bytes, upload.name);
