@@ -150,14 +150,15 @@ int dispatch_subtask(int argc, char** argv, const std::string& command,
 void add_max_pixels_option(po::options_description& options) {
   options.add_options()(
       "max-pixels",
-      po::value<int64_t>()
-          ->default_value(vision::kDefaultMaxImagePixels)
-          ->notifier([](int64_t pixels) {
-            if (pixels < 1) {
-              throw UsageError("--max-pixels must be at least 1, got " + std::to_string(pixels));
-            }
-            vision::set_max_image_pixels(pixels);
-          }),
+      // The default is the limit in force, not the built-in one: a command line parsed again
+      // (attn serve reads each request's map options with attn overlay's parser) must not undo
+      // the limit the program was started with.
+      po::value<int64_t>()->default_value(vision::max_image_pixels())->notifier([](int64_t pixels) {
+        if (pixels < 1) {
+          throw UsageError("--max-pixels must be at least 1, got " + std::to_string(pixels));
+        }
+        vision::set_max_image_pixels(pixels);
+      }),
       "refuse images with more pixels than this (read from the file's header before decoding:\n"
       "a small file can declare a huge image)");
 }

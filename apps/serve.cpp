@@ -103,12 +103,14 @@ std::optional<ServeParams> parse_serve(int argc, char** argv) {
   }
   if (p.port < 0 || p.port > 65535) throw UsageError("--port must be 0 to 65535");
   if (p.workers < 1 || p.workers > 64) throw UsageError("--workers must be 1 to 64");
-  if (p.queue < 0 || p.queue > 10000) throw UsageError("--queue must be 0 to 10000");
+  if (p.queue < 0 || p.queue > 1000) throw UsageError("--queue must be 0 to 1000");
   if (!(p.max_body_mb > 0 && p.max_body_mb <= 4096)) {
     throw UsageError("--max-body-mb must be more than 0 and at most 4096");
   }
   if (p.cache < 1) throw UsageError("--cache must be at least 1");
-  if (!(p.cache_mb > 0)) throw UsageError("--cache-mb must be more than 0");
+  if (!(p.cache_mb > 0 && p.cache_mb <= 1e7)) {
+    throw UsageError("--cache-mb must be more than 0 and at most 10000000");
+  }
   if (p.timeout < 1) throw UsageError("--timeout must be at least 1 second");
   if (p.topk < 1) throw UsageError("--topk must be at least 1");
   check_decoding(p.models.decoding);
@@ -169,11 +171,12 @@ int run_serve(int argc, char** argv) {
   state.limits.max_body_bytes = static_cast<size_t>(p.max_body_mb * 1048576.0);
   state.limits.default_topk = p.topk;
   state.limits.body_seconds = p.timeout;
+  if (is_loopback(p.host)) state.limits.allowed_hosts = {"127.0.0.1", "localhost", "[::1]"};
 
   httplib::Server server;
   // Connections need threads beyond the workers and the queue, so that a full queue is
   // answered with 503 rather than left waiting for a thread.
-  const int connection_threads = std::clamp(p.workers + p.queue + 4, 8, 256);
+  const int connection_threads = std::max(p.workers + p.queue + 4, 8);
   server.new_task_queue = [connection_threads] {
     return new httplib::ThreadPool(connection_threads);
   };

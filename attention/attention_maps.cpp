@@ -92,6 +92,16 @@ std::vector<torch::Tensor> positive_gradient_attention(const std::vector<torch::
   return weighted;
 }
 
+/// One layer's attention among the explained tokens, one head's (`head` >= 0) or the heads
+/// fused: (B, H, N, N) -> (B, N', N').
+torch::Tensor layer_matrix(const torch::Tensor& attention, const TokenLayout& layout,
+                           HeadFusion fusion, int64_t head) {
+  const auto kept = keep_explained_tokens(attention.detach().to(torch::kFloat), layout);
+  if (head < 0) return fuse_heads(kept, fusion);
+  TORCH_CHECK(head < kept.size(1), "attention maps: head ", head, " of ", kept.size(1));
+  return kept.select(1, head);
+}
+
 }  // namespace
 
 HeadFusion head_fusion_from_string(const std::string& name) {
@@ -124,15 +134,7 @@ torch::Tensor fuse_heads(const torch::Tensor& attention, HeadFusion fusion) {
 
 torch::Tensor class_token_map(const torch::Tensor& attention, const TokenLayout& layout,
                               HeadFusion fusion, int64_t head) {
-  auto kept = keep_explained_tokens(attention.to(torch::kFloat), layout);
-  torch::Tensor matrix;
-  if (head >= 0) {
-    TORCH_CHECK(head < kept.size(1), "class_token_map: head ", head, " of ", kept.size(1));
-    matrix = kept.select(1, head);
-  } else {
-    matrix = fuse_heads(kept, fusion);
-  }
-  return read_out(matrix, layout);
+  return read_out(layer_matrix(attention, layout, fusion, head), layout);
 }
 
 torch::Tensor attention_rollout(const std::vector<torch::Tensor>& attentions,
@@ -186,15 +188,7 @@ torch::Tensor patch_row(const torch::Tensor& matrix, const TokenLayout& layout,
 torch::Tensor patch_attention_map(const torch::Tensor& attention, const TokenLayout& layout,
                                   const std::vector<GridCell>& cells, HeadFusion fusion,
                                   int64_t head) {
-  auto kept = keep_explained_tokens(attention.detach().to(torch::kFloat), layout);
-  torch::Tensor matrix;
-  if (head >= 0) {
-    TORCH_CHECK(head < kept.size(1), "patch_attention_map: head ", head, " of ", kept.size(1));
-    matrix = kept.select(1, head);
-  } else {
-    matrix = fuse_heads(kept, fusion);
-  }
-  return patch_row(matrix, layout, cells);
+  return patch_row(layer_matrix(attention, layout, fusion, head), layout, cells);
 }
 
 torch::Tensor patch_rollout_map(const std::vector<torch::Tensor>& attentions,

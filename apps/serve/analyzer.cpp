@@ -30,13 +30,16 @@ double milliseconds_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-/// 12 random hex digits: ids are not guessable from one another.
+/// 16 hex digits from the system's random source (getrandom): one id tells nothing of another,
+/// as the state of a seeded generator would.
 std::string new_analysis_id() {
-  thread_local std::mt19937_64 generator{std::random_device{}()};
+  std::random_device source;
   static const char* const kHex = "0123456789abcdef";
   std::string id;
-  auto bits = generator();
-  for (int i = 0; i < 12; ++i, bits >>= 4) id += kHex[bits & 15];
+  for (int word = 0; word < 2; ++word) {
+    auto bits = source();
+    for (int i = 0; i < 8; ++i, bits >>= 4) id += kHex[bits & 15];
+  }
   return id;
 }
 
@@ -88,8 +91,10 @@ OverlaySettings overlay_settings_from_query(const QueryParams& params,
   for (auto& arg : args) argv.push_back(arg.data());
   const auto parsed = parse_overlay_params(static_cast<int>(argv.size()), argv.data());
   if (!parsed) throw UsageError("no settings");
-  // A request must not make the server draw a gigapixel canvas.
+  // A request must not make the server draw a gigapixel canvas, or blur with a kernel wider
+  // than the image.
   if (parsed->settings.upscale > 4096) throw UsageError("upscale must be at most 4096");
+  if (parsed->settings.style.smooth > 16) throw UsageError("smooth must be at most 16");
   return parsed->settings;
 }
 

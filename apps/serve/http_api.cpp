@@ -5,10 +5,13 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <optional>
 #include <stdexcept>
 #include <tuple>
 
@@ -56,7 +59,10 @@ int64_t parse_index(const std::string& text, const std::string& what, int64_t lo
   size_t used = 0;
   int64_t value = 0;
   try {
-    value = std::stoll(text, &used);
+    // Digits only: stoll would also take " 5" and "+5".
+    if (!text.empty() && std::isdigit(static_cast<unsigned char>(text.front()))) {
+      value = std::stoll(text, &used);
+    }
   } catch (const std::exception&) {
     used = 0;
   }
@@ -72,7 +78,7 @@ std::vector<std::string> map_names(const std::string& list) {
   const auto& known = Analyzer::first_map_names();
   std::vector<std::string> names;
   std::string::size_type start = 0;
-  while (start < list.size()) {
+  while (start <= list.size() && !list.empty()) {
     const auto comma = std::min(list.find(',', start), list.size());
     const auto name = list.substr(start, comma - start);
     if (std::find(known.begin(), known.end(), name) == known.end()) {
@@ -108,7 +114,21 @@ class BodyCollector {
     return true;
   }
 
-  /// Throws HttpError 413 or 408 when the body was cut off for either.
+  /// Starts a multipart part; false (stop reading) past the part limit or the deadline. The
+  /// part's headers count against the size limit.
+  bool start_part(std::vector<httplib::MultipartFormData>& parts,
+                  const httplib::MultipartFormData& part) {
+    too_many_parts_ = too_many_parts_ || parts.size() >= limits_.max_form_parts;
+    header_bytes_ += part.name.size() + part.filename.size() + part.content_type.size();
+    too_large_ = too_large_ || header_bytes_ > limits_.max_body_bytes;
+    too_slow_ = too_slow_ || std::chrono::steady_clock::now() > deadline_;
+    if (too_many_parts_ || too_large_ || too_slow_) return false;
+    parts.push_back(part);
+    return true;
+  }
+
+  /// Throws HttpError 413, 408 or 400 when the body was cut off for its size, its slowness or
+  /// its number of parts.
   void check() const {
     if (too_large_) {
       throw HttpError(413, "the upload is larger than this server accepts (--max-body-mb)");
@@ -117,13 +137,19 @@ class BodyCollector {
       throw HttpError(408, "the upload took longer than " + std::to_string(limits_.body_seconds) +
                                " s to arrive (--timeout)");
     }
+    if (too_many_parts_) {
+      throw HttpError(400, "the multipart form has more than " +
+                               std::to_string(limits_.max_form_parts) + " parts");
+    }
   }
 
  private:
   const ServeLimits& limits_;
   std::chrono::steady_clock::time_point deadline_;
+  size_t header_bytes_ = 0;
   bool too_large_ = false;
   bool too_slow_ = false;
+  bool too_many_parts_ = false;
 };
 
 /// Reads the request body: the raw bytes, or a multipart form's "image" field (else its first
@@ -137,16 +163,13 @@ Upload read_upload(const httplib::Request& req, const httplib::ContentReader& re
   if (req.is_multipart_form_data()) {
     std::vector<httplib::MultipartFormData> parts;
     reader(
-        [&](const httplib::MultipartFormData& part) {
-          parts.push_back(part);
-          return true;
-        },
+        [&](const httplib::MultipartFormData& part) { return collector.start_part(parts, part); },
         [&](const char* data, size_t length) {
           return parts.empty() || collector.append(parts.back().content, data, length);
         });
     collector.check();
-    const httplib::MultipartFormData* file = nullptr;
-    for (const auto& part : parts) {
+    httplib::MultipartFormData* file = nullptr;
+    for (auto& part : parts) {
       if (part.name == "image" || (file == nullptr && !part.filename.empty())) file = &part;
       if (part.name == "image") break;
     }
@@ -154,8 +177,8 @@ Upload read_upload(const httplib::Request& req, const httplib::ContentReader& re
       throw HttpError(400, "the multipart form has no file (send it as 'image')");
     }
     if (file->content.empty()) throw HttpError(400, "the uploaded file is empty");
-    upload.bytes = file->content;
     if (!file->filename.empty()) upload.name = file->filename;
+    upload.bytes = std::move(file->content);
     return upload;
   }
   reader([&](const char* data, size_t length) {
@@ -301,13 +324,10 @@ class Routes {
   void overlay(const httplib::Request& req, httplib::Response& res) {
     const auto analysis = find_analysis(req);
     auto settings = settings_of(req);
-    std::vector<unsigned char> png;
-    if (Analyzer::needs_model(settings)) {
-      auto ticket = enter();
-      png = s_.workers[ticket.worker()]->overlay_png(*analysis, settings);
-    } else {
-      png = s_.workers.front()->overlay_png(*analysis, settings);
-    }
+    // Drawing takes a worker whatever the method: a panel of 144 head maps over a photo costs
+    // as much as an analysis.
+    auto ticket = enter();
+    const auto png = s_.workers[ticket.worker()]->overlay_png(*analysis, settings);
     res.set_content(reinterpret_cast<const char*>(png.data()), png.size(), "image/png");
   }
 
@@ -323,7 +343,18 @@ class Routes {
     return s_.images[i];
   }
 
-  static std::string read_listed(const ListedImage& image) {
+  /// The listed file's bytes, if it is still a regular file (not a link put there since the
+  /// listing) within the body size limit.
+  std::string read_listed(const ListedImage& image) const {
+    std::error_code ec;
+    const auto status = std::filesystem::symlink_status(image.path, ec);
+    if (ec || !std::filesystem::is_regular_file(status)) {
+      throw HttpError(404, image.name + " can no longer be read");
+    }
+    const auto size = std::filesystem::file_size(image.path, ec);
+    if (ec || size > s_.limits.max_body_bytes) {
+      throw HttpError(413, image.name + " is larger than this server reads (--max-body-mb)");
+    }
     std::ifstream in(image.path, std::ios::binary);
     if (!in) throw HttpError(404, image.name + " can no longer be read");
     return std::string(std::istreambuf_iterator<char>(in), {});
@@ -358,6 +389,37 @@ class Routes {
 
   ServeState& s_;
 };
+
+/// The host part of a Host header: "127.0.0.1", "localhost", "[::1]" without ":PORT".
+std::string host_without_port(const std::string& host) {
+  if (!host.empty() && host.front() == '[') return host.substr(0, host.find(']') + 1);
+  return host.substr(0, host.find(':'));
+}
+
+/// Requests refused before their body is read: a Host this server does not answer to, a body
+/// where none is taken (httplib would read it whole before finding no route), chunked bodies
+/// anywhere but the upload (they have no declared length to check).
+std::optional<HttpError> refusal_before_reading(const httplib::Request& req,
+                                                const ServeLimits& limits) {
+  const auto& hosts = limits.allowed_hosts;
+  if (!hosts.empty() && req.has_header("Host") &&
+      std::find(hosts.begin(), hosts.end(), host_without_port(req.get_header_value("Host"))) ==
+          hosts.end()) {
+    return HttpError(403, "Host '" + req.get_header_value("Host") +
+                              "' is not this server's address (it answers to 127.0.0.1, "
+                              "localhost and [::1])");
+  }
+  const bool upload = req.method == "POST" && req.path == "/api/analyze";
+  if (!upload && req.method != "GET" && req.method != "HEAD") {
+    return HttpError(
+        405, req.method + " is not accepted on " + req.path + " (GET, or POST /api/analyze)");
+  }
+  const bool has_body =
+      req.has_header("Transfer-Encoding") ||
+      (req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0");
+  if (!upload && has_body) return HttpError(400, req.path + " takes no request body");
+  return std::nullopt;
+}
 
 /// What went wrong, for the statuses httplib sets by itself.
 std::string status_text(int status, const std::string& path) {
@@ -400,9 +462,10 @@ httplib::Server::Handler guarded(Handler handler) {
     } catch (const vision::Error& e) {
       send_error(res, 400, e.what());
     } catch (const std::exception& e) {
+      // The details (a LibTorch error carries a backtrace and source paths) go to the log only.
       std::cerr << "attn serve: error: " << req.method << " " << req.path << ": " << e.what()
                 << std::endl;
-      send_error(res, 500, std::string("internal error: ") + e.what());
+      send_error(res, 500, "internal error (the server's log says more)");
     }
   };
 }
@@ -450,6 +513,11 @@ void install_routes(httplib::Server& server, ServeState& state) {
   // A declared length over the limit is refused before a byte of the body is read.
   const auto limits = state.limits;
   server.set_pre_routing_handler([limits](const httplib::Request& req, httplib::Response& res) {
+    if (const auto refusal = refusal_before_reading(req, limits)) {
+      send_error(res, refusal->status, refusal->what());
+      res.set_header("Connection", "close");
+      return httplib::Server::HandlerResponse::Handled;
+    }
     if (req.headers.size() > limits.max_headers) {
       send_error(res, 431,
                  std::to_string(req.headers.size()) + " request headers; at most " +

@@ -19,11 +19,17 @@ class Analyzer;
 class AnalysisCache;
 class WorkGate;
 
+/// What one request may cost the server.
 struct ServeLimits {
   size_t max_body_bytes = 25u << 20;  ///< larger request bodies get 413
   int default_topk = 5;               ///< predictions per analysis unless ?topk= says
   int body_seconds = 30;              ///< longest a request body may take to arrive (408)
   size_t max_headers = 100;           ///< more request headers get 431
+  size_t max_form_parts = 16;         ///< more multipart parts get 400
+  /// Host header values (without the port) the server answers; empty = any. A server on
+  /// loopback names its own, so that a web page whose domain is rebound to 127.0.0.1 cannot
+  /// read it (DNS rebinding).
+  std::vector<std::string> allowed_hosts;
 };
 
 /// Everything a request may touch; owned by the caller, outliving the server.

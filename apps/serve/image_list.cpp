@@ -28,7 +28,9 @@ std::vector<ListedImage> list_images(const std::vector<std::string>& directories
          !ec && it != fs::recursive_directory_iterator() && images.size() < limit;
          it.increment(ec)) {
       std::error_code file_ec;
-      if (!it->is_regular_file(file_ec) || !vision::has_image_extension(it->path().string())) {
+      // Links are left out: a link in a served directory could lead anywhere on the disk.
+      if (it->is_symlink(file_ec) || !it->is_regular_file(file_ec) ||
+          !vision::has_image_extension(it->path().string())) {
         continue;
       }
       const auto inside = it->path().lexically_relative(root).generic_string();

@@ -288,7 +288,30 @@ def check_limits(c, args):
         with open(os.path.join(args.root, FILES[0]), "rb") as f:
             r = request(srv, "POST", "/api/analyze", f.read())
         c.check("28x28 PNG under both limits: 200", r.status == 200, r.describe())
+        # Map requests are read by attn overlay's option parser: they must not reset the limit.
+        if r.status == 200:
+            request(srv, "GET", f"/api/map?id={r.json()['id']}&method=rollout")
+        r = request(srv, "POST", "/api/analyze", make_png(64, 64))
+        c.check("64x64 PNG after an analysis and a map: still 413", r.status == 413, r.describe())
         c.check("limits server alive", srv.alive(), srv.stderr_tail())
+
+
+def check_refusals_before_reading(c, srv):
+    """Requests refused from their headers alone: another Host (DNS rebinding), a body where
+    none is taken, another method, a multipart form of too many parts."""
+    r = request(srv, "GET", "/api/health", headers={"Host": "evil.example:8080"})
+    c.check("Host evil.example: 403 JSON", r.status == 403 and r.is_json_error(), r.describe())
+    r = request(srv, "GET", "/api/health", headers={"Host": "localhost"})
+    c.check("Host localhost: 200", r.status == 200, r.describe())
+    r = request(srv, "POST", "/api/map?id=x&method=rollout", b"x" * 1000)
+    c.check("POST /api/map: 405 JSON", r.status == 405 and r.is_json_error(), r.describe())
+    r = request(srv, "DELETE", "/api/health")
+    c.check("DELETE: 405 JSON", r.status == 405 and r.is_json_error(), r.describe())
+    parts = b"".join(b"--b\r\nContent-Disposition: form-data; name=\"f%d\"\r\n\r\nx\r\n" % i
+                     for i in range(40)) + b"--b--\r\n"
+    r = request(srv, "POST", "/api/analyze", parts,
+                headers={"Content-Type": "multipart/form-data; boundary=b"})
+    c.check("multipart of 40 parts: 400 JSON", r.status == 400 and r.is_json_error(), r.describe())
 
 
 def main():
@@ -325,6 +348,7 @@ def main():
                         else:
                             c.guard(f"{path} overlay", check_overlay_png, c, srv, path, a, want)
             c.guard("errors", check_errors, c, srv, args.root, urllib.parse.quote(some_id))
+            c.guard("refusals before reading", check_refusals_before_reading, c, srv)
         c.check("server alive after the API checks", srv.alive(), srv.stderr_tail())
     c.guard("limits", check_limits, c, args)
     c.check("no Access-Control-* header on any response", not CORS_SEEN, CORS_SEEN[:3])
