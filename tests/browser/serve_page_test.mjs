@@ -239,6 +239,8 @@ async function checkCaption(page, analysis, options) {
   await words[index].hover();
   const shown = await waitForMap(page, 'caption');
   checkGrid(`hovering "${caption.words[index].word}" shows its attention`, shown.grid, caption.words[index].attention);
+  const href = await page.$eval('#download', (link) => link.href);
+  check('over a word, the download is the caption panel', new URL(href).searchParams.get('method') === 'caption', href);
   await screenshot(page, options.screenshots, 'page-caption.png');
   await page.mouse.move(1, 1);
   await waitForMap(page, 'patch', {cell: '0,0'});

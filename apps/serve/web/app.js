@@ -198,11 +198,19 @@ function changePendingRequests(change) {
   elements.layout.setAttribute('aria-busy', String(state.pendingRequests > 0));
 }
 
-// Fetches JSON; an error status becomes an Error with the API's {"error": ...} message.
+// Fetches JSON; an error status becomes an Error with the API's {"error": ...} message. A busy
+// server (503) says when to come back: the request is sent again, up to BUSY_RETRIES times.
+const BUSY_RETRIES = 3;
 async function fetchJson(url, options) {
   changePendingRequests(+1);
   try {
-    const response = await fetch(url, options);
+    let response = await fetch(url, options);
+    for (let retry = 0; response.status === 503 && retry < BUSY_RETRIES; retry++) {
+      const seconds = Number(response.headers.get('Retry-After')) || 2;
+      setStatus(`the server is busy: trying again in ${seconds} s`);
+      await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+      response = await fetch(url, options);
+    }
     const body = await response.json().catch(() => null);
     if (!response.ok) throw new Error(body?.error ?? `${url}: ${response.status} ${response.statusText}`);
     return body;
@@ -419,8 +427,10 @@ function updateDownloadLink() {
     return;
   }
   const {colormap, alpha} = currentLook();
+  // While a caption word's map is shown, the download is the caption's panel of word maps.
+  const params = state.wordView ? {id: state.analysis.id, method: 'caption'} : state.view.params;
   // upscale: images smaller than the on-page view (28x28 items) come out that large.
-  const query = new URLSearchParams({...state.view.params, colormap, alpha, upscale: MAIN_VIEW_SIZE});
+  const query = new URLSearchParams({...params, colormap, alpha, upscale: MAIN_VIEW_SIZE});
   elements.download.href = `api/overlay?${query}`;
 }
 
