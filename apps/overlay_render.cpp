@@ -123,16 +123,22 @@ struct OverlayLayout {
   }
 };
 
-/// "Sneaker 98.1%", with " at 3,4" for a patch map.
+/// Image `index`'s query patch of a patch map (one cell for every image, or one each);
+/// nullptr for the other methods.
+const attention::GridCell* query_cell(const OverlaySettings& settings, int64_t index) {
+  const auto& cells = settings.explain.cells;
+  if (cells.empty()) return nullptr;
+  return cells.size() == 1 ? &cells.front() : &cells[index];
+}
+
+/// "Sneaker 98.1%", with " from 3,4" for a patch map.
 std::string vit_summary(const vision::Explanation& explained, int64_t index,
                         const vision::ModelInfo& info, const OverlaySettings& settings) {
   const int64_t cls = explained.classes[index].item<int64_t>();
   std::string summary = vision::class_label(info, cls) + " " +
                         percent(explained.probabilities[index][cls].item<double>());
-  const auto& cells = settings.explain.cells;
-  if (!cells.empty()) {
-    const auto& cell = cells.size() == 1 ? cells.front() : cells[index];
-    summary += " from " + std::to_string(cell.row) + "," + std::to_string(cell.col);
+  if (const auto* cell = query_cell(settings, index)) {
+    summary += " from " + std::to_string(cell->row) + "," + std::to_string(cell->col);
   }
   return summary;
 }
@@ -153,11 +159,7 @@ json vit_overlay_json(const vision::Explanation& explained, int64_t index,
                 {"grid", {maps.size(1), maps.size(2)}},
                 {"titles", explained.map_titles},
                 {"maps", grids}};
-  const auto& cells = settings.explain.cells;
-  if (!cells.empty()) {
-    const auto& cell = cells.size() == 1 ? cells.front() : cells[index];
-    document["cell"] = {cell.row, cell.col};
-  }
+  if (const auto* cell = query_cell(settings, index)) document["cell"] = {cell->row, cell->col};
   return document;
 }
 

@@ -313,12 +313,11 @@ class Routes {
   void map(const httplib::Request& req, httplib::Response& res) {
     const auto analysis = find_analysis(req);
     auto settings = settings_of(req);
-    if (Analyzer::needs_model(settings)) {
-      auto ticket = enter();
-      send_json(res, json_text(s_.workers[ticket.worker()]->map_json(*analysis, settings)));
-    } else {
-      send_json(res, json_text(s_.workers.front()->map_json(*analysis, settings)));
-    }
+    // Maps read from the analysis need no worker; any worker's Analyzer can read them.
+    std::optional<WorkGate::Ticket> ticket;
+    if (Analyzer::needs_model(settings)) ticket.emplace(enter());
+    auto& analyzer = *s_.workers[ticket ? ticket->worker() : 0];
+    send_json(res, json_text(analyzer.map_json(*analysis, settings)));
   }
 
   void overlay(const httplib::Request& req, httplib::Response& res) {
@@ -396,9 +395,10 @@ std::string host_without_port(const std::string& host) {
   return host.substr(0, host.find(':'));
 }
 
-/// Requests refused before their body is read: a Host this server does not answer to, a body
-/// where none is taken (httplib would read it whole before finding no route), chunked bodies
-/// anywhere but the upload (they have no declared length to check).
+/// Requests refused from their headers, before their body is read: a Host this server does not
+/// answer to, a body where none is taken (httplib would read it whole before finding no route),
+/// too many headers, a compressed body (a small gzip can inflate past any limit), a declared
+/// length that is not a number or is over the limit.
 std::optional<HttpError> refusal_before_reading(const httplib::Request& req,
                                                 const ServeLimits& limits) {
   const auto& hosts = limits.allowed_hosts;
@@ -418,6 +418,22 @@ std::optional<HttpError> refusal_before_reading(const httplib::Request& req,
       req.has_header("Transfer-Encoding") ||
       (req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0");
   if (!upload && has_body) return HttpError(400, req.path + " takes no request body");
+  if (req.headers.size() > limits.max_headers) {
+    return HttpError(431, std::to_string(req.headers.size()) + " request headers; at most " +
+                              std::to_string(limits.max_headers) + " are accepted");
+  }
+  const auto encoding = req.get_header_value("Content-Encoding");
+  if (!encoding.empty() && encoding != "identity") {
+    return HttpError(
+        415, "Content-Encoding " + encoding + " is not accepted: send the bytes as they are");
+  }
+  const auto length = req.get_header_value("Content-Length");
+  if (length.find_first_not_of("0123456789") != std::string::npos) {
+    return HttpError(400, "Content-Length is not a number: '" + length + "'");
+  }
+  if (!length.empty() && (length.size() > 18 || std::stoull(length) > limits.max_body_bytes)) {
+    return HttpError(413, "the request body is larger than this server accepts (--max-body-mb)");
+  }
   return std::nullopt;
 }
 
@@ -508,43 +524,14 @@ void install_routes(httplib::Server& server, ServeState& state) {
   server.Get("/api/map", guarded([routes](const auto& q, auto& r) { routes->map(q, r); }));
   server.Get("/api/overlay", guarded([routes](const auto& q, auto& r) { routes->overlay(q, r); }));
 
-  // Compressed request bodies are refused before they are read: a small gzip can inflate past
-  // any body limit.
-  // A declared length over the limit is refused before a byte of the body is read.
   const auto limits = state.limits;
   server.set_pre_routing_handler([limits](const httplib::Request& req, httplib::Response& res) {
-    if (const auto refusal = refusal_before_reading(req, limits)) {
-      send_error(res, refusal->status, refusal->what());
-      res.set_header("Connection", "close");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    if (req.headers.size() > limits.max_headers) {
-      send_error(res, 431,
-                 std::to_string(req.headers.size()) + " request headers; at most " +
-                     std::to_string(limits.max_headers) + " are accepted");
-      res.set_header("Connection", "close");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    const auto encoding = req.get_header_value("Content-Encoding");
-    if (!encoding.empty() && encoding != "identity") {
-      send_error(res, 415,
-                 "Content-Encoding " + encoding + " is not accepted: send the bytes as they are");
-      res.set_header("Connection", "close");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    const auto length = req.get_header_value("Content-Length");
-    const bool digits = length.find_first_not_of("0123456789") == std::string::npos;
-    if (!digits) {
-      send_error(res, 400, "Content-Length is not a number: '" + length + "'");
-      res.set_header("Connection", "close");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    if (!length.empty() && (length.size() > 18 || std::stoull(length) > limits.max_body_bytes)) {
-      send_error(res, 413, "the request body is larger than this server accepts (--max-body-mb)");
-      res.set_header("Connection", "close");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
+    const auto refusal = refusal_before_reading(req, limits);
+    if (!refusal) return httplib::Server::HandlerResponse::Unhandled;
+    send_error(res, refusal->status, refusal->what());
+    // The body, if any, is left unread: the connection cannot carry another request.
+    res.set_header("Connection", "close");
+    return httplib::Server::HandlerResponse::Handled;
   });
   // What httplib answers by itself (404 for an unknown path, 413 for a body over the limit,
   // 400 for a malformed request) gets a JSON body too.

@@ -240,9 +240,8 @@ Explanation explain_vit(VisionTransformer& model, const torch::Tensor& images,
 ViTOutput record_attention(VisionTransformer& model, const torch::Tensor& images) {
   torch::NoGradGuard no_grad_guard;
   EvalModeGuard eval_mode(*model);
-  auto out = model->forward_all(images, /*keep_attention=*/true, /*keep_attention_inputs=*/false);
-  for (auto& a : out.attentions) a = a.detach();
-  return out;
+  // Under NoGradGuard nothing is recorded for autograd: the attentions are already detached.
+  return model->forward_all(images, /*keep_attention=*/true, /*keep_attention_inputs=*/false);
 }
 
 Explanation explain_recorded(const ViTConfig& config, const ViTOutput& recorded,
