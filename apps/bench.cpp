@@ -144,9 +144,10 @@ std::vector<std::vector<double>> interleaved_times(std::vector<BenchCase*> model
 void print_header(int threads, const BenchParams& p) {
   std::cout << "threads " << threads << ", median of " << p.runs << " runs after " << p.warmup
             << " warm-up, precisions interleaved\n";
-  std::cout << std::left << std::setw(28) << "model" << std::setw(6) << "prec" << std::right
-            << std::setw(7) << "batch" << std::setw(14) << "ms/batch" << std::setw(12) << "ms/image"
-            << std::setw(12) << "images/s" << std::setw(9) << "speedup"
+  std::cout << std::left << std::setw(28) << "model"
+            << " " << std::setw(5) << "prec" << std::right << std::setw(7) << "batch"
+            << std::setw(14) << "ms/batch" << std::setw(12) << "ms/image" << std::setw(12)
+            << "images/s" << std::setw(9) << "speedup"
             << "\n";
 }
 
@@ -198,7 +199,7 @@ int run_bench(int argc, char** argv) {
                           {"runs", p.runs},
                           {"ms_per_batch_runs", times[k]}});
         } else {
-          std::cout << std::left << std::setw(28) << c.name << std::setw(6) << c.precision
+          std::cout << std::left << std::setw(28) << c.name << " " << std::setw(5) << c.precision
                     << std::right << std::setw(7) << batch << std::fixed << std::setprecision(1)
                     << std::setw(14) << ms << std::setw(12) << per_image << std::setw(12)
                     << 1000.0 / per_image << std::setw(8) << std::setprecision(2) << speedup << "x"

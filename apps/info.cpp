@@ -73,6 +73,7 @@ json collect_info() {
   const std::string blas = loaded_blas();
   // The oneDNN kernels a ViT-B-sized product (197 x 768 -> 768) runs on this CPU.
   json packed = nullptr;
+  // bf16 below AVX-512: oneDNN's fp32 kernel, named "... (bf16 emulated)".
   if (attention::packed_linear_available()) {
     const auto weight = torch::zeros({768, 768});
     packed = {{"fp32", attention::PackedLinear(weight, {}, torch::kFloat).kernel_name(197)},

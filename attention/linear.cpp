@@ -128,6 +128,10 @@ bool LinearImpl::exact_for(const torch::Tensor& x) const {
   return is_training() || (torch::GradMode::is_enabled() && x.requires_grad());
 }
 
+bool LinearImpl::runs_int8(const torch::Tensor& x) const {
+  return precision_ == LinearPrecision::kInt8 && !exact_for(x);
+}
+
 bool LinearImpl::runs_bf16(const torch::Tensor& x) const {
   return precision_ == LinearPrecision::kBf16 && !exact_for(x);
 }

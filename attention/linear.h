@@ -53,6 +53,8 @@ class LinearImpl : public torch::nn::LinearImpl {
   /// True when forward(x) would run on oneDNN kernels with pre-packed weights (fp32 or bf16
   /// inference in a build with oneDNN).
   bool runs_packed(const torch::Tensor& x) const;
+  /// True when forward(x) would run the int8 product (int8 inference, no gradient through x).
+  bool runs_int8(const torch::Tensor& x) const;
   /// Makes the weight copies `precision` needs from the current parameters (call it again after
   /// they change; kFp32 drops the copies). For kInt8 the process-wide quantised engine must be
   /// oneDNN or QNNPACK (vision::apply_inference_precision sets it); `reduce_range` quantises x

@@ -11,6 +11,7 @@
 
 #ifdef ATTNKIT_HAVE_ONEDNN
 #include "attention/onednn_context.h"
+#include "attention/packed_linear.h"
 #endif
 
 namespace attnkit::attention {
@@ -70,6 +71,10 @@ PackedAttentionOutput packed_attention(const torch::Tensor& qkv, int64_t heads, 
   TORCH_CHECK(qkv.dim() == 3 && heads > 0 && qkv.size(2) % (3 * heads) == 0,
               "packed_attention: expected qkv (B, N, 3 * ", heads, " * hd), got ", qkv.sizes());
   const auto type = qkv.scalar_type();
+  if (type == torch::kBFloat16 && !onednn_matmul_available(torch::kBFloat16)) {
+    auto emulated = packed_attention(qkv.to(torch::kFloat), heads, scale, keep_weights);
+    return {emulated.output.to(torch::kBFloat16), emulated.weights};
+  }
   const int64_t batch = qkv.size(0), tokens = qkv.size(1);
   const int64_t head_dim = qkv.size(2) / (3 * heads);
   // One copy makes q, k and v dense per head: (3, B, H, N, hd).

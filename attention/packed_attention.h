@@ -17,7 +17,9 @@ struct PackedAttentionOutput {
 /// softmax(q k^T * scale) v per head, for q, k and v as a fused qkv projection writes them:
 /// qkv (B, N, 3 * H * hd), float32 or bfloat16, q then k then v, each heads-major (timm's
 /// layout). The scores and their softmax are float32 whatever the input type; in bf16 the
-/// probabilities are rounded to bf16 for the second product. No autograd: inference only.
+/// probabilities are rounded to bf16 for the second product. Where oneDNN has no bf16 kernels
+/// (below AVX-512) a bf16 qkv runs on the fp32 kernels, its output rounded to bf16 (the
+/// probabilities are not). No autograd: inference only.
 PackedAttentionOutput packed_attention(const torch::Tensor& qkv, int64_t heads, double scale,
                                        bool keep_weights);
 

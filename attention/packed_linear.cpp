@@ -19,6 +19,26 @@ namespace attnkit::attention {
 
 bool packed_linear_available() { return true; }
 
+bool onednn_matmul_available(torch::ScalarType type) {
+  static const auto probe = [](torch::ScalarType t) {
+    try {
+      const auto src = onednn::matrix(16, 64, t);
+      const dnnl::memory::desc weights({64, 64}, onednn::data_type(t),
+                                       dnnl::memory::format_tag::any);
+      dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, weights, onednn::matrix(16, 64, t)),
+                                   onednn::engine());
+      return true;
+    } catch (const dnnl::error&) {
+      return false;  // no implementation for this type on this CPU
+    }
+  };
+  static const bool fp32 = probe(torch::kFloat);
+  static const bool bf16 = probe(torch::kBFloat16);
+  if (type == torch::kFloat) return fp32;
+  if (type == torch::kBFloat16) return bf16;
+  return false;
+}
+
 struct PackedLinear::Impl {
   using Key = std::tuple<int64_t, LinearEpilogue, torch::ScalarType>;
   struct Kernel {
@@ -28,9 +48,13 @@ struct PackedLinear::Impl {
   };
 
   int64_t in_features = 0, out_features = 0;
+  /// The kernels' operand type: the compute type, or kFloat where bf16 is emulated.
   torch::ScalarType compute = torch::kFloat;
-  torch::Tensor weight;  ///< (N, K) float32 contiguous: the source of every packed layout
-  torch::Tensor bias;    ///< (1, N) float32, or undefined
+  bool emulated_bf16 = false;
+  /// (N, K) float32 contiguous: the source of every packed layout (rounded to bf16 values where
+  /// bf16 is emulated)
+  torch::Tensor weight;
+  torch::Tensor bias;  ///< (1, N) float32, or undefined
   std::mutex mutex;
   std::map<Key, Kernel> kernels;
   std::vector<dnnl::memory> packed;  ///< one per distinct weight layout asked for
@@ -85,11 +109,16 @@ PackedLinear::PackedLinear(const torch::Tensor& weight, const torch::Tensor& bia
   TORCH_CHECK(weight.dim() == 2, "PackedLinear: expected a (N, K) weight, got ", weight.sizes());
   TORCH_CHECK(compute == torch::kFloat || compute == torch::kBFloat16,
               "PackedLinear: compute dtype must be float32 or bfloat16, got ", compute);
+  TORCH_CHECK(onednn_matmul_available(torch::kFloat),
+              "PackedLinear: oneDNN has no float32 matmul for this CPU");
   torch::NoGradGuard no_grad;
   impl_->out_features = weight.size(0);
   impl_->in_features = weight.size(1);
-  impl_->compute = compute;
-  impl_->weight = weight.detach().to(torch::kFloat).contiguous().clone();
+  impl_->emulated_bf16 = compute == torch::kBFloat16 && !onednn_matmul_available(compute);
+  impl_->compute = impl_->emulated_bf16 ? torch::kFloat : compute;
+  impl_->weight = impl_->emulated_bf16
+                      ? weight.detach().to(torch::kBFloat16).to(torch::kFloat).contiguous()
+                      : weight.detach().to(torch::kFloat).contiguous().clone();
   if (bias.defined()) {
     TORCH_CHECK(bias.numel() == weight.size(0), "PackedLinear: expected a bias of ", weight.size(0),
                 " values, got ", bias.sizes());
@@ -100,24 +129,39 @@ PackedLinear::PackedLinear(const torch::Tensor& weight, const torch::Tensor& bia
 PackedLinear::~PackedLinear() = default;
 
 std::string PackedLinear::kernel_name(int64_t rows) const {
-  return impl_->kernel(rows, LinearEpilogue::kNone, compute_).name;
+  const auto& name = impl_->kernel(rows, LinearEpilogue::kNone, impl_->compute).name;
+  return impl_->emulated_bf16 ? name + " (bf16 emulated)" : name;
 }
+
+bool PackedLinear::emulates_bf16() const { return impl_->emulated_bf16; }
 
 torch::Tensor PackedLinear::run(const torch::Tensor& x, LinearEpilogue epilogue,
                                 torch::ScalarType out_dtype, const torch::Tensor& residual) const {
+  TORCH_CHECK(x.dim() >= 1 && x.size(-1) == impl_->in_features, "PackedLinear: expected (..., ",
+              impl_->in_features, ") input, got ", x.sizes());
+  if (!impl_->emulated_bf16) return run_kernels(x, epilogue, out_dtype, residual);
+  // bf16's rounding of the input, then the fp32 kernels (the weights are rounded already);
+  // the output is rounded once, after the epilogue, as the native kernel writes it.
+  const auto rounded = x.to(torch::kBFloat16).to(torch::kFloat);
+  const auto residual_fp32 = residual.defined() ? residual.to(torch::kFloat) : residual;
+  return run_kernels(rounded, epilogue, torch::kFloat, residual_fp32).to(out_dtype);
+}
+
+torch::Tensor PackedLinear::run_kernels(const torch::Tensor& x, LinearEpilogue epilogue,
+                                        torch::ScalarType out_dtype,
+                                        const torch::Tensor& residual) const {
   const int64_t in_features = impl_->in_features, out_features = impl_->out_features;
-  TORCH_CHECK(x.dim() >= 1 && x.size(-1) == in_features, "PackedLinear: expected (..., ",
-              in_features, ") input, got ", x.sizes());
+  const auto compute = impl_->compute;
   const int64_t rows = x.numel() / in_features;
   auto sizes = x.sizes().vec();
   sizes.back() = out_features;
-  auto src = x.to(compute_).reshape({rows, in_features}).contiguous();
+  auto src = x.to(compute).reshape({rows, in_features}).contiguous();
   auto dst = torch::empty({rows, out_features}, x.options().dtype(out_dtype));
   if (rows == 0) return dst.view(sizes);
 
   const auto& k = impl_->kernel(rows, epilogue, out_dtype);
   std::unordered_map<int, dnnl::memory> args{
-      {DNNL_ARG_SRC, onednn::wrap(onednn::matrix(rows, in_features, compute_), src)},
+      {DNNL_ARG_SRC, onednn::wrap(onednn::matrix(rows, in_features, compute), src)},
       {DNNL_ARG_WEIGHTS, k.weights},
       {DNNL_ARG_DST, onednn::wrap(onednn::matrix(rows, out_features, out_dtype), dst)}};
   if (impl_->bias.defined()) {
@@ -142,6 +186,8 @@ torch::Tensor PackedLinear::run(const torch::Tensor& x, LinearEpilogue epilogue,
 
 bool packed_linear_available() { return false; }
 
+bool onednn_matmul_available(torch::ScalarType) { return false; }
+
 struct PackedLinear::Impl {};
 
 PackedLinear::PackedLinear(const torch::Tensor&, const torch::Tensor&, torch::ScalarType compute)
@@ -152,6 +198,13 @@ PackedLinear::PackedLinear(const torch::Tensor&, const torch::Tensor&, torch::Sc
 PackedLinear::~PackedLinear() = default;
 
 std::string PackedLinear::kernel_name(int64_t) const { return "none"; }
+
+bool PackedLinear::emulates_bf16() const { return false; }
+
+torch::Tensor PackedLinear::run_kernels(const torch::Tensor&, LinearEpilogue, torch::ScalarType,
+                                        const torch::Tensor&) const {
+  TORCH_CHECK(false, "PackedLinear: this build of attnkit has no oneDNN (libdnnl-dev)");
+}
 
 torch::Tensor PackedLinear::run(const torch::Tensor&, LinearEpilogue, torch::ScalarType,
                                 const torch::Tensor&) const {

@@ -18,11 +18,18 @@ enum class LinearEpilogue {
 /// True when this build has oneDNN (libdnnl), so PackedLinear can be made.
 bool packed_linear_available();
 
+/// True when oneDNN has a matmul for `type` (kFloat or kBFloat16) on this CPU; probed once per
+/// type. oneDNN 2.6 has no bf16 matmul below AVX-512 (an AVX2-only CPU such as AMD Zen 3).
+bool onednn_matmul_available(torch::ScalarType type);
+
 /// A Linear layer's product through oneDNN's matmul primitive. Compared with LibTorch's linear
 /// (OpenBLAS, or oneDNN with the weights re-laid-out on every call) it saves the per-call weight
 /// reorder, runs the kernel oneDNN picks for this CPU (brgemm on AVX2/AVX-512, AMX tiles for bf16
 /// where the CPU has them), and does the epilogue in the same pass over the output. Primitives
 /// are made once per row count and reused; run() is safe to call from several threads.
+/// Where oneDNN has no bf16 matmul, bf16 is emulated on the fp32 kernels: the weights and each
+/// input are rounded to bf16 and the product accumulates in fp32, as the native kernel does, at
+/// fp32's speed (LibTorch's own bf16 fallback there is more than 20x slower).
 class PackedLinear {
  public:
   /// weight (N, K) and bias (N) or undefined, any float dtype; `compute` is kFloat or kBFloat16.
@@ -36,10 +43,16 @@ class PackedLinear {
                     const torch::Tensor& residual = {}) const;
 
   torch::ScalarType compute_dtype() const { return compute_; }
+  /// True when bf16 runs on the fp32 kernels (no bf16 matmul in oneDNN for this CPU).
+  bool emulates_bf16() const;
   /// oneDNN's name for the kernel it runs for `rows` rows (e.g. "brg:avx512_core_amx_bf16").
   std::string kernel_name(int64_t rows) const;
 
  private:
+  /// run() on the kernels' operand types (x is converted to them).
+  torch::Tensor run_kernels(const torch::Tensor& x, LinearEpilogue epilogue,
+                            torch::ScalarType out_dtype, const torch::Tensor& residual) const;
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
   torch::ScalarType compute_;

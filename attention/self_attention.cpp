@@ -60,7 +60,9 @@ SelfAttentionOutput SelfAttentionImpl::attend(const torch::Tensor& x, bool keep_
   auto qkv_out = bf16 ? qkv->forward_native(x) : qkv(x);  // (B, N, 3D)
   SelfAttentionOutput core;
   const bool dropout = is_training() && options.attention_dropout() > 0.0;
-  if (qkv->runs_packed(x) && !options.qk_norm() && !dropout && packed_attention_available()) {
+  // int8 passes too: their attention products are fp32, and the packed ones are the fast fp32.
+  if ((qkv->runs_packed(x) || qkv->runs_int8(x)) && !options.qk_norm() && !dropout &&
+      packed_attention_available()) {
     auto packed = packed_attention(qkv_out, heads, 1.0 / std::sqrt(static_cast<double>(head_dim)),
                                    keep_weights);
     core = {packed.output, packed.weights};

@@ -12,8 +12,16 @@ Runtime fp32 (above 1 = faster), with the CPU, its features and the date at the 
 ONNX Runtime is installed on first use with `npm install --ignore-scripts onnxruntime-node` into
 --ort-dir (nothing outside it is touched); without npm or the registry, that peer is left out.
 
+`--attn-isa avx2` runs attnkit as it runs on a CPU with AVX2 and FMA only (an AMD Zen 3, say):
+oneDNN is capped at its AVX2 kernels (ONEDNN_MAX_CPU_ISA), OpenBLAS at Haswell's, and attnkit's
+own choices (`--precision auto`, 7-bit int8 activations without VNNI) see only avx2 and fma
+(ATTNKIT_CPU_FEATURES). The other peers keep the whole CPU: ONNX Runtime has no such switch, so
+the ratios are attnkit-on-AVX2 against ONNX-Runtime-on-this-CPU, a harder comparison than a real
+AVX2 machine gives.
+
 Usage: tests/bench/bench_peers.py --attn build/apps/attn [--models vit_base_patch16_224]
        [--batch-sizes 1,8] [--threads 2] [--rounds 4] [--runs-per-round 3] [--json out.json]
+       [--attn-precisions fp32,auto] [--attn-isa native|avx2]
 """
 import argparse
 import datetime
@@ -89,12 +97,21 @@ def time_pytorch(model, batch, runs, warmup):
     return times
 
 
+# What --attn-isa avx2 sets for attnkit's processes (see the docstring).
+AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2",
+             "OPENBLAS_CORETYPE": "Haswell", "ATTNKIT_CPU_FEATURES": "avx2,fma"}
+
+
+def attn_env(args):
+    return dict(os.environ, **AVX2_ONLY) if args.attn_isa == "avx2" else None
+
+
 def time_attn(args, model_file, batch, precisions):
     out = subprocess.run(
         [args.attn, "bench", "--model", model_file, "--batch-sizes", str(batch), "--precision",
          *precisions, "--runs", str(args.runs_per_round), "--warmup", str(args.warmup),
          "--threads", str(args.threads), "--json"],
-        check=True, capture_output=True, text=True)
+        check=True, capture_output=True, text=True, env=attn_env(args))
     return [(row["precision"], row["ms_per_batch_runs"]) for row in json.loads(out.stdout)]
 
 
@@ -118,12 +135,17 @@ def main():
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--ort-dir", default=os.path.join(tempfile.gettempdir(), "attnkit-ort"))
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--attn-precisions", default="fp32,auto",
+                        help="attnkit's --precision values, timed in one process (fp32,bf16,int8,auto)")
+    parser.add_argument("--attn-isa", choices=["native", "avx2"], default="native",
+                        help="avx2: attnkit limited to AVX2 + FMA kernels (the other peers are not)")
     args = parser.parse_args()
+    precisions = args.attn_precisions.split(",")
     if args.rounds * args.runs_per_round < 10:
         parser.error("--rounds x --runs-per-round must be at least 10 (a median of >= 10 passes)")
     torch.set_num_threads(args.threads)
     info = json.loads(subprocess.run([args.attn, "info", "--json"], check=True,
-                                     capture_output=True, text=True).stdout)
+                                     capture_output=True, text=True, env=attn_env(args)).stdout)
     features = " ".join(name for name, present in info["cpu"]["features"].items() if present)
     module = install_ort(args.ort_dir)
     batches = [int(b) for b in args.batch_sizes.split(",")]
@@ -157,10 +179,12 @@ def main():
                     order = peers[r % len(peers):] + peers[:r % len(peers)]
                     for peer in order:
                         if peer == "attnkit":
-                            (_, fp32), (auto_name, auto) = time_attn(args, ours, batch,
-                                                                     ["fp32", "auto"])
-                            samples.setdefault("attnkit fp32", []).extend(fp32)
-                            samples.setdefault(f"attnkit auto ({auto_name})", []).extend(auto)
+                            timed = time_attn(args, ours, batch, precisions)
+                            for asked, (ran, values) in zip(precisions, timed):
+                                label = f"attnkit {asked}" + (f" ({ran})" if asked == "auto" else "")
+                                if asked == "auto":
+                                    auto_name = ran
+                                samples.setdefault(label, []).extend(values)
                         elif peer == "pytorch":
                             samples.setdefault("pytorch eager fp32", []).extend(
                                 time_pytorch(model, batch, args.runs_per_round, args.warmup))
@@ -175,6 +199,10 @@ def main():
                                     "passes": len(values)})
     print(f"{datetime.date.today()}  CPU: {info['cpu']['model']} ({info['cpu']['vector_units']}; "
           f"{features})")
+    if args.attn_isa == "avx2":
+        print("attnkit limited to AVX2 + FMA (" +
+              " ".join(f"{k}={v}" for k, v in AVX2_ONLY.items()) +
+              "); PyTorch and ONNX Runtime use the whole CPU")
     print(f"threads {args.threads}; LibTorch {info['libtorch']}; median of "
           f"{args.rounds * args.runs_per_round} passes per peer in {args.rounds} interleaved "
           f"rounds after {args.warmup} warm-up; attnkit auto = {auto_name or 'fp32'}")

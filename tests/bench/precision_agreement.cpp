@@ -52,7 +52,8 @@ void report(const std::string& set, vision::LoadedViT& loaded, const torch::Tens
               << a.max_logit_difference << std::setw(12) << a.mean_logit_difference
               << std::setprecision(2) << std::setw(12) << a.logit_range << std::setprecision(5)
               << std::setw(11) << a.mean_rollout_correlation << std::setw(10)
-              << a.min_rollout_correlation << std::endl;
+              << a.min_rollout_correlation << std::setprecision(4) << std::setw(12)
+              << a.median_top1_margin << std::setw(12) << a.max_flipped_margin << std::endl;
   }
 }
 
@@ -91,7 +92,8 @@ int main(int argc, char** argv) {
             << std::left << std::setw(22) << "images" << std::setw(6) << "prec" << std::right
             << std::setw(7) << "count" << std::setw(11) << "top-1 agr" << std::setw(14)
             << "max |dlogit|" << std::setw(12) << "mean" << std::setw(12) << "logit span"
-            << std::setw(11) << "rollout r" << std::setw(10) << "min r"
+            << std::setw(11) << "rollout r" << std::setw(10) << "min r" << std::setw(12)
+            << "med margin" << std::setw(12) << "max flipped"
             << "\n";
   if (fashion > 0) {
     auto data = attnkit::vision::load_fashion_mnist(attnkit::vision::kFashionMnistDir, "test");

@@ -7,6 +7,7 @@
 
 #include <ATen/Context.h>
 
+#include "attention/packed_linear.h"
 #include "vision/errors.h"
 
 namespace attnkit::vision {
@@ -29,9 +30,14 @@ InferencePrecision choose_inference_precision(const std::string& requested,
     p.linear = LinearPrecision::kBf16;
     p.reason = "requested";
     if (!cpu.native_bf16()) {
-      // oneDNN emulates bf16 GEMMs without AVX512-BF16 / AMX: 24x slower than fp32 on Zen 3.
+      // The packed kernels emulate bf16 on fp32 ones there (bf16's rounding at fp32's speed);
+      // without them (no libdnnl-dev at build time) LibTorch's emulation is 24x slower than
+      // fp32 on Zen 3.
       p.warning = "bf16 requested, but this CPU has no native bf16 (" + units +
-                  "): it runs emulated, many times slower than fp32; int8 is the fast choice here";
+                  "): it runs emulated, " +
+                  (attention::packed_linear_available() ? "no faster than fp32"
+                                                        : "many times slower than fp32") +
+                  "; int8 is the fast choice here";
     }
   } else if (requested == "int8") {
     p.linear = LinearPrecision::kInt8;

@@ -62,6 +62,13 @@ PrecisionAgreement measure_precision_agreement(VisionTransformer& model,
   a.max_logit_difference = difference.max().item<double>();
   a.mean_logit_difference = difference.mean().item<double>();
   a.logit_range = (reference.logits.max() - reference.logits.min()).item<double>();
+  if (reference.logits.size(1) >= 2) {
+    const auto top2 = std::get<0>(reference.logits.topk(2, 1));
+    const auto margin = (top2.select(1, 0) - top2.select(1, 1)).to(torch::kDouble);
+    a.median_top1_margin = margin.median().item<double>();
+    const auto flipped = margin.masked_select(same.logical_not());
+    a.max_flipped_margin = flipped.numel() ? flipped.max().item<double>() : 0.0;
+  }
   a.mean_rollout_correlation = a.min_rollout_correlation = std::numeric_limits<double>::quiet_NaN();
   if (rollout) {
     auto r = row_correlation(reference.maps.to(torch::kDouble), candidate.maps.to(torch::kDouble));

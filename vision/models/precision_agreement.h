@@ -18,6 +18,11 @@ struct PrecisionAgreement {
   double max_logit_difference = 0;   ///< max |logit - fp32 logit| over images and classes
   double mean_logit_difference = 0;  ///< mean of the same
   double logit_range = 0;            ///< max - min of the fp32 logits, to put the above in scale
+  /// Median over images of the fp32 gap between the top two logits: how close the calls are.
+  double median_top1_margin = 0;
+  /// The largest fp32 top-two gap among the images whose top-1 class changed (0 when none did):
+  /// a reduced precision that flips only near-ties shows a value near its logit error.
+  double max_flipped_margin = 0;
   /// Mean and minimum Pearson correlation of each image's attention-rollout map with the fp32
   /// map (NaN when not measured).
   double mean_rollout_correlation = 0;
