@@ -71,7 +71,7 @@ PackedAttentionOutput packed_attention(const torch::Tensor& qkv, int64_t heads, 
   TORCH_CHECK(qkv.dim() == 3 && heads > 0 && qkv.size(2) % (3 * heads) == 0,
               "packed_attention: expected qkv (B, N, 3 * ", heads, " * hd), got ", qkv.sizes());
   const auto type = qkv.scalar_type();
-  if (type == torch::kBFloat16 && !onednn_matmul_available(torch::kBFloat16)) {
+  if (type == torch::kBFloat16 && !onednn_native_matmul(torch::kBFloat16)) {
     auto emulated = packed_attention(qkv.to(torch::kFloat), heads, scale, keep_weights);
     return {emulated.output.to(torch::kBFloat16), emulated.weights};
   }

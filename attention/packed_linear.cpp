@@ -19,7 +19,7 @@ namespace attnkit::attention {
 
 bool packed_linear_available() { return true; }
 
-bool onednn_matmul_available(torch::ScalarType type) {
+bool onednn_native_matmul(torch::ScalarType type) {
   static const auto probe = [](torch::ScalarType t) {
     try {
       const auto src = onednn::matrix(16, 64, t);
@@ -33,7 +33,11 @@ bool onednn_matmul_available(torch::ScalarType type) {
     }
   };
   static const bool fp32 = probe(torch::kFloat);
-  static const bool bf16 = probe(torch::kBFloat16);
+  // The ISA oneDNN runs (ONEDNN_MAX_CPU_ISA caps it) has AVX512-BF16's bits (AMX's include them).
+  static const bool bf16_instructions =
+      (static_cast<unsigned>(dnnl::get_effective_cpu_isa()) & dnnl_cpu_isa_avx512_core_bf16) ==
+      dnnl_cpu_isa_avx512_core_bf16;
+  static const bool bf16 = bf16_instructions && probe(torch::kBFloat16);
   if (type == torch::kFloat) return fp32;
   if (type == torch::kBFloat16) return bf16;
   return false;
@@ -109,12 +113,12 @@ PackedLinear::PackedLinear(const torch::Tensor& weight, const torch::Tensor& bia
   TORCH_CHECK(weight.dim() == 2, "PackedLinear: expected a (N, K) weight, got ", weight.sizes());
   TORCH_CHECK(compute == torch::kFloat || compute == torch::kBFloat16,
               "PackedLinear: compute dtype must be float32 or bfloat16, got ", compute);
-  TORCH_CHECK(onednn_matmul_available(torch::kFloat),
+  TORCH_CHECK(onednn_native_matmul(torch::kFloat),
               "PackedLinear: oneDNN has no float32 matmul for this CPU");
   torch::NoGradGuard no_grad;
   impl_->out_features = weight.size(0);
   impl_->in_features = weight.size(1);
-  impl_->emulated_bf16 = compute == torch::kBFloat16 && !onednn_matmul_available(compute);
+  impl_->emulated_bf16 = compute == torch::kBFloat16 && !onednn_native_matmul(compute);
   impl_->compute = impl_->emulated_bf16 ? torch::kFloat : compute;
   impl_->weight = impl_->emulated_bf16
                       ? weight.detach().to(torch::kBFloat16).to(torch::kFloat).contiguous()
@@ -186,7 +190,7 @@ torch::Tensor PackedLinear::run_kernels(const torch::Tensor& x, LinearEpilogue e
 
 bool packed_linear_available() { return false; }
 
-bool onednn_matmul_available(torch::ScalarType) { return false; }
+bool onednn_native_matmul(torch::ScalarType) { return false; }
 
 struct PackedLinear::Impl {};
 

@@ -18,9 +18,11 @@ enum class LinearEpilogue {
 /// True when this build has oneDNN (libdnnl), so PackedLinear can be made.
 bool packed_linear_available();
 
-/// True when oneDNN has a matmul for `type` (kFloat or kBFloat16) on this CPU; probed once per
-/// type. oneDNN 2.6 has no bf16 matmul below AVX-512 (an AVX2-only CPU such as AMD Zen 3).
-bool onednn_matmul_available(torch::ScalarType type);
+/// True when oneDNN has a matmul for `type` (kFloat or kBFloat16) on this CPU that runs on the
+/// CPU's own instructions for it; probed once per type. For bf16 that takes AVX512-BF16 or AMX:
+/// oneDNN 2.6 has no bf16 matmul below AVX-512 (an AVX2-only CPU such as AMD Zen 3), and on plain
+/// AVX-512 emulates it, slower than fp32.
+bool onednn_native_matmul(torch::ScalarType type);
 
 /// A Linear layer's product through oneDNN's matmul primitive. Compared with LibTorch's linear
 /// (OpenBLAS, or oneDNN with the weights re-laid-out on every call) it saves the per-call weight

@@ -34,7 +34,7 @@ TEST_F(PackedKernelsTest, EveryEpilogueMatchesLibTorchAtEveryRowCount) {
     // Below AVX-512 (or with ONEDNN_MAX_CPU_ISA=AVX2) oneDNN 2.6 has no bf16 matmul: bf16 is
     // emulated on the fp32 kernels, with the same rounding.
     PackedLinear bf16(weight, b, torch::kBFloat16);
-    EXPECT_EQ(bf16.emulates_bf16(), !onednn_matmul_available(torch::kBFloat16));
+    EXPECT_EQ(bf16.emulates_bf16(), !onednn_native_matmul(torch::kBFloat16));
     for (int64_t rows : {1, 7, 197, 1000}) {
       const auto x = torch::randn({rows, 64});
       const auto residual = torch::randn({rows, 96});
