@@ -5,7 +5,7 @@
 #                       the bundled samples with the default models
 #   ./setup.sh test     install, build with AddressSanitizer + UBSan (./build-sanitize) and run
 #                       the whole test suite (ctest) there, then replay the libFuzzer corpora
-#                       and fuzz each harness for 60 s (./build-fuzz); any failing stage fails
+#                       and fuzz each harness for 40 s (./build-fuzz); any failing stage fails
 #                       the run
 #   ./setup.sh build    install + build everything (the program and the test programs) only
 #   ./setup.sh package  install + build the program and libraries for /usr, then make the Debian
@@ -94,7 +94,7 @@ case "$MODE" in
     # A missing Python oracle fails its tests here instead of skipping them.
     ATTNKIT_REQUIRE_ORACLES=1 ATTNKIT_SANITIZE_BUILD_DIR="$BUILD-sanitize" \
       tests/run_sanitized_tests.sh --all
-    ATTNKIT_FUZZ_BUILD_DIR="$BUILD-fuzz" tests/fuzz/run_fuzzers.sh 60
+    ATTNKIT_FUZZ_BUILD_DIR="$BUILD-fuzz" tests/fuzz/run_fuzzers.sh 40
     ;;
   demo)
     # Only the program: the test programs (a third of the objects) wait for ./setup.sh test.
