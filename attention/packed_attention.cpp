@@ -64,7 +64,7 @@ const AttentionKernels& kernels_for(int64_t batch, int64_t heads, int64_t tokens
 
 }  // namespace
 
-bool packed_attention_available() { return true; }
+bool packed_attention_available() { return onednn_native_matmul(torch::kFloat); }
 
 PackedAttentionOutput packed_attention(const torch::Tensor& qkv, int64_t heads, double scale,
                                        bool keep_weights) {

@@ -6,7 +6,8 @@
 
 namespace attnkit::attention {
 
-/// True when this build has oneDNN, so packed_attention() can run.
+/// True when this build has oneDNN and oneDNN has an fp32 matmul for this CPU, so
+/// packed_attention() can run.
 bool packed_attention_available();
 
 struct PackedAttentionOutput {

@@ -17,7 +17,7 @@ namespace attnkit::attention {
 
 #ifdef ATTNKIT_HAVE_ONEDNN
 
-bool packed_linear_available() { return true; }
+bool packed_linear_available() { return onednn_native_matmul(torch::kFloat); }
 
 bool onednn_native_matmul(torch::ScalarType type) {
   static const auto probe = [](torch::ScalarType t) {

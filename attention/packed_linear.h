@@ -15,7 +15,8 @@ enum class LinearEpilogue {
   kAddResidual,  ///< y = residual + x W^T + b
 };
 
-/// True when this build has oneDNN (libdnnl), so PackedLinear can be made.
+/// True when this build has oneDNN (libdnnl) and oneDNN has an fp32 matmul for this CPU, so
+/// PackedLinear can be made.
 bool packed_linear_available();
 
 /// True when oneDNN has a matmul for `type` (kFloat or kBFloat16) on this CPU that runs on the
@@ -26,12 +27,12 @@ bool onednn_native_matmul(torch::ScalarType type);
 
 /// A Linear layer's product through oneDNN's matmul primitive. Compared with LibTorch's linear
 /// (OpenBLAS, or oneDNN with the weights re-laid-out on every call) it saves the per-call weight
-/// reorder, runs the kernel oneDNN picks for this CPU (brgemm on AVX2/AVX-512, AMX tiles for bf16
-/// where the CPU has them), and does the epilogue in the same pass over the output. Primitives
-/// are made once per row count and reused; run() is safe to call from several threads.
-/// Where oneDNN has no bf16 matmul, bf16 is emulated on the fp32 kernels: the weights and each
-/// input are rounded to bf16 and the product accumulates in fp32, as the native kernel does, at
-/// fp32's speed (LibTorch's own bf16 fallback there is more than 20x slower).
+/// reorder, runs the kernel oneDNN picks for this CPU (brgemm from AVX-512 up, AMX tiles for bf16
+/// where the CPU has them, oneDNN 2.6's JIT GEMM on AVX2), and does the epilogue in the same pass
+/// over the output. Primitives are made once per row count and reused; run() is safe to call from
+/// several threads. Where oneDNN has no bf16 matmul, bf16 is emulated on the fp32 kernels: the
+/// weights and each input are rounded to bf16 and the product accumulates in fp32, as the native
+/// kernel does, at fp32's speed (LibTorch's own bf16 fallback there is more than 20x slower).
 class PackedLinear {
  public:
   /// weight (N, K) and bias (N) or undefined, any float dtype; `compute` is kFloat or kBFloat16.
