@@ -113,8 +113,7 @@ PackedLinear::PackedLinear(const torch::Tensor& weight, const torch::Tensor& bia
   TORCH_CHECK(weight.dim() == 2, "PackedLinear: expected a (N, K) weight, got ", weight.sizes());
   TORCH_CHECK(compute == torch::kFloat || compute == torch::kBFloat16,
               "PackedLinear: compute dtype must be float32 or bfloat16, got ", compute);
-  TORCH_CHECK(onednn_native_matmul(torch::kFloat),
-              "PackedLinear: oneDNN has no float32 matmul for this CPU");
+  TORCH_CHECK(packed_linear_available(), "PackedLinear: oneDNN has no float32 matmul for this CPU");
   torch::NoGradGuard no_grad;
   impl_->out_features = weight.size(0);
   impl_->in_features = weight.size(1);

@@ -35,8 +35,8 @@ PROTOCOL_5XX = {501, 505}
 STATUS_RE = re.compile(rb"^HTTP/1\.[01] (\d{3})")
 
 
-IDLE_AFTER_REPLY_S = 1.0
-TALLY_LOCK = threading.Lock()  # the random cases run four at a time  # once whole replies are in, this long without more data ends the read
+IDLE_AFTER_REPLY_S = 1.0  # once whole replies are in, this long without more data ends the read
+TALLY_LOCK = threading.Lock()  # the random cases run four at a time
 
 
 def exchange(srv, data, half_close=False):
